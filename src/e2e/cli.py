@@ -1,0 +1,60 @@
+"""`python -m e2e <stage> <name>`: argument parsing only; the stage modules do the work."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from .errors import E2EError
+
+STAGES = {  # stage -> module; imported only when run, so `e2e --help` stays fast
+    "download": "e2e.download",
+    "convert": "e2e.convert",
+    "split": "e2e.split",
+    "train": "e2e.train",
+    "evaluate": "e2e.evaluate",
+}
+NAMES = ("electron_photon", "quark_gluon", "jet_mass")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="e2e", description=__doc__)
+    p.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    p.add_argument("--root", default=".", help="repository root that holds data/, models/, metrics/")
+    sub = p.add_subparsers(dest="command", required=True)
+    for stage in STAGES:
+        s = sub.add_parser(stage, help=f"run the {stage} stage for one dataset/task")
+        s.add_argument("name", choices=NAMES)
+    pre = sub.add_parser("preset", help="print `-S key=value` arguments of a preset for `dvc exp run`")
+    pre.add_argument("preset", help="a file name under presets/ without .yaml, e.g. full")
+    sub.add_parser("summary", help="print where results are and the headline test metrics")
+    return p
+
+
+def run(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    from .config import Paths, load_params
+
+    if args.command == "preset":
+        from .presets import set_args
+
+        print(" ".join(set_args(Path(args.root) / "presets" / f"{args.preset}.yaml")))
+        return
+    if args.command == "summary":
+        from .summary import main as summary
+
+        summary(Paths(Path(args.root)))
+        return
+    module = importlib.import_module(STAGES[args.command])
+    module.main(load_params(Path(args.params)), args.name, Paths(Path(args.root)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        run(argv)
+    except E2EError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

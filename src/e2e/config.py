@@ -1,0 +1,153 @@
+"""Read params.yaml once into frozen dataclasses, and name every path the stages use. No torch here."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import E2EError
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str = "synthetic"
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class DownloadParams:
+    base_url: str = "https://cernbox.cern.ch/remote.php/dav/public-files"
+    retries: int = 5
+    backoff_s: float = 2.0
+    timeout_s: float = 60.0
+    chunk_mb: float = 4.0
+
+
+@dataclass(frozen=True)
+class ConvertParams:
+    dtype: str = "float16"
+    channels: tuple[int, ...] | None = None  # None keeps every stored channel
+    scale: tuple[float, ...] | None = None
+    clip: float | None = None
+    zero_below: float = 0.0
+    nonfinite: str = "error"
+    batch_rows: int = 256
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    seed: int = 42
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    target_bins: int = 10
+
+
+@dataclass(frozen=True)
+class RuntimeParams:
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    resident_max_gb: float = 8.0
+    num_workers: int = 2
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    model: str
+    model_kwargs: dict = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    scheduler_kwargs: dict = field(default_factory=dict)
+    grad_clip: float = 0.0  # max gradient norm; 0 disables
+    patience: int = 0  # early stopping after this many epochs without a better val metric; 0 disables
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int = 256
+    roc_points: int = 200
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    download: DownloadParams
+    synthetic: dict[str, dict]
+    convert: dict[str, ConvertParams]
+    split: SplitParams
+    runtime: RuntimeParams
+    train: dict[str, TrainParams]
+    evaluate: EvaluateParams
+
+
+def _build(cls, raw: Any, where: str):
+    """Build a dataclass from a mapping, refusing unknown keys so a typo in params.yaml is loud."""
+    raw = raw or {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise E2EError(f"params.yaml: unknown key(s) {unknown} in {where}; expected some of {sorted(names)}")
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    try:
+        return cls(**fixed)
+    except TypeError as exc:
+        raise E2EError(f"params.yaml: {where}: {exc}") from None
+
+
+def parse_params(raw: dict) -> Params:
+    return Params(
+        data=_build(DataParams, raw.get("data"), "data"),
+        download=_build(DownloadParams, raw.get("download"), "download"),
+        synthetic=dict(raw.get("synthetic") or {}),
+        convert={k: _build(ConvertParams, v, f"convert.{k}") for k, v in (raw.get("convert") or {}).items()},
+        split=_build(SplitParams, raw.get("split"), "split"),
+        runtime=_build(RuntimeParams, raw.get("runtime"), "runtime"),
+        train={k: _build(TrainParams, v, f"train.{k}") for k, v in (raw.get("train") or {}).items()},
+        evaluate=_build(EvaluateParams, raw.get("evaluate"), "evaluate"),
+    )
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise E2EError(f"{path}: not found; run from the repository root") from None
+    except yaml.YAMLError as exc:
+        raise E2EError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_params(raw or {})
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every path a stage reads or writes, relative to the repository root (as in dvc.yaml)."""
+
+    root: Path = Path(".")
+
+    def raw(self, dataset: str) -> Path:
+        return self.root / "data" / "raw" / dataset
+
+    def converted(self, dataset: str) -> Path:
+        return self.root / "data" / "converted" / dataset
+
+    def splits(self, task: str) -> Path:
+        return self.root / "data" / "splits" / task
+
+    def models(self, task: str) -> Path:
+        return self.root / "models" / task
+
+    def train_metrics(self, task: str) -> Path:
+        return self.root / "metrics" / task / "train"
+
+    def eval_metrics(self, task: str) -> Path:
+        return self.root / "metrics" / task / "eval"

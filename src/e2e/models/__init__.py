@@ -1,0 +1,51 @@
+"""The architecture registry: one plain dict name -> constructor.
+
+Every constructor is called as `constructor(in_channels, num_outputs, image_size, **kwargs)` with the
+kwargs of params.yaml `train.<task>.model_kwargs`, and returns a module mapping (B, C, H, W) floats to
+(B, num_outputs) raw outputs: logits or an unnormalised regression value, never a sigmoid or softmax
+(the loss applies it). Unknown kwargs raise TypeError. Layer 0: imports only torch (torchvision lazily)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+from . import torchvision_zoo as tv
+from .classic import MLP, VGG12, LeNet5, MultiKernelCNN
+from .modern import ConvNeXtSmall, ViTSmall
+from .resnet import ResNet15, ResNet18Mass
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    # the published reference architectures (../shared/references/)
+    "resnet15": ResNet15,
+    "lenet5": LeNet5,
+    "vgg12": VGG12,
+    "resnet18_mass": ResNet18Mass,
+    # the model survey (model_survey_auc_tables.md)
+    "mlp": MLP,
+    "multikernel_cnn": MultiKernelCNN,
+    "convnext_small": ConvNeXtSmall,
+    "vit_small": ViTSmall,
+    # torchvision, adapted to C channels and small images
+    "resnet18": tv.resnet18,
+    "resnet34": tv.resnet34,
+    "mobilenet_v3_small": tv.mobilenet_v3_small,
+    "efficientnet_b0": tv.efficientnet_b0,
+    "densenet121": tv.densenet121,
+    "shufflenet_v2": tv.shufflenet_v2,
+    "squeezenet": tv.squeezenet,
+}
+
+
+def build_model(
+    name: str, in_channels: int, num_outputs: int, image_size: Sequence[int], **kwargs
+) -> nn.Module:
+    """Build MODELS[name]; unknown names raise KeyError listing the choices."""
+    try:
+        constructor = MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; choices: {', '.join(sorted(MODELS))}") from None
+    return constructor(in_channels, num_outputs, tuple(image_size), **kwargs)
+
+
+__all__ = ["MODELS", "build_model"]

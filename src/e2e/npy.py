@@ -1,0 +1,36 @@
+"""Sequential .npy writing: the header first, then rows appended, so memory stays bounded.
+
+A write-mode memmap would keep every dirty page of a multi-GB array resident; appending through
+a file handle lets the kernel write back as we go.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from numpy.lib import format as npformat
+
+
+class NpyAppender:
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype):
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+        self.rows = 0
+        self.file = open(path, "wb")
+        header = {"descr": npformat.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+        npformat.write_array_header_1_0(self.file, header)
+
+    def append(self, rows: np.ndarray) -> None:
+        if rows.shape[1:] != self.shape[1:]:
+            raise ValueError(f"{self.path}: row shape {rows.shape[1:]} != {self.shape[1:]}")
+        self.file.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.rows != self.shape[0]:
+            raise ValueError(f"{self.path}: wrote {self.rows} rows, header says {self.shape[0]}")
+
+
+def open_array(path: Path) -> np.ndarray:
+    """Memory-map an array read-only; never through pickle."""
+    return np.load(path, mmap_mode="r", allow_pickle=False)

@@ -1,0 +1,69 @@
+"""The dataset registry: for each dataset its real files, where they come from and how they are read.
+
+sha256/size are None where not yet known: the first verified download records them in
+`data/raw/<dataset>/SHA256SUMS`, which later runs verify against.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CERNBOX_DAV = "https://cernbox.cern.ch/remote.php/dav/public-files"
+
+
+@dataclass(frozen=True)
+class RawFile:
+    name: str
+    share: str  # CERNBox public share id; URL = f"{base_url}/{share}/{name}"
+    label: float | None = None  # single-class files (electron_photon) carry their class here
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    format: str  # "hdf5" (channels-last X, y) or "parquet" (nested-list channels-first, one row group per jet)
+    files: tuple[RawFile, ...]
+    shape: tuple[int, int, int]  # (C, H, W) of the image as stored, channels-first
+    channel_names: tuple[str, ...]
+    image_keys: tuple[str, ...]  # accepted names of the image column/key, first match wins
+    target_keys: tuple[str, ...]
+    observer_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # output name -> accepted names
+
+
+EGAMMA_FILES = (  # documented order: photons (y=0) first, then electrons (y=1)
+    RawFile("SinglePhotonPt50_IMGCROPS_n249k_RHv1.hdf5", "AtBT8y4MiQYFcgc", label=0.0),
+    RawFile("SingleElectronPt50_IMGCROPS_n249k_RHv1.hdf5", "FbXw3V4XNyYB3oA", label=1.0),
+)
+QG_SHARE = "oolDBdQegsITFcv"
+QG_FILES = tuple(
+    RawFile(f"QCDToGGQQ_IMGjet_RH1all_jet0_run{run}_n{n}.test.snappy.parquet", QG_SHARE)
+    for run, n in ((0, 36272), (1, 47540), (2, 55494))
+)
+JM_SHARE = "zUvpkKhXIp0MJ0g"
+JM_FILES = (RawFile("top_gun_opendata_0.parquet", JM_SHARE),)
+
+DATASETS: dict[str, Dataset] = {
+    "electron_photon": Dataset(
+        name="electron_photon", format="hdf5", files=EGAMMA_FILES, shape=(2, 32, 32),
+        channel_names=("energy", "time"), image_keys=("X",), target_keys=("y",),
+    ),
+    "quark_gluon": Dataset(
+        name="quark_gluon", format="parquet", files=QG_FILES, shape=(3, 125, 125),
+        channel_names=("track_pt", "ecal", "hcal"), image_keys=("X_jets",), target_keys=("y",),
+        observer_keys={"pt": ("pt",), "m0": ("m0",)},
+    ),
+    "jet_mass": Dataset(
+        name="jet_mass", format="parquet", files=JM_FILES, shape=(8, 125, 125),
+        channel_names=("track_pt", "track_dz", "track_d0", "ecal", "hcal", "pix1", "pix2", "pix3"),
+        image_keys=("X_jet", "X_jets"), target_keys=("m", "genM", "am"),
+        observer_keys={"pt": ("pt", "apt"), "ieta": ("ieta",), "iphi": ("iphi",)},
+    ),
+}
+
+
+def get_dataset(name: str) -> Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; choices: {sorted(DATASETS)}") from None

@@ -1,0 +1,25 @@
+"""`python -m e2e summary`: where the results are, and the headline test metrics of each task."""
+from __future__ import annotations
+
+import json
+
+from .config import Paths
+from .tasks import TASKS
+
+HEADLINE = ("roc_auc", "accuracy", "oracle_auc", "mae", "mae_of_training_mean", "mean_relative_error", "resolution")
+
+
+def main(paths: Paths) -> None:
+    print("\nResults (test split):")
+    for name in TASKS:
+        path = paths.eval_metrics(name) / "metrics.json"
+        if not path.is_file():
+            print(f"  {name:16s} not evaluated yet ({path} missing)")
+            continue
+        test = json.loads(path.read_text()).get("test", {})
+        shown = "  ".join(f"{k} {test[k]:.4g}" for k in HEADLINE if k in test)
+        print(f"  {name:16s} {shown}")
+    print("\nMetrics:     metrics/<task>/{train,eval}/metrics.json   (dvc metrics show / dvc exp show)")
+    print("Predictions: metrics/<task>/eval/predictions.parquet")
+    print("Plots:       metrics/<task>/{train,eval}/plots/          (dvc plots show -> dvc_plots/index.html)")
+    print("Models:      models/<task>/model.pt                      (dvc push to share them)")

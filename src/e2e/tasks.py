@@ -1,0 +1,40 @@
+"""One table: per task its dataset, target, loss, output size and primary metric."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    dataset: str
+    kind: str  # "classification" (binary, one logit) or "regression" (one value)
+    loss: str  # key of LOSSES
+    primary_metric: str  # key of e2e.metrics.METRICS, computed on the validation split each epoch
+    higher_is_better: bool
+    num_outputs: int = 1
+
+    @property
+    def is_classification(self) -> bool:
+        return self.kind == "classification"
+
+
+TASKS: dict[str, Task] = {
+    "electron_photon": Task("electron_photon", "electron_photon", "classification", "bce", "roc_auc", True),
+    "quark_gluon": Task("quark_gluon", "quark_gluon", "classification", "bce", "roc_auc", True),
+    "jet_mass": Task("jet_mass", "jet_mass", "regression", "mse", "mae", False),
+}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; choices: {sorted(TASKS)}") from None
+
+
+def make_loss(name: str):
+    import torch.nn as nn
+
+    losses = {"bce": nn.BCEWithLogitsLoss, "mse": nn.MSELoss, "huber": nn.HuberLoss, "l1": nn.L1Loss}
+    return losses[name]()

@@ -1,0 +1,128 @@
+"""Stage `train`: fit the task's model on the train split, keep the best epoch on the validation split.
+
+Runs as one process or under torchrun (DistributedDataParallel); only rank 0 writes DVCLive output
+and checkpoints.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+import numpy as np
+import torch
+
+from . import metrics
+from .atomic import atomic_path
+from .config import Params, Paths
+from .data import Converted, channel_stats, make_batches
+from .engine import predict, prepare, select_device, train_one_epoch, _unwrap
+from .modelio import build, save_checkpoint
+from .optim import make_optimizer, make_scheduler
+from .split import load_split
+from .tasks import Task, get_task, make_loss
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """(rank, world, local_rank); a single process when not launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def model_spec(task: Task, data: Converted, tp) -> dict:
+    return {"model": tp.model, "model_kwargs": dict(tp.model_kwargs), "in_channels": data.in_channels,
+            "image_size": list(data.image_size), "num_outputs": task.num_outputs,
+            "classification": task.is_classification, "task": task.name,
+            "channel_names": data.meta["channel_names"]}
+
+
+def build_model(task: Task, data: Converted, tp, train_idx: np.ndarray):
+    spec = model_spec(task, data, tp)
+    model = build(spec)
+    mean, std = channel_stats(data.images, train_idx, seed=tp.seed)
+    t = data.target[train_idx]
+    model.set_stats(mean, std, *((0.0, 1.0) if task.is_classification else (t.mean(), t.std())))
+    return model, spec
+
+
+def score(task: Task, model, raw: np.ndarray, y: np.ndarray, loss_fn) -> dict:
+    """Validation loss (in the training loss's units) and the task's primary metric in physical units."""
+    core = _unwrap(model)
+    dev = core.target_mean.device
+    out, truth = torch.from_numpy(raw).to(dev), torch.from_numpy(y).to(dev)
+    loss = float(loss_fn(out, core.encode_target(truth)))
+    decoded = core.decode(out).cpu().numpy()
+    return {"loss": loss, task.primary_metric: metrics.METRICS[task.primary_metric](y, decoded)}
+
+
+def wrap(model, runtime, world: int, device: torch.device):
+    net = torch.compile(model) if runtime.compile else model
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    return net
+
+
+def is_better(task: Task, value: float, best: float | None) -> bool:
+    return best is None or (value > best if task.higher_is_better else value < best)
+
+
+def open_live(path):
+    from dvclive import Live
+
+    # dvcyaml=False: dvc.yaml is written by hand and must not be rewritten by DVCLive
+    return Live(dir=str(path), dvcyaml=False, save_dvc_exp=False, report=None)
+
+
+def fit(task, tp, rt, model, net, train_b, val_b, device, live, ckpt_path, spec) -> dict:
+    optimizer = make_optimizer(model, tp)
+    scheduler = make_scheduler(optimizer, tp, len(train_b))
+    loss_fn = make_loss(task.loss)
+    m, best = task.primary_metric, {"epoch": -1, "value": None}
+    for epoch in range(tp.epochs):
+        train_b.set_epoch(epoch)
+        t0 = time.perf_counter()
+        train_loss = train_one_epoch(net, train_b, optimizer, scheduler, loss_fn, device, rt.amp, tp.grad_clip,
+                                     desc=f"{task.name} epoch {epoch + 1}/{tp.epochs}")
+        seconds = time.perf_counter() - t0
+        val = score(task, model, *predict(model, val_b, device, rt.amp), loss_fn)
+        if live is not None:
+            for key, value in {"train/loss": train_loss, "val/loss": val["loss"], f"val/{m}": val[m],
+                               "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds}.items():
+                live.log_metric(key, value)
+            live.next_step()
+            print(f"{task.name} epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
+                  f"val {m} {val[m]:.4f}  ({train_b.n / seconds:.0f} img/s)")
+        if is_better(task, val[m], best["value"]):
+            best = {"epoch": epoch, "value": val[m]}
+            if live is not None:
+                save_checkpoint(ckpt_path, model, spec, epoch=epoch, metrics={f"val_{m}": val[m]})
+        elif tp.patience and epoch - best["epoch"] >= tp.patience:
+            break
+    return best
+
+
+def main(params: Params, task_name: str, paths: Paths) -> None:
+    task, tp, rt = get_task(task_name), params.train[task_name], params.runtime
+    rank, world, local_rank = init_distributed()
+    torch.manual_seed(tp.seed)
+    device = select_device(rt.device, local_rank)
+    data = Converted(paths.converted(task.dataset))
+    split = load_split(paths.splits(task_name))
+    model, spec = build_model(task, data, tp, split["train"])
+    model = prepare(model, device, rt)
+    net = wrap(model, rt, world, device)
+    train_b = make_batches(data, split["train"], tp.batch_size, device, True, tp.seed, rt, rank, world)
+    val_b = make_batches(data, split["val"], 4 * tp.batch_size, device, False, 0, rt)
+    ckpt = paths.root / ".cache" / "train" / task_name / "best.pt"
+    with open_live(paths.train_metrics(task_name)) if rank == 0 else contextlib.nullcontext() as live:
+        best = fit(task, tp, rt, model, net, train_b, val_b, device, live, ckpt, spec)
+        if live is not None:
+            live.summary.update({"best_epoch": best["epoch"] + 1, f"best_val_{task.primary_metric}": best["value"]})
+            with atomic_path(paths.models(task_name), is_dir=True) as tmp:
+                os.replace(ckpt, tmp / "model.pt")
+    if world > 1:
+        torch.distributed.destroy_process_group()
