@@ -55,7 +55,8 @@ def regression_metrics(df: pd.DataFrame, train_mean: float) -> dict:
 
 
 def log_classification_plots(live, test: pd.DataFrame) -> None:
-    y, s = test["truth"].to_numpy().astype(int), test["prediction"].to_numpy()
+    # float64: DVCLive cannot serialise the float32 thresholds sklearn returns for float32 scores
+    y, s = test["truth"].to_numpy().astype(int), test["prediction"].to_numpy().astype(np.float64)
     live.log_sklearn_plot("roc", y, s, name="roc.json")
     live.log_sklearn_plot("precision_recall", y, s, name="precision_recall.json")
     live.log_sklearn_plot("calibration", y, s, name="calibration.json")
@@ -80,7 +81,9 @@ def log_regression_plots(live, test: pd.DataFrame) -> None:
 def summarise(task: Task, df: pd.DataFrame, train_mean: float) -> dict:
     out = {}
     for part, frame in df.groupby("split"):
-        out[part] = classification_metrics(frame) if task.is_classification else regression_metrics(frame, train_mean)
+        values = classification_metrics(frame) if task.is_classification else regression_metrics(frame, train_mean)
+        # JSON has no Infinity (a rejection with no background passing): DVC shows None as "-"
+        out[part] = {k: (float(v) if np.isfinite(v) else None) for k, v in values.items()}
     return out
 
 
