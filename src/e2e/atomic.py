@@ -22,8 +22,9 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False):
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):  # left by a killed run (any pid)
+        _remove(stale)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    _remove(tmp)
     if is_dir:
         tmp.mkdir()
     try:

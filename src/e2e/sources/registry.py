@@ -1,7 +1,7 @@
 """The dataset registry: for each dataset its real files, where they come from and how they are read.
 
-sha256/size are None where not yet known: the first verified download records them in
-`data/raw/<dataset>/SHA256SUMS`, which later runs verify against.
+sha256/size are None where not yet known: the first complete download records them in
+`checksums/<dataset>.sha256` (commit it), which later runs verify against.
 """
 from __future__ import annotations
 

@@ -1,0 +1,88 @@
+"""The whole DVC graph on tiny synthetic data, in a temporary git repository."""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ("electron_photon", "quark_gluon", "jet_mass")
+TINY = {
+    "synthetic": {"electron_photon": {"n_per_class": 150}, "quark_gluon": {"n_jets": 160},
+                  "jet_mass": {"n_jets": 160}},
+    "runtime": {"num_workers": 0},
+}
+
+
+def tiny_params() -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        for key, value in values.items():
+            params[section][key] = {**params[section][key], **value} if isinstance(value, dict) else value
+    for task in TASKS:
+        params["train"][task].update(epochs=1, batch_size=16)
+    params["train"]["electron_photon"]["model_kwargs"] = {"width": 4}
+    params["train"]["jet_mass"]["model_kwargs"] = {"width": 2}
+    return params
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+    repo.mkdir()
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore", "presets", "src"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
+    shutil.rmtree(repo / "src" / "e2e.egg-info", ignore_errors=True)
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    run(["git", "config", "user.email", "t@example.org"], repo)
+    run(["git", "config", "user.name", "test"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny"], repo)
+    return repo
+
+
+@pytest.mark.slow
+def test_repro_runs_every_stage_and_writes_finite_metrics(repo):
+    out = run(["dvc", "repro"], repo)
+    for stage in ("download", "convert", "split", "train", "evaluate"):
+        for task in TASKS:
+            assert f"'{stage}@{task}'" in out, f"stage {stage}@{task} did not run"
+    expected = {"electron_photon": {"roc_auc", "accuracy", "log_loss"},
+                "quark_gluon": {"roc_auc", "accuracy", "log_loss"},
+                "jet_mass": {"mae", "mean_relative_error", "mae_of_training_mean"}}
+    for task, names in expected.items():
+        test = json.loads((repo / "metrics" / task / "eval" / "metrics.json").read_text())["test"]
+        assert names <= set(test), f"{task}: missing {names - set(test)}"
+        assert all(math.isfinite(test[n]) for n in names)
+        train = json.loads((repo / "metrics" / task / "train" / "metrics.json").read_text())
+        assert math.isfinite(train["train"]["loss"]) and math.isfinite(train["val"]["loss"])
+        assert (repo / "models" / task / "model.pt").is_file()
+    assert "up to date" in run(["dvc", "status"], repo)
+
+
+@pytest.mark.slow
+def test_exp_run_reruns_only_what_changed_and_is_listed(repo):
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "results"], repo)
+    out = run(["dvc", "exp", "run", "-n", "smaller-eval-batches", "-S", "evaluate.batch_size=64"], repo)
+    assert "Running stage 'evaluate@quark_gluon'" in out
+    assert "Running stage 'train@" not in out and "Running stage 'convert@" not in out
+    shown = run(["dvc", "exp", "show", "--csv"], repo)
+    assert "smaller-eval-batches" in shown and "roc_auc" in shown
+    run(["dvc", "plots", "show"], repo)
+    assert (repo / "dvc_plots" / "index.html").is_file()
