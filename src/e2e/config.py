@@ -68,6 +68,8 @@ class TrainParams:
     scheduler: str = "none"
     scheduler_kwargs: dict = field(default_factory=dict)
     grad_clip: float = 0.0  # max gradient norm; 0 disables
+    label_smoothing: float = 0.0  # classification targets pulled towards 0.5 by this fraction
+    augment: tuple[str, ...] = ()  # names in e2e.augment.AUGMENTATIONS
     patience: int = 0  # early stopping after this many epochs without a better val metric; 0 disables
     seed: int = 0
 

@@ -33,13 +33,13 @@ def prepare(model: torch.nn.Module, device: torch.device, runtime) -> torch.nn.M
 
 
 def train_one_epoch(model, batches, optimizer, scheduler, loss_fn, device, amp: bool, clip_grad: float = 0.0,
-                    desc: str = "train") -> float:
+                    augment=lambda x: x, desc: str = "train") -> float:
     model.train()
     total, count = torch.zeros((), device=device), 0
     show = os.environ.get("LOCAL_RANK", "0") == "0"
     for x, y in tqdm(batches, desc=desc, leave=False, disable=not show):
         with autocast(device, amp):
-            out = model(x)
+            out = model(augment(x))
             loss = loss_fn(out.float(), _unwrap(model).encode_target(y))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

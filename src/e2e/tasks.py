@@ -33,8 +33,11 @@ def get_task(name: str) -> Task:
         raise KeyError(f"unknown task {name!r}; choices: {sorted(TASKS)}") from None
 
 
-def make_loss(name: str):
+def make_loss(name: str, label_smoothing: float = 0.0):
     import torch.nn as nn
 
     losses = {"bce": nn.BCEWithLogitsLoss, "mse": nn.MSELoss, "huber": nn.HuberLoss, "l1": nn.L1Loss}
-    return losses[name]()
+    loss = losses[name]()
+    if not label_smoothing:
+        return loss
+    return lambda out, y: loss(out, y * (1 - label_smoothing) + 0.5 * label_smoothing)

@@ -6,6 +6,9 @@ and checkpoints.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import os
 import time
 
@@ -14,6 +17,7 @@ import torch
 
 from . import metrics
 from .atomic import atomic_path
+from .augment import make_augment
 from .config import Params, Paths
 from .data import Converted, channel_stats, make_batches
 from .engine import predict, prepare, select_device, train_one_epoch, _unwrap
@@ -77,30 +81,69 @@ def open_live(path):
     return Live(dir=str(path), dvcyaml=False, save_dvc_exp=False, report=None)
 
 
-def fit(task, tp, rt, model, net, train_b, val_b, device, live, ckpt_path, spec) -> dict:
+def fingerprint(tp, data: Converted, split: dict) -> str:
+    """What a resumable checkpoint must match: the train params, the converted data and the split."""
+    h = hashlib.sha256(json.dumps(dataclasses.asdict(tp), sort_keys=True, default=str).encode())
+    h.update(json.dumps(data.meta["sources"], sort_keys=True).encode())
+    for part in ("train", "val"):
+        h.update(split[part].tobytes())
+    return h.hexdigest()
+
+
+def load_resume(path, fp: str, model, optimizer, scheduler) -> dict | None:
+    """State of the last completed epoch of an interrupted run with the same fingerprint, else None."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != fp:
+        return None
+    model.load_state_dict(state["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    print(f"resuming after epoch {state['epoch'] + 1} from {path}")
+    return state
+
+
+def log_epoch(live, row: dict) -> None:
+    for key, value in row.items():
+        live.log_metric(key, value)
+    live.next_step()
+
+
+def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, fp) -> dict:
     optimizer = make_optimizer(model, tp)
     scheduler = make_scheduler(optimizer, tp, len(train_b))
-    loss_fn = make_loss(task.loss)
-    m, best = task.primary_metric, {"epoch": -1, "value": None}
-    for epoch in range(tp.epochs):
+    train_loss_fn, loss_fn = make_loss(task.loss, tp.label_smoothing), make_loss(task.loss)
+    augment = make_augment(tp.augment)
+    m, best, history = task.primary_metric, {"epoch": -1, "value": None}, []
+    resumed = load_resume(workdir / "last.pt", fp, model, optimizer, scheduler)
+    if resumed:
+        best, history = resumed["best"], resumed["history"]
+        for row in history if live is not None else []:  # DVC deleted the old DVCLive files: replay them
+            log_epoch(live, row)
+    for epoch in range(len(history), tp.epochs):
         train_b.set_epoch(epoch)
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(net, train_b, optimizer, scheduler, loss_fn, device, rt.amp, tp.grad_clip,
-                                     desc=f"{task.name} epoch {epoch + 1}/{tp.epochs}")
+        train_loss = train_one_epoch(net, train_b, optimizer, scheduler, train_loss_fn, device, rt.amp,
+                                     tp.grad_clip, augment, desc=f"{task.name} epoch {epoch + 1}/{tp.epochs}")
         seconds = time.perf_counter() - t0
         val = score(task, model, *predict(model, val_b, device, rt.amp), loss_fn)
-        if live is not None:
-            for key, value in {"train/loss": train_loss, "val/loss": val["loss"], f"val/{m}": val[m],
-                               "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds}.items():
-                live.log_metric(key, value)
-            live.next_step()
-            print(f"{task.name} epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
-                  f"val {m} {val[m]:.4f}  ({train_b.n / seconds:.0f} img/s)")
+        row = {"train/loss": train_loss, "val/loss": val["loss"], f"val/{m}": val[m],
+               "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds}
+        history.append(row)
         if is_better(task, val[m], best["value"]):
             best = {"epoch": epoch, "value": val[m]}
             if live is not None:
-                save_checkpoint(ckpt_path, model, spec, epoch=epoch, metrics={f"val_{m}": val[m]})
-        elif tp.patience and epoch - best["epoch"] >= tp.patience:
+                save_checkpoint(workdir / "best.pt", model, spec, epoch=epoch, metrics={f"val_{m}": val[m]})
+        if live is not None:
+            log_epoch(live, row)
+            print(f"{task.name} epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
+                  f"val {m} {val[m]:.4f}  ({train_b.n / seconds:.0f} img/s)")
+            save_checkpoint(workdir / "last.pt", model, spec, epoch=epoch, best=best, history=history,
+                            fingerprint=fp, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                            rng=torch.get_rng_state())
+        if tp.patience and epoch - best["epoch"] >= tp.patience:
             break
     return best
 
@@ -117,12 +160,15 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
     net = wrap(model, rt, world, device)
     train_b = make_batches(data, split["train"], tp.batch_size, device, True, tp.seed, rt, rank, world)
     val_b = make_batches(data, split["val"], 4 * tp.batch_size, device, False, 0, rt)
-    ckpt = paths.root / ".cache" / "train" / task_name / "best.pt"
+    # outside the DVC outputs, which `dvc repro` deletes before a rerun: this is what makes resume possible
+    workdir = paths.root / ".cache" / "train" / task_name
     with open_live(paths.train_metrics(task_name)) if rank == 0 else contextlib.nullcontext() as live:
-        best = fit(task, tp, rt, model, net, train_b, val_b, device, live, ckpt, spec)
+        best = fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec,
+                   fingerprint(tp, data, split))
         if live is not None:
             live.summary.update({"best_epoch": best["epoch"] + 1, f"best_val_{task.primary_metric}": best["value"]})
             with atomic_path(paths.models(task_name), is_dir=True) as tmp:
-                os.replace(ckpt, tmp / "model.pt")
+                os.replace(workdir / "best.pt", tmp / "model.pt")
+            (workdir / "last.pt").unlink(missing_ok=True)
     if world > 1:
         torch.distributed.destroy_process_group()
