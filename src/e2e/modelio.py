@@ -45,8 +45,11 @@ class Standardized(nn.Module):
 
 def build(spec: dict) -> Standardized:
     """spec: model, model_kwargs, in_channels, image_size, num_outputs, classification."""
-    net = build_model(spec["model"], spec["in_channels"], spec["num_outputs"], tuple(spec["image_size"]),
-                      **spec["model_kwargs"])
+    try:
+        net = build_model(spec["model"], spec["in_channels"], spec["num_outputs"], tuple(spec["image_size"]),
+                          **spec["model_kwargs"])
+    except (KeyError, TypeError) as exc:  # unknown model name or keyword: a params.yaml mistake
+        raise E2EError(f"params.yaml train.{spec.get('task', '<task>')}: {str(exc).strip(chr(34) + chr(39))}") from None
     return Standardized(net, spec["in_channels"], spec["classification"])
 
 
