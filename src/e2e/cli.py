@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -46,8 +47,19 @@ def run(argv: list[str] | None = None) -> None:
 
         summary(Paths(Path(args.root)))
         return
+    params = load_params(Path(args.params))
+    if args.command == "train" and params.runtime.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        relaunch_under_torchrun(params.runtime.nproc, argv if argv is not None else sys.argv[1:])
     module = importlib.import_module(STAGES[args.command])
-    module.main(load_params(Path(args.params)), args.name, Paths(Path(args.root)))
+    module.main(params, args.name, Paths(Path(args.root)))
+
+
+def relaunch_under_torchrun(nproc: int, argv: list[str]) -> None:
+    """Replace this process by torchrun running the same command on `nproc` local processes."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "e2e", *argv]
+    print("relaunching:", " ".join(cmd), flush=True)
+    os.execv(sys.executable, cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

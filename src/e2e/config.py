@@ -54,6 +54,7 @@ class RuntimeParams:
     resident_max_gb: float = 8.0
     num_workers: int = 2
     threads: int = 0
+    nproc: int = 1  # >1: `train` relaunches itself under torchrun with this many processes (DDP)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,97 @@
+"""Training: reproducible on CPU, resumable after SIGKILL, and DistributedDataParallel with gloo."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from e2e import convert, split, train
+from e2e.config import Paths, parse_params
+
+FORMATS = Path(__file__).resolve().parents[2] / "shared" / "formats" / "electron_photon"
+RAW = {"split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25}, "runtime": {"device": "cpu"},
+       "train": {"electron_photon": {"model": "resnet15", "model_kwargs": {"width": 4}, "epochs": 2,
+                                     "batch_size": 16, "augment": ["flip_eta", "flip_phi"],
+                                     "label_smoothing": 0.05}}}
+
+
+def prepared_root(root: Path, raw: dict) -> Path:
+    """A repo-like root holding the real-format e/gamma fixtures, converted and split."""
+    shutil.copytree(FORMATS, root / "data" / "raw" / "electron_photon")
+    params = parse_params(raw)
+    convert.main(params, "electron_photon", Paths(root))
+    split.main(params, "electron_photon", Paths(root))
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    return root
+
+
+def history(root: Path) -> dict:
+    """Per-epoch metrics as logged by DVCLive, without wall-clock columns."""
+    base = root / "metrics" / "electron_photon" / "train" / "plots" / "metrics"
+    return {str(p.relative_to(base)): p.read_text() for p in sorted(base.rglob("*.tsv")) if "seconds" not in p.name}
+
+
+def cli(root: Path, *args: str, **kw) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "e2e", "--params", str(root / "params.yaml"), "--root", str(root), *args]
+    return subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    a, b = (prepared_root(tmp_path / n, RAW) for n in "ab")
+    for root in (a, b):
+        train.main(parse_params(RAW), "electron_photon", Paths(root))
+    assert history(a) and history(a) == history(b)
+    sa = torch.load(a / "models/electron_photon/model.pt", weights_only=True)["state_dict"]
+    sb = torch.load(b / "models/electron_photon/model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_same_result(tmp_path):
+    raw = json.loads(json.dumps(RAW))
+    raw["train"]["electron_photon"].update(epochs=6, batch_size=4, model_kwargs={"width": 8})
+    ref, cut = prepared_root(tmp_path / "ref", raw), prepared_root(tmp_path / "cut", raw)
+    assert cli(ref, "train", "electron_photon").wait() == 0
+    proc = cli(cut, "train", "electron_photon")
+    last = cut / ".cache" / "train" / "electron_photon" / "last.pt"
+    while not last.exists():
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    assert proc.poll() is None, "training ended before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "models" / "electron_photon").exists()
+    out = cli(cut, "train", "electron_photon")
+    text = out.communicate()[0]
+    assert out.returncode == 0 and "resuming after epoch" in text, text[-2000:]
+    assert history(cut) == history(ref)
+    sr = torch.load(ref / "models/electron_photon/model.pt", weights_only=True)
+    sc = torch.load(cut / "models/electron_photon/model.pt", weights_only=True)
+    assert sr["epoch"] == sc["epoch"] and all(torch.equal(sr["state_dict"][k], sc["state_dict"][k])
+                                              for k in sr["state_dict"])
+
+
+@pytest.mark.slow
+def test_ddp_with_two_gloo_processes_records_metrics_once(tmp_path):
+    raw = json.loads(json.dumps(RAW))
+    raw["runtime"]["nproc"] = 2
+    root = prepared_root(tmp_path / "ddp", raw)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = cli(root, "train", "electron_photon", env=env)
+    text = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, text[-3000:]
+    assert "relaunching" in text
+    summary = json.loads((root / "metrics/electron_photon/train/metrics.json").read_text())
+    assert summary["step"] == 1  # two epochs logged once each: steps 0 and 1, not four rows
+    loss_rows = (root / "metrics/electron_photon/train/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert len(loss_rows) == 1 + 2
+    assert all(float(r.split("\t")[-1]) == float(r.split("\t")[-1]) for r in loss_rows[1:])  # finite, not NaN
+    assert (root / "models/electron_photon/model.pt").is_file()
