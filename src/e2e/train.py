@@ -20,7 +20,8 @@ from .atomic import atomic_path
 from .augment import make_augment
 from .config import Params, Paths
 from .data import Converted, channel_stats, make_batches
-from .engine import predict, prepare, select_device, train_one_epoch, _unwrap
+from .engine import _unwrap, predict, prepare, select_device, train_one_epoch
+from .errors import E2EError
 from .modelio import build, save_checkpoint
 from .optim import make_optimizer, make_scheduler
 from .split import load_split
@@ -76,9 +77,13 @@ def is_better(task: Task, value: float, best: float | None) -> bool:
 
 def open_live(path):
     from dvclive import Live
+    from scmrepo.exceptions import SCMError
 
-    # dvcyaml=False: dvc.yaml is written by hand and must not be rewritten by DVCLive
-    return Live(dir=str(path), dvcyaml=False, save_dvc_exp=False, report=None)
+    try:
+        # dvcyaml=False: dvc.yaml is written by hand and must not be rewritten by DVCLive
+        return Live(dir=str(path), dvcyaml=False, save_dvc_exp=False, report=None)
+    except SCMError as exc:  # DVCLive 3.49 fails inside a git repository that has no commit yet
+        raise E2EError(f"{path}: DVCLive cannot log here ({exc}); make a first `git commit`") from None
 
 
 def fingerprint(tp, data: Converted, split: dict) -> str:
@@ -169,6 +174,9 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
             live.summary.update({"best_epoch": best["epoch"] + 1, f"best_val_{task.primary_metric}": best["value"]})
             with atomic_path(paths.models(task_name), is_dir=True) as tmp:
                 os.replace(workdir / "best.pt", tmp / "model.pt")
+                # `e2e predict` applies exactly this to new raw files, never re-deriving it from params.yaml
+                keys = ("dataset", "dtype", "channels", "channel_names", "preprocessing")
+                (tmp / "preprocessing.json").write_text(json.dumps({k: data.meta[k] for k in keys}, indent=2))
             (workdir / "last.pt").unlink(missing_ok=True)
     if world > 1:
         torch.distributed.destroy_process_group()
