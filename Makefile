@@ -1,13 +1,16 @@
 # `make repro`: set up .venv and run the whole pipeline on the embedded synthetic data.
 # `make test`:  set up .venv if needed and run the test suite (what CI runs).
+# `make review BASE=main`: review/report.md with metrics, params and key plots vs BASE, for a pull request.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
 # stage commands in dvc.yaml call `python`: make it the venv's
 export PATH := $(BIN):$(PATH)
+BASE   ?= main
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install repro test test-fast full push pull plots clean-venv
+.PHONY: install repro test test-fast full push pull plots clean-venv browser review plots-html
 
 install: $(STAMP)
 
@@ -23,11 +26,19 @@ repro: $(STAMP)
 	time dvc repro
 	python -m e2e summary
 
-test: $(STAMP)
+test: $(STAMP) browser
 	python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) browser
 	python -m pytest -q -m "not slow"
+
+# headless Chromium and its driver for tests/test_plots_browser.py (Debian packages), when missing
+browser:
+	@if ! { command -v chromium || command -v chromium-browser; } >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "installing chromium and chromium-driver for the offline plots test"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 # the real CERNBox data at full scale with the references' hyperparameters, as a named experiment
 full: $(STAMP)
@@ -41,6 +52,14 @@ pull: $(STAMP)
 
 plots: $(STAMP)
 	dvc plots show --open=false || dvc plots show
+
+# metrics and params diffs and the key plots (PNG, rendered offline) of the workspace vs $(BASE)
+review: $(STAMP)
+	python scripts/review.py $(BASE) --out review
+
+# rebuild .dvc/offline_plots.html (vega, vega-lite, vega-embed inlined) from npm after a version bump
+plots-html:
+	python scripts/build_plots_html.py
 
 clean-venv:
 	rm -rf $(VENV)

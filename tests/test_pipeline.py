@@ -51,6 +51,9 @@ def repo(tmp_path_factory) -> Path:
     run(["git", "config", "user.email", "t@example.org"], repo)
     run(["git", "config", "user.name", "test"], repo)
     run(["dvc", "init", "-q"], repo)
+    for name in ("config", "offline_plots.html", "plots"):  # remote, offline page and custom plot templates
+        src = ROOT / ".dvc" / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / ".dvc" / name)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny"], repo)
     return repo

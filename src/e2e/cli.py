@@ -30,7 +30,19 @@ def parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("preset", help="print `-S key=value` arguments of a preset for `dvc exp run`")
     pre.add_argument("preset", help="a file name under presets/ without .yaml, e.g. full")
     sub.add_parser("summary", help="print where results are and the headline test metrics")
+    add_predict(sub)
     return p
+
+
+def add_predict(sub) -> None:
+    pr = sub.add_parser("predict", help="apply a trained model to new raw files in the real formats")
+    pr.add_argument("name", choices=NAMES, help="task whose model to apply")
+    pr.add_argument("--input", nargs="+", required=True, type=Path, metavar="FILE", help="raw .hdf5/.parquet files")
+    pr.add_argument("--output", default=Path("predictions.parquet"), type=Path, help="(default: predictions.parquet)")
+    pr.add_argument("--model", type=Path, help="checkpoint (default: <root>/models/<task>/model.pt); "
+                    "preprocessing.json is read from its directory")
+    pr.add_argument("--batch-rows", type=int, default=256, help="images per batch: bounds the memory used")
+    pr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1")
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -46,6 +58,11 @@ def run(argv: list[str] | None = None) -> None:
         from .summary import main as summary
 
         summary(Paths(Path(args.root)))
+        return
+    if args.command == "predict":
+        from .predict import main as predict
+
+        predict(args.name, args.input, args.output, args.model, Path(args.root), args.batch_rows, args.device)
         return
     params = load_params(Path(args.params))
     if args.command == "train" and params.runtime.nproc > 1 and "WORLD_SIZE" not in os.environ:

@@ -1,6 +1,7 @@
 """Stage `evaluate`: predictions of the best model on val and test, metrics and plots derived from them.
 
-Everything downstream reads `predictions.parquet`, so no plot needs the model again.
+Everything downstream reads `predictions.parquet`, so no plot needs the model again (the image
+views read the converted images by the `row` column).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from . import images, metrics, plots
 from .atomic import atomic_path
 from .config import Params, Paths
 from .data import Converted, make_batches
@@ -18,15 +19,18 @@ from .modelio import load_checkpoint
 from .split import load_split
 from .tasks import Task, get_task
 
+N_BOOT = 1000  # bootstrap resamples for the 95 % intervals; fixed seed, so re-runs are identical
+N_SUMMARY_BINS = 5  # bins of true mass and pT in the summary (finer ones are in the plots)
+
 
 def predictions(model, data: Converted, split: dict, params: Params, device) -> pd.DataFrame:
+    import torch
+
     frames = []
     for part in ("val", "test"):
         idx = split[part]
         batches = make_batches(data, idx, params.evaluate.batch_size, device, False, 0, params.runtime)
         raw, truth = predict(model, batches, device, params.runtime.amp)
-        import torch
-
         est = model.decode(torch.from_numpy(raw).to(device)).cpu().numpy()
         cols = {"split": part, "row": idx, "truth": truth, "prediction": est}
         cols.update({k: v[idx] for k, v in data.observers.items()})
@@ -36,55 +40,73 @@ def predictions(model, data: Converted, split: dict, params: Params, device) -> 
 
 
 def classification_metrics(df: pd.DataFrame) -> dict:
-    y, s = df["truth"].to_numpy(), df["prediction"].to_numpy()
+    y, s = df["truth"].to_numpy(np.float64), df["prediction"].to_numpy(np.float64)
     out = {name: fn(y, s) for name, fn in metrics.CLASSIFICATION.items()}
+    out["roc_auc_ci_lo"], out["roc_auc_ci_hi"] = metrics.roc_auc_interval(y, s, n_boot=N_BOOT)
     for eff in (0.5, 0.8):
         out[f"rejection_at_{int(eff * 100)}"] = metrics.background_rejection(y, s, eff)
     if "truth_oracle" in df:
-        out["oracle_auc"] = metrics.roc_auc(y, df["truth_oracle"].to_numpy())
+        out["oracle_auc"] = metrics.roc_auc(y, df["truth_oracle"].to_numpy(np.float64))
         out["gap_to_oracle"] = out["oracle_auc"] - out["roc_auc"]
+    out["n"] = len(y)
     return out
 
 
-def regression_metrics(df: pd.DataFrame, train_mean: float) -> dict:
-    t, p = df["truth"].to_numpy(), df["prediction"].to_numpy()
+def binned_resolution(t: np.ndarray, p: np.ndarray, by: np.ndarray, edges: np.ndarray) -> dict:
+    """{"lo-hi": resolution} with whole-unit keys, so `dvc exp show` columns line up across experiments."""
+    return {f"{b['lo']:.0f}-{b['hi']:.0f}": b["value"] for b in metrics.binned(metrics.resolution, t, p, by, edges)}
+
+
+def regression_metrics(df: pd.DataFrame, train_mean: float, edges: dict[str, np.ndarray]) -> dict:
+    t, p = df["truth"].to_numpy(np.float64), df["prediction"].to_numpy(np.float64)
     out = {name: fn(t, p) for name, fn in metrics.REGRESSION.items()}
+    out["mae_ci_lo"], out["mae_ci_hi"] = metrics.mae_interval(t, p, n_boot=N_BOOT)
+    out["resolution_ci_lo"], out["resolution_ci_hi"] = metrics.resolution_interval(t, p, n_boot=N_BOOT)
     out["mae_of_training_mean"] = metrics.mae(t, np.full_like(t, train_mean))
     out["mae_ratio_to_mean"] = out["mae"] / out["mae_of_training_mean"]
+    out["resolution_by_mass"] = binned_resolution(t, p, t, edges["truth"])
+    if "pt" in edges:
+        out["resolution_by_pt"] = binned_resolution(t, p, df["pt"].to_numpy(np.float64), edges["pt"])
+    out["n"] = len(t)
     return out
 
 
-def log_classification_plots(live, test: pd.DataFrame) -> None:
-    # float64: DVCLive cannot serialise the float32 thresholds sklearn returns for float32 scores
-    y, s = test["truth"].to_numpy().astype(int), test["prediction"].to_numpy().astype(np.float64)
-    live.log_sklearn_plot("roc", y, s, name="roc.json")
-    live.log_sklearn_plot("precision_recall", y, s, name="precision_recall.json")
-    live.log_sklearn_plot("calibration", y, s, name="calibration.json")
-    edges = np.linspace(0, 1, 41)
-    hist = [{"score": float(c), **{f"class_{k}": float(np.histogram(s[y == k], edges, density=True)[0][i])
-                                   for k in (0, 1)}} for i, c in enumerate((edges[:-1] + edges[1:]) / 2)]
-    live.log_plot("score_distribution", hist, x="score", y=["class_0", "class_1"], template="linear",
-                  title="score per class (density)")
+def json_safe(values: dict) -> dict:
+    # JSON has no Infinity (a rejection with no background passing): DVC shows None as "-"
+    def safe(v):
+        if isinstance(v, dict):
+            return json_safe(v)
+        if isinstance(v, (int, np.integer)):
+            return int(v)
+        return float(v) if np.isfinite(v) else None
 
-
-def log_regression_plots(live, test: pd.DataFrame) -> None:
-    pts = test[["truth", "prediction"]].rename(columns={"truth": "true_mass", "prediction": "predicted_mass"})
-    live.log_plot("pred_vs_true", pts.to_dict("records"), x="true_mass", y="predicted_mass", template="scatter",
-                  title="predicted vs true")
-    r = (test["prediction"] - test["truth"]).to_numpy()
-    counts, edges = np.histogram(r, bins=40)
-    rows = [{"residual": float((a + b) / 2), "count": int(c)} for a, b, c in zip(edges[:-1], edges[1:], counts)]
-    live.log_plot("residuals", rows, x="residual", y="count", template="linear",
-                  title="prediction - true")
+    return {k: safe(v) for k, v in values.items()}
 
 
 def summarise(task: Task, df: pd.DataFrame, train_mean: float) -> dict:
+    # bins from val and test together, so both splits (and every experiment) get the same keys
+    edges = {c: plots.axis_edges(df[c].to_numpy(np.float64), N_SUMMARY_BINS) for c in ("truth", "pt") if c in df}
     out = {}
     for part, frame in df.groupby("split"):
-        values = classification_metrics(frame) if task.is_classification else regression_metrics(frame, train_mean)
-        # JSON has no Infinity (a rejection with no background passing): DVC shows None as "-"
-        out[part] = {k: (float(v) if np.isfinite(v) else None) for k, v in values.items()}
+        if task.is_classification:
+            out[part] = json_safe(classification_metrics(frame))
+        else:
+            out[part] = json_safe(regression_metrics(frame, train_mean, edges))
     return out
+
+
+def log_plots(live, task: Task, test: pd.DataFrame, roc_points: int) -> None:
+    made = (plots.classification_plots(test, task.name, roc_points) if task.is_classification
+            else plots.regression_plots(test))
+    for p in made:
+        live.log_plot(p.name, p.rows.to_dict("records"), x=p.x, y=p.y, template=p.template, title=p.title)
+
+
+def log_images(live, task: Task, data: Converted, test: pd.DataFrame) -> None:
+    grouped = images.groups(test, plots.class_names(task.name) if task.is_classification else None)
+    names = list(data.meta["channel_names"])
+    live.log_image("mean_per_class.png", images.mean_figure(data.images, grouped, names))
+    live.log_image("examples.png", images.examples_figure(data.images, grouped, test, names, task.is_classification))
 
 
 def main(params: Params, task_name: str, paths: Paths) -> None:
@@ -102,6 +124,7 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
         with open_live(tmp) as live:
             live.summary.update(results)
             live.summary["best_epoch"] = int(ckpt["epoch"]) + 1
-            test = df[df["split"] == "test"]
-            (log_classification_plots if task.is_classification else log_regression_plots)(live, test)
+            test = df[df["split"] == "test"].reset_index(drop=True)
+            log_plots(live, task, test, params.evaluate.roc_points)
+            log_images(live, task, data, test)
     print(json.dumps({task_name: results["test"]}, indent=2))

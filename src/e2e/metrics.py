@@ -66,6 +66,96 @@ def binned(fn, true: np.ndarray, pred: np.ndarray, by: np.ndarray, edges: np.nda
     return out
 
 
+def rejection_curve(y: np.ndarray, score: np.ndarray, efficiencies: np.ndarray) -> np.ndarray:
+    """background_rejection at each signal efficiency (inf where no background passes)."""
+    fpr, tpr, _ = roc_curve(y, score)
+    f = fpr[np.minimum(np.searchsorted(tpr, efficiencies, side="left"), len(fpr) - 1)]
+    with np.errstate(divide="ignore"):
+        return np.where(f > 0, 1.0 / f, np.inf)
+
+
+def precision_recall_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) at every distinct threshold, highest threshold first (the (0, 0) start dropped)."""
+    fpr, tpr, _ = roc_curve(y, score)
+    y = np.asarray(y)
+    tps, fps = tpr[1:] * max(y.sum(), 1), fpr[1:] * max((1 - y).sum(), 1)
+    return tpr[1:], tps / np.maximum(tps + fps, 1e-12)
+
+
+def calibration_curve(y: np.ndarray, score: np.ndarray, n_bins: int = 10) -> tuple[np.ndarray, ...]:
+    """(mean score, fraction of class 1, count) in the non-empty ones of n_bins uniform score bins."""
+    # right-closed bins, as sklearn.calibration.calibration_curve, so the two agree on tied scores
+    b = np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], score)
+    count = np.bincount(b, minlength=n_bins)
+    keep = count > 0
+    mean_score = np.bincount(b, score, n_bins)[keep] / count[keep]
+    return mean_score, np.bincount(b, y, n_bins)[keep] / count[keep], count[keep]
+
+
+def confusion_counts(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """2x2 counts [actual, predicted]: an aggregated table, never one row per event."""
+    actual, predicted = (np.asarray(y) > 0.5).astype(int), (np.asarray(score) >= threshold).astype(int)
+    return np.bincount(2 * actual + predicted, minlength=4).reshape(2, 2)
+
+
+def bootstrap_interval(stat, n: int, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of stat(counts) over resamples with replacement of n events.
+
+    stat takes the per-event draw counts (weights) rather than resampled arrays, so a statistic that
+    sorts (AUC) sorts once, not once per resample. A fixed seed keeps re-evaluations identical for DVC.
+    """
+    if n == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    values = np.array([stat(np.bincount(rng.integers(0, n, n), minlength=n)) for _ in range(n_boot)])
+    lo, hi = np.nanquantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def roc_auc_statistic(y: np.ndarray, score: np.ndarray):
+    """stat(counts) -> ROC-AUC of the events drawn counts[i] times each: the Mann-Whitney statistic
+    with ties counted one half, i.e. the trapezoid AUC of roc_curve. Sorts once for all resamples."""
+    y = np.asarray(y, dtype=np.float64)
+    _, group = np.unique(np.asarray(score), return_inverse=True)  # tie groups in ascending score order
+    n_groups = int(group.max()) + 1 if len(group) else 0
+
+    def auc(w: np.ndarray) -> float:
+        pos, neg = np.bincount(group, w * y, n_groups), np.bincount(group, w * (1 - y), n_groups)
+        below = np.cumsum(neg) - neg
+        denom = pos.sum() * neg.sum()
+        return float(np.sum(pos * (below + 0.5 * neg)) / denom) if denom > 0 else float("nan")
+
+    return auc
+
+
+def roc_auc_interval(y: np.ndarray, score: np.ndarray, **kw) -> tuple[float, float]:
+    return bootstrap_interval(roc_auc_statistic(y, score), len(y), **kw)
+
+
+def mae_interval(true: np.ndarray, pred: np.ndarray, **kw) -> tuple[float, float]:
+    err = np.abs(np.asarray(pred) - np.asarray(true))
+    return bootstrap_interval(lambda w: float(np.sum(w * err) / np.sum(w)), len(err), **kw)
+
+
+def weighted_quantile(sorted_values: np.ndarray, counts: np.ndarray, q: float) -> float:
+    """np.quantile(np.repeat(sorted_values, counts), q) (linear interpolation) without the repeat."""
+    cum = np.cumsum(counts)
+    pos = q * (cum[-1] - 1)
+    k = int(np.floor(pos))
+    at = sorted_values[np.searchsorted(cum, [k, min(k + 1, cum[-1] - 1)], side="right")]
+    return float(at[0] + (pos - k) * (at[1] - at[0]))
+
+
+def resolution_interval(true: np.ndarray, pred: np.ndarray, **kw) -> tuple[float, float]:
+    # resampling draws events independently of their order, so sort once and resample the sorted values
+    r = np.sort((np.asarray(pred) - np.asarray(true)) / np.asarray(true))
+
+    def stat(w: np.ndarray) -> float:
+        return (weighted_quantile(r, w, 0.84) - weighted_quantile(r, w, 0.16)) / 2
+
+    return bootstrap_interval(stat, len(r), **kw)
+
+
 CLASSIFICATION = {"roc_auc": roc_auc, "accuracy": accuracy, "log_loss": log_loss}
 REGRESSION = {"mae": mae, "rmse": rmse, "mean_relative_error": mean_relative_error, "resolution": resolution}
 METRICS = {**CLASSIFICATION, **REGRESSION}

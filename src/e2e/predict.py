@@ -1,0 +1,108 @@
+"""`e2e predict <task> --input FILE... --output predictions.parquet`: a trained model on new raw files.
+
+Streams reader batches -> the training's preprocessing -> model -> one parquet row group per batch,
+so memory stays bounded on files larger than RAM. The preprocessing (channel selection, scale,
+clipping, storage dtype) is read from `preprocessing.json` beside the model, which `train` writes:
+re-deriving it from today's params.yaml would silently mismatch a model trained under other params.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .config import ConvertParams
+from .convert import preprocess
+from .errors import E2EError
+from .modelio import load_checkpoint
+from .sources.readers import open_reader
+from .sources.registry import get_dataset
+from .tasks import get_task
+
+
+def load_preprocessing(path: Path) -> ConvertParams:
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise E2EError(f"{path}: missing; it is written by `train` beside model.pt (retrain the model, "
+                       "`dvc repro train@<task>`, or pass --model inside a complete model directory)") from None
+    except json.JSONDecodeError as exc:
+        raise E2EError(f"{path}: not valid JSON ({exc})") from None
+    try:
+        pre = raw["preprocessing"]
+        scale = tuple(pre["scale"]) if pre["scale"] is not None else None
+        return ConvertParams(dtype=raw["dtype"], channels=tuple(raw["channels"]), scale=scale, clip=pre["clip"],
+                             zero_below=pre["zero_below"], nonfinite=pre["nonfinite"])
+    except (KeyError, TypeError) as exc:
+        raise E2EError(f"{path}: expected dtype, channels and preprocessing.{{scale, clip, zero_below, "
+                       f"nonfinite}}; missing {exc}") from None
+
+
+def check_model(spec: dict, task_name: str, cfg: ConvertParams, path: Path) -> None:
+    if spec.get("task", task_name) != task_name:
+        raise E2EError(f"{path}: a model for task {spec['task']!r}, not {task_name!r}")
+    if spec["in_channels"] != len(cfg.channels):
+        raise E2EError(f"{path}: model takes {spec['in_channels']} channels but preprocessing.json "
+                       f"selects {len(cfg.channels)}")
+
+
+def apply_model(model, images: np.ndarray, device) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():  # float32 throughout: the same numbers on every device
+        x = torch.from_numpy(images).to(device)
+        return model.decode(model(x)).float().cpu().numpy()
+
+
+def batch_table(path: Path, start: int, batch, prediction: np.ndarray):
+    import pyarrow as pa
+
+    n = len(prediction)
+    columns = {"file": pa.array([path.name] * n, pa.string()), "row": np.arange(start, start + n, dtype=np.int64),
+               "prediction": prediction.astype(np.float32), "truth": batch.target.astype(np.float32)}
+    columns.update({k: v.astype(np.float32) for k, v in batch.observers.items()})
+    return pa.table(columns)
+
+
+def predict_files(model, readers: list, cfg: ConvertParams, out: Path, batch_rows: int, device) -> int:
+    import pyarrow.parquet as pq
+
+    total, writer = sum(r.n_rows for r in readers), None
+    with atomic_path(out) as tmp, tqdm(total=total, desc=f"predict {out.name}", unit="img") as bar:
+        try:
+            for reader in readers:
+                start = 0
+                for batch in reader.batches(batch_rows):
+                    where = f"{reader.path} rows {start}-{start + len(batch.target)}"
+                    x, _ = preprocess(batch.images, cfg, where)
+                    # what the model was trained on: the values as stored in the converted dtype
+                    x = x.astype(cfg.dtype).astype(np.float32)
+                    table = batch_table(reader.path, start, batch, apply_model(model, x, device))
+                    writer = writer or pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+                    start += len(batch.target)
+                    bar.update(len(batch.target))
+                reader.close()
+        finally:
+            if writer is not None:
+                writer.close()
+    return total
+
+
+def main(task_name: str, inputs: list[Path], output: Path, model_path: Path | None = None,
+         root: Path = Path("."), batch_rows: int = 256, device_name: str = "auto") -> None:
+    from .engine import select_device
+
+    task = get_task(task_name)
+    model_path = Path(model_path) if model_path else Path(root) / "models" / task_name / "model.pt"
+    cfg = load_preprocessing(model_path.parent / "preprocessing.json")
+    device = select_device(device_name)
+    model, ckpt = load_checkpoint(model_path, device)
+    check_model(ckpt["spec"], task_name, cfg, model_path)
+    ds = get_dataset(task.dataset)
+    readers = [open_reader(ds, Path(f)) for f in inputs]  # every header validated before anything is written
+    n = predict_files(model, readers, cfg, Path(output), batch_rows, device)
+    print(f"{output}: {n} predictions from {len(readers)} file(s) with {model_path}")

@@ -1,0 +1,245 @@
+"""Evaluation: the new metrics against scikit-learn, the plot tables, the summary, dvc.yaml's plots,
+and the stage itself on the reference files."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy.stats import norm
+from sklearn import calibration as skc
+from sklearn import metrics as skm
+
+from e2e import evaluate, metrics, plots
+from e2e.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILTIN_TEMPLATES = {"simple", "linear", "smooth", "confusion", "confusion_normalized", "scatter",
+                     "scatter_jitter", "bar_horizontal", "bar_horizontal_sorted"}
+
+
+def scored(n: int, seed: int = 0, separation: float = 1.0, ties: bool = False):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n).astype(float)
+    s = 1 / (1 + np.exp(-rng.normal(separation * (y - 0.5), 1.0)))
+    return y, (s.round(2) if ties else s)
+
+
+def classified(n=2000, seed=0) -> pd.DataFrame:
+    y, s = scored(n, seed)
+    return pd.DataFrame({"split": np.where(np.arange(n) % 2, "test", "val"), "row": np.arange(n),
+                         "truth": y, "prediction": s, "truth_oracle": np.clip(s + 0.01, 0, 1)})
+
+
+def regressed(n=2000, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(85, 500, n)
+    return pd.DataFrame({"split": np.where(np.arange(n) % 2, "test", "val"), "row": np.arange(n), "truth": t,
+                         "prediction": t * (1 + rng.normal(0, 0.1, n)), "pt": rng.uniform(400, 1000, n)})
+
+
+# ---------------------------------------------------------------- metrics
+
+def test_auc_statistic_with_unit_counts_is_the_auc_with_ties():
+    y, s = scored(3000, ties=True)
+    assert metrics.roc_auc_statistic(y, s)(np.ones(len(y))) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+
+
+def test_auc_interval_covers_the_true_auc_about_95_percent_of_the_time():
+    # scores N(0,1) vs N(d,1): AUC = Phi(d / sqrt 2) exactly
+    d, true_auc, hits = 1.0, norm.cdf(1.0 / math.sqrt(2)), 0
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        y = np.r_[np.zeros(150), np.ones(150)]
+        s = rng.normal(d * y, 1.0)
+        lo, hi = metrics.roc_auc_interval(y, s, n_boot=300, seed=seed)
+        hits += lo <= true_auc <= hi
+    assert hits >= 52  # 95 % of 60 is 57; binomial spread about 2
+
+
+def test_intervals_are_deterministic_and_shrink_with_more_events():
+    y, s = scored(400)
+    assert metrics.roc_auc_interval(y, s) == metrics.roc_auc_interval(y, s)
+    lo, hi = metrics.roc_auc_interval(y, s)
+    lo4, hi4 = metrics.roc_auc_interval(*scored(6400))
+    assert 2.5 < (hi - lo) / (hi4 - lo4) < 6.5  # 1/sqrt(n): a factor 4
+
+
+def test_regression_intervals_contain_the_estimate():
+    df = regressed(1000)
+    t, p = df["truth"].to_numpy(), df["prediction"].to_numpy()
+    lo, hi = metrics.mae_interval(t, p, n_boot=300)
+    assert lo < metrics.mae(t, p) < hi
+    lo, hi = metrics.resolution_interval(t, p, n_boot=300)
+    assert lo < metrics.resolution(t, p) < hi < 0.12
+
+
+def test_weighted_quantile_is_the_quantile_of_the_resample():
+    rng = np.random.default_rng(0)
+    for n in (1, 6, 501):
+        values, counts = np.sort(rng.normal(size=n)), rng.integers(0, 3, n)
+        counts[0] += 1
+        for q in (0.0, 0.16, 0.5, 0.84, 1.0):
+            expected = np.quantile(np.repeat(values, counts), q)
+            assert metrics.weighted_quantile(values, counts, q) == pytest.approx(expected, abs=1e-12)
+
+
+def test_rejection_curve_agrees_with_background_rejection():
+    y, s = scored(2000)
+    eff = np.array([0.3, 0.5, 0.8, 0.95])
+    expected = [metrics.background_rejection(y, s, e) for e in eff]
+    np.testing.assert_allclose(metrics.rejection_curve(y, s, eff), expected)
+
+
+def test_precision_recall_calibration_confusion_match_sklearn():
+    y, s = scored(2000, ties=True)
+    recall, precision = metrics.precision_recall_curve(y, s)
+    for thr in (0.2, 0.5, 0.7):
+        k = np.searchsorted(-np.unique(s)[::-1], -thr)  # our curves run from the highest threshold down
+        pred = s >= np.unique(s)[::-1][k]
+        assert precision[k] == pytest.approx(skm.precision_score(y, pred))
+        assert recall[k] == pytest.approx(skm.recall_score(y, pred))
+    mean_score, fraction, count = metrics.calibration_curve(y, s, n_bins=10)
+    sk_true, sk_pred = skc.calibration_curve(y, s, n_bins=10, strategy="uniform")
+    np.testing.assert_allclose(fraction, sk_true)
+    np.testing.assert_allclose(mean_score, sk_pred)
+    assert count.sum() == len(y)
+    np.testing.assert_array_equal(metrics.confusion_counts(y, s), skm.confusion_matrix(y, s >= 0.5))
+
+
+# ---------------------------------------------------------------- plot tables
+
+def test_roc_is_thinned_but_keeps_its_shape():
+    y, s = scored(100_000, seed=3)
+    roc = plots.roc(y, s, n_points=200)
+    assert len(roc.rows) <= 202
+    assert (roc.rows.iloc[0][["fpr", "tpr"]].tolist(), roc.rows.iloc[-1][["fpr", "tpr"]].tolist()) == ([0, 0], [1, 1])
+    assert np.trapezoid(roc.rows["tpr"], roc.rows["fpr"]) == pytest.approx(metrics.roc_auc(y, s), abs=2e-3)
+
+
+def test_confusion_matrix_is_an_aggregated_table_not_one_row_per_event():
+    """Bug: DVCLive's sklearn confusion matrix wrote one row per test event, which crashed the
+    browser on large test sets. Now it is four rows of counts whatever the size."""
+    y, s = scored(50_000)
+    table = plots.confusion(y, s, ("photon", "electron")).rows
+    assert len(table) == 4 and table["count"].sum() == 50_000
+    assert set(table["actual"]) == {"photon", "electron"}
+
+
+def test_classification_tables_are_small_and_normalised():
+    test = classified(4000)
+    made = {p.name: p for p in plots.classification_plots(test, "quark_gluon", roc_points=100)}
+    assert set(made) == {"roc", "rejection", "precision_recall", "confusion", "score_distribution", "calibration"}
+    assert all(len(p.rows) <= 110 for p in made.values())
+    dist = made["score_distribution"].rows
+    for name in ("quark", "gluon"):
+        assert np.sum(dist[name]) * (plots.SCORE_BINS[1] - plots.SCORE_BINS[0]) == pytest.approx(1.0)
+    assert np.isfinite(made["rejection"].rows["background_rejection"]).all()
+
+
+def test_regression_tables_count_every_event_on_fixed_bins():
+    test = regressed(3000)
+    test.loc[0, "prediction"] = 10_000.0  # an outlier lands in the edge bin, not outside the plot
+    made = {p.name: p for p in plots.regression_plots(test)}
+    assert set(made) == {"pred_vs_true", "residuals", "resolution_vs_true_mass", "resolution_vs_pt"}
+    assert made["pred_vs_true"].rows["count"].sum() == 3000
+    widths = np.diff(plots.RELATIVE_RESIDUAL_BINS)
+    assert np.sum(made["residuals"].rows["density"] * widths) == pytest.approx(1.0)
+    res = made["resolution_vs_true_mass"].rows
+    assert len(res) == plots.N_PROFILE and res["n"].sum() == 3000
+    assert ((res["resolution_lo"] <= res["resolution"]) & (res["resolution"] <= res["resolution_hi"])).all()
+    assert res["resolution"].between(0.06, 0.14).all()
+
+
+# ---------------------------------------------------------------- summary
+
+def test_classification_summary_has_every_metric_for_both_splits():
+    out = evaluate.summarise(get_task("electron_photon"), classified(), 0.5)
+    assert set(out) == {"val", "test"}
+    expected = {"roc_auc", "roc_auc_ci_lo", "roc_auc_ci_hi", "accuracy", "log_loss", "rejection_at_50",
+                "rejection_at_80", "oracle_auc", "gap_to_oracle", "n"}
+    for part in out.values():
+        assert set(part) == expected and part["n"] == 1000
+        assert part["roc_auc_ci_lo"] < part["roc_auc"] < part["roc_auc_ci_hi"]
+    json.dumps(out, allow_nan=False)
+
+
+def test_regression_summary_bins_share_keys_across_splits_and_are_json_safe():
+    df = regressed()
+    out = evaluate.summarise(get_task("jet_mass"), df, float(df["truth"].mean()))
+    for name in ("mae", "rmse", "mean_relative_error", "resolution", "mae_ci_lo", "mae_ci_hi",
+                 "resolution_ci_lo", "resolution_ci_hi", "mae_of_training_mean", "mae_ratio_to_mean"):
+        assert math.isfinite(out["test"][name])
+    for by in ("resolution_by_mass", "resolution_by_pt"):
+        assert list(out["val"][by]) == list(out["test"][by]) and len(out["test"][by]) == evaluate.N_SUMMARY_BINS
+    assert list(out["test"]["resolution_by_mass"])[0] == "85-168"
+    json.dumps(out, allow_nan=False)
+
+
+def test_infinite_rejection_becomes_null():
+    df = classified()
+    df["prediction"] = df["truth"]  # perfect separation: no background passes at 50 % efficiency
+    out = evaluate.summarise(get_task("quark_gluon"), df, 0.5)
+    assert out["test"]["rejection_at_50"] is None
+
+
+# ---------------------------------------------------------------- dvc.yaml
+
+def declared_plots() -> dict[str, dict]:
+    entries = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    return {k: (v or {}) for e in entries for k, v in (e.items() if isinstance(e, dict) else [(e, None)])}
+
+
+@pytest.mark.parametrize("task", ["electron_photon", "quark_gluon", "jet_mass"])
+def test_dvc_yaml_declares_every_plot_evaluate_writes(task):
+    declared = declared_plots()
+    made = (plots.classification_plots(classified(), task, 50) if get_task(task).is_classification
+            else plots.regression_plots(regressed()))
+    for p in made:
+        props = declared[f"metrics/{task}/eval/plots/custom/{p.name}.json"]
+        assert (props["template"], props["x"], props["y"]) == (p.template, p.x, p.y)
+        assert props["title"].endswith(p.title)
+        templates = {t.stem for t in (ROOT / ".dvc" / "plots").glob("*.json")}
+        assert p.template in BUILTIN_TEMPLATES | templates
+    for image in ("mean_per_class", "examples"):
+        assert f"metrics/{task}/eval/plots/images/{image}.png" in declared
+    assert f"metrics/{task}/train/plots/metrics" in declared
+
+
+def test_offline_html_template_is_configured_and_has_no_cdn():
+    config = (ROOT / ".dvc" / "config").read_text()
+    assert "html_template = offline_plots.html" in config
+    page = (ROOT / ".dvc" / "offline_plots.html").read_text()
+    assert page.count("{plot_divs}") == 1
+    assert "{scripts}" not in page  # where DVC would put its CDN <script src=...> tags
+    assert "<script src=" not in page and "vegaEmbed" in page
+
+
+# ---------------------------------------------------------------- the stage
+
+def test_stage_writes_predictions_metrics_plots_and_images(raw_root):
+    from test_predict import make_model_dir
+
+    from e2e.config import Paths, parse_params
+
+    task = "electron_photon"
+    _, data = make_model_dir(raw_root, task, raw_root / "models" / task)
+    order = np.random.default_rng(0).permutation(len(data.target))
+    splits = raw_root / "data" / "splits" / task
+    splits.mkdir(parents=True)
+    for part, idx in zip(("train", "val", "test"), np.split(order, [100, 150])):
+        np.save(splits / f"{part}.npy", np.sort(idx))
+    evaluate.main(parse_params({"runtime": {"device": "cpu"}}), task, Paths(raw_root))
+    out = raw_root / "metrics" / task / "eval"
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["test"]["n"] == 50 and summary["val"]["n"] == 50 and summary["best_epoch"] == 1
+    df = pd.read_parquet(out / "predictions.parquet")
+    assert len(df) == 100 and {"split", "row", "truth", "prediction"} <= set(df.columns)
+    custom = {p.stem for p in (out / "plots" / "custom").glob("*.json")}
+    assert custom == {"roc", "rejection", "precision_recall", "confusion", "score_distribution", "calibration"}
+    for image in ("mean_per_class.png", "examples.png"):
+        assert (out / "plots" / "images" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,135 @@
+"""`e2e predict` on raw files in the real formats: same numbers as the model on the converted data.
+
+The model directory is built the way `train` builds it (model.pt plus preprocessing.json copied from
+the converted meta.json), on the reference files of ../shared/formats.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from e2e import convert, predict
+from e2e.config import Paths, parse_params
+from e2e.data import Converted, channel_stats
+from e2e.errors import E2EError
+from e2e.modelio import build, save_checkpoint
+from e2e.sources.registry import DATASETS
+
+SMALL = {"electron_photon": ("resnet15", {"width": 4}), "quark_gluon": ("lenet5", {}),
+         "jet_mass": ("resnet18_mass", {"width": 2})}
+# non-trivial preprocessing: a mismatch between convert and predict would change the outputs
+CONVERT = {"electron_photon": {"channels": [1, 0], "scale": [2.0, 0.5], "clip": 3.0, "zero_below": 0.01},
+           "quark_gluon": {"channels": [2, 0], "scale": [3.0, 0.5], "clip": 2.0},
+           "jet_mass": {"channels": [0, 3, 1], "scale": [1.0, 2.0, 0.1], "clip": 1.0}}
+PRE_KEYS = ("dataset", "dtype", "channels", "channel_names", "preprocessing")  # what train copies
+
+
+def make_model_dir(root: Path, task: str, out: Path, model: tuple | None = None) -> tuple[Path, Converted]:
+    """Convert the raw files, then write model.pt and preprocessing.json as `train` does."""
+    convert.main(parse_params({"convert": {task: CONVERT[task]}}), task, Paths(root))
+    data = Converted(root / "data" / "converted" / task)
+    name, kwargs = model or SMALL[task]
+    spec = {"model": name, "model_kwargs": kwargs, "in_channels": data.in_channels,
+            "image_size": list(data.image_size), "num_outputs": 1, "classification": task != "jet_mass",
+            "task": task, "channel_names": data.meta["channel_names"]}
+    torch.manual_seed(0)
+    net = build(spec)
+    idx = np.arange(len(data.target))
+    net.set_stats(*channel_stats(data.images, idx), *((0.0, 1.0) if task != "jet_mass" else (250.0, 100.0)))
+    out.mkdir(parents=True)
+    save_checkpoint(out / "model.pt", net.eval(), spec, epoch=0, metrics={})
+    (out / "preprocessing.json").write_text(json.dumps({k: data.meta[k] for k in PRE_KEYS}))
+    return out / "model.pt", data
+
+
+def reference(model_path: Path, data: Converted) -> np.ndarray:
+    """The model on the converted (training-format) images."""
+    from e2e.modelio import load_checkpoint
+
+    model, _ = load_checkpoint(model_path)
+    with torch.inference_mode():
+        return model.decode(model(torch.from_numpy(np.asarray(data.images, np.float32)))).numpy()
+
+
+@pytest.mark.parametrize("task", ["electron_photon", "quark_gluon", "jet_mass"])
+def test_predict_on_raw_files_matches_model_on_converted_images(raw_root, tmp_path, task):
+    model_path, data = make_model_dir(raw_root, task, tmp_path / "model")
+    files = [raw_root / "data" / "raw" / task / f.name for f in DATASETS[task].files]
+    out = tmp_path / "out" / "predictions.parquet"
+    predict.main(task, files, out, model_path, batch_rows=3, device_name="cpu")  # batches straddle files
+    table = pq.read_table(out).to_pandas()
+    np.testing.assert_allclose(table["prediction"], reference(model_path, data), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(table["truth"], data.target)
+    assert table["file"].tolist() == [f.name for f, r in zip(files, data.meta["rows_per_file"]) for _ in range(r)]
+    assert table["row"].tolist() == [i for r in data.meta["rows_per_file"] for i in range(r)]
+    for k, v in data.observers.items():
+        np.testing.assert_array_equal(table[k], v)
+
+
+def test_cli_predicts_the_real_electron_photon_sample(raw_root, formats_dir, tmp_path):
+    model_path, _ = make_model_dir(raw_root, "electron_photon", tmp_path / "model")
+    files = sorted((formats_dir / "electron_photon").glob("*.hdf5"))
+    out = tmp_path / "p.parquet"
+    proc = subprocess.run([sys.executable, "-m", "e2e", "predict", "electron_photon", "--input", *map(str, files),
+                           "--output", str(out), "--model", str(model_path), "--device", "cpu"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = pq.read_table(out).to_pandas()
+    assert len(table) == 200 and table["prediction"].between(0, 1).all()
+    assert set(table["file"]) == {f.name for f in files}
+
+
+def test_memory_stays_bounded_and_each_batch_is_a_row_group(raw_root, tmp_path):
+    """Streaming: peak numpy memory is a few batches' worth, whatever the file's size."""
+    model_path, _ = make_model_dir(raw_root, "electron_photon", tmp_path / "model", ("mlp", {"hidden": [8]}))
+    big, n, batch_rows = tmp_path / "big.hdf5", 4000, 100
+    with h5py.File(big, "w") as f:
+        f["X"] = np.random.default_rng(0).exponential(1.0, (n, 32, 32, 2)).astype(np.float32)  # 33 MB
+        f["y"] = np.zeros(n, np.float32)
+    out = tmp_path / "big.parquet"
+    small = raw_root / "data" / "raw" / "electron_photon" / DATASETS["electron_photon"].files[0].name
+    predict.main("electron_photon", [small], out, model_path, device_name="cpu")  # lazy imports happen here
+    tracemalloc.start()
+    predict.main("electron_photon", [big], out, model_path, batch_rows=batch_rows, device_name="cpu")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    batch_bytes = batch_rows * 32 * 32 * 2 * 4
+    assert peak < 8 * batch_bytes, f"peak {peak / 2**20:.1f} MiB for 0.8 MiB batches of a 33 MB file"
+    meta = pq.ParquetFile(out).metadata
+    assert meta.num_rows == n and meta.num_row_groups == n // batch_rows
+
+
+def test_missing_preprocessing_json_is_one_clear_error(raw_root, tmp_path):
+    model_path, _ = make_model_dir(raw_root, "electron_photon", tmp_path / "model")
+    (model_path.parent / "preprocessing.json").unlink()
+    with pytest.raises(E2EError, match="preprocessing.json: missing"):
+        predict.main("electron_photon", [], tmp_path / "p.parquet", model_path)
+
+
+def test_model_of_another_task_is_refused(raw_root, tmp_path):
+    model_path, _ = make_model_dir(raw_root, "electron_photon", tmp_path / "model")
+    with pytest.raises(E2EError, match="model.pt: a model for task 'electron_photon', not 'quark_gluon'"):
+        predict.main("quark_gluon", [], tmp_path / "p.parquet", model_path)
+
+
+def test_bad_input_exits_2_with_one_line_and_leaves_no_output(raw_root, tmp_path):
+    model_path, _ = make_model_dir(raw_root, "electron_photon", tmp_path / "model")
+    bad = tmp_path / "not_hdf5.hdf5"
+    bad.write_text("hello")
+    good = raw_root / "data" / "raw" / "electron_photon" / DATASETS["electron_photon"].files[0].name
+    out = tmp_path / "p.parquet"
+    proc = subprocess.run([sys.executable, "-m", "e2e", "predict", "electron_photon", "--input", str(good),
+                           str(bad), "--output", str(out), "--model", str(model_path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0], proc.stderr
+    assert not out.exists() and not list(tmp_path.glob(".p.parquet.tmp-*"))

@@ -1,0 +1,58 @@
+"""`make review BASE=...`: review/report.md with metrics and params diffs and the key plots as PNG."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_plots_browser import ROOT, make_results_repo
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = make_results_repo(tmp_path_factory.mktemp("review") / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluate"]["roc_points"] = 100  # a parameter change for the params diff
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copy(ROOT / "Makefile", repo / "Makefile")
+    shutil.copytree(ROOT / "scripts", repo / "scripts")
+    return repo
+
+
+def make(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    # -o: treat the venv stamp as up to date; the test's own interpreter is first on PATH
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["make", "-o", ".venv/.installed", *args], cwd=repo, env=env,
+                          capture_output=True, text=True)
+
+
+def test_make_review_writes_a_report_with_diffs_and_offline_plots(repo):
+    proc = make(repo, "review", "BASE=HEAD")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = (repo / "review" / "report.md").read_text()
+    assert report.startswith("# Review: workspace vs `HEAD`")
+    assert "| Path" in report and "test.roc_auc_ci_lo" in report and "test.resolution_by_mass." in report
+    assert re.search(r"\| params.yaml\s+\| evaluate.roc_points\s+\| 200\s+\| 100", report)
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    names = {Path(link).stem for link in links}
+    for expected in ("electron_photon_eval_plots_custom_roc", "quark_gluon_eval_plots_custom_rejection",
+                     "jet_mass_eval_plots_custom_resolution_vs_true_mass", "jet_mass_eval_plots_custom_pred_vs_true",
+                     "electron_photon_train_plots_metrics_val_loss"):
+        assert expected in names
+    for link in links:  # relative to the report, so the folder can be attached as it is
+        assert (repo / "review" / link).read_bytes()[:8] == PNG
+
+
+def test_review_of_an_unknown_base_is_one_error_line(repo, tmp_path):
+    proc = subprocess.run([sys.executable, "scripts/review.py", "no-such-branch", "--out", str(tmp_path / "r")],
+                          cwd=repo, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "error: dvc metrics diff" in proc.stderr
+    assert not (tmp_path / "r" / "report.md").exists()
