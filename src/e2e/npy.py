@@ -22,8 +22,17 @@ class NpyAppender:
     def append(self, rows: np.ndarray) -> None:
         if rows.shape[1:] != self.shape[1:]:
             raise ValueError(f"{self.path}: row shape {rows.shape[1:]} != {self.shape[1:]}")
-        self.file.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
+        self.file.write(np.ascontiguousarray(rows, dtype=self.dtype).data)  # .data: no tobytes() copy
         self.rows += len(rows)
+
+    def __enter__(self) -> "NpyAppender":
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # the caller is failing: release the handle, and leave the row-count check unraised
+            self.file.close()
 
     def close(self) -> None:
         self.file.close()

@@ -36,9 +36,10 @@ def split_indices(target: np.ndarray, classify: bool, cfg: SplitParams) -> dict[
     for g in np.unique(groups):
         idx = rng.permutation(np.flatnonzero(groups == g))
         seen += len(idx)
-        # counts carried across strata, so tiny strata still add up to the requested fractions overall
-        n_test = int(round(seen * cfg.test_fraction)) - taken["test"]
-        n_val = int(round(seen * cfg.val_fraction)) - taken["val"]
+        # counts carried across strata, so tiny strata still add up to the requested fractions overall;
+        # clamped to the stratum and carried as assigned, so a 1-row stratum cannot swallow val's share
+        n_test = min(int(round(seen * cfg.test_fraction)) - taken["test"], len(idx))
+        n_val = min(int(round(seen * cfg.val_fraction)) - taken["val"], len(idx) - n_test)
         taken["test"] += n_test
         taken["val"] += n_val
         parts["test"].append(idx[:n_test])

@@ -1,0 +1,445 @@
+"""Stage `convert` on the reference files in the real formats (../shared/formats) and on bad input.
+
+Every expectation comes from an independent read of the raw file (pyarrow `to_pylist`, h5py plus an
+explicit transpose), never from our readers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from e2e import convert
+from e2e.config import Paths, parse_params
+from e2e.errors import E2EError
+from e2e.sources import readers
+from e2e.sources.readers import ParquetReader
+from e2e.sources.registry import DATASETS
+
+EG, QG, JM = "electron_photon", "quark_gluon", "jet_mass"
+
+
+# ---------------------------------------------------------------- helpers
+
+def raw(root: Path, dataset: str, i: int = 0) -> Path:
+    return root / "data" / "raw" / dataset / DATASETS[dataset].files[i].name
+
+
+def run_convert(root: Path, dataset: str, **cfg) -> tuple[dict[str, np.ndarray], dict]:
+    convert.main(parse_params({"convert": {dataset: cfg}}), dataset, Paths(root))
+    out = root / "data" / "converted" / dataset
+    arrays = {p.stem: np.load(p, allow_pickle=False) for p in out.glob("*.npy")}
+    return arrays, json.loads((out / "meta.json").read_text())
+
+
+def pylist_images(path: Path, column: str) -> np.ndarray:
+    """Independent read: Python lists straight from Arrow, so the layout is whatever the file says."""
+    return np.array(pq.read_table(path, columns=[column]).column(column).to_pylist(), dtype=np.float64)
+
+
+def pylist_column(path: Path, column: str) -> np.ndarray:
+    return np.array(pq.read_table(path, columns=[column]).column(column).to_pylist(), dtype=np.float64)
+
+
+def hdf5_images(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        return f["X"][:].transpose(0, 3, 1, 2), f["y"][:]
+
+
+def f16(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32).astype(np.float16)  # the readers hand float32 to the converter
+
+
+def nested(images: np.ndarray) -> pa.ListArray:
+    """(N, C, H, W) -> list<list<list<double>>> channels-first, built from offsets."""
+    n, c, h, w = images.shape
+    values = pa.array(np.ascontiguousarray(images, dtype=np.float64).reshape(-1))
+    rows = pa.ListArray.from_arrays(pa.array(np.arange(n * c * h + 1, dtype=np.int32) * w), values)
+    chans = pa.ListArray.from_arrays(pa.array(np.arange(n * c + 1, dtype=np.int32) * h), rows)
+    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * c), chans)
+
+
+def sparse_jets(n: int, shape=(3, 125, 125), seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, int(np.prod(shape))))
+    idx = rng.integers(0, images.shape[1], (n, 300))
+    np.put_along_axis(images, idx, rng.exponential(2.0, idx.shape), axis=1)
+    return images.reshape(n, *shape)
+
+
+def write_jets(path: Path, images, image_col: str = "X_jets", row_group_size: int = 1, **scalars) -> None:
+    """Real layout: snappy, ONE ROW GROUP PER JET. `images`: (N, C, H, W) array or a ready Arrow array."""
+    arr = images if isinstance(images, pa.Array) else nested(images)
+    n = len(arr)
+    cols = {"pt": np.linspace(100, 200, n), "m0": np.linspace(5, 40, n), "y": np.arange(n) % 2.0} | scalars
+    table = pa.table({image_col: arr, **{k: pa.array(v) for k, v in cols.items() if v is not None}})
+    pq.write_table(table, path, row_group_size=row_group_size, compression="snappy")
+
+
+def write_egamma(path: Path, X, y) -> None:
+    with h5py.File(path, "w") as f:
+        if X is not None:
+            f["X"] = X
+        if y is not None:
+            f["y"] = y
+
+
+def no_output(root: Path) -> list[str]:
+    """Everything left under data/converted (the final directory and any temporary sibling)."""
+    converted = root / "data" / "converted"
+    return sorted(p.name for p in converted.iterdir()) if converted.exists() else []
+
+
+# ---------------------------------------------------------------- the reference files
+
+def test_quark_gluon_reference_files_pixel_exact(raw_root):
+    arrays, meta = run_convert(raw_root, QG)
+    files = [raw(raw_root, QG, i) for i in range(3)]
+    expected = np.concatenate([pylist_images(f, "X_jets") for f in files])  # registry order: run0, run1, run2
+    assert expected.shape == (12, 3, 125, 125)
+    # the check below can only see a scramble if the channels differ and are not empty
+    assert all(np.count_nonzero(expected[:, c]) > 0 for c in range(3))
+    assert not np.array_equal(expected[:, 0], expected[:, 1])
+    assert arrays["images"].dtype == np.float16 and arrays["images"].shape == (12, 3, 125, 125)
+    np.testing.assert_array_equal(arrays["images"], f16(expected))
+    for name, col in (("target", "y"), ("pt", "pt"), ("m0", "m0")):
+        want = np.concatenate([pylist_column(f, col) for f in files]).astype(np.float32)
+        np.testing.assert_array_equal(arrays[name], want)
+        assert arrays[name].dtype == np.float32
+    assert set(arrays) == {"images", "target", "pt", "m0"}
+    assert meta["n"] == 12 and meta["shape"] == [12, 3, 125, 125] and meta["dtype"] == "float16"
+    assert meta["channel_names"] == ["track_pt", "ecal", "hcal"] and meta["channels"] == [0, 1, 2]
+    assert meta["rows_per_file"] == [4, 3, 5] and meta["nonfinite_zeroed"] == 0
+    assert meta["observers"] == ["m0", "pt"]
+    assert meta["sources"] == [{"file": f.name, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+                               for f in files]
+
+
+def test_quark_gluon_channel_selection_reorders_exactly_in_float32(raw_root):
+    arrays, meta = run_convert(raw_root, QG, channels=[2, 0], dtype="float32")
+    expected = np.concatenate([pylist_images(raw(raw_root, QG, i), "X_jets") for i in range(3)])
+    assert arrays["images"].dtype == np.float32
+    np.testing.assert_array_equal(arrays["images"], expected[:, [2, 0]].astype(np.float32))
+    assert meta["channels"] == [2, 0] and meta["channel_names"] == ["hcal", "track_pt"]
+    assert meta["shape"] == [12, 2, 125, 125]
+
+
+def test_jet_mass_reference_file(raw_root):
+    arrays, meta = run_convert(raw_root, JM)
+    f = raw(raw_root, JM)
+    np.testing.assert_array_equal(arrays["images"], f16(pylist_images(f, "X_jet")))
+    assert arrays["images"].shape == (4, 8, 125, 125)
+    for name, col in (("target", "m"), ("pt", "pt"), ("ieta", "ieta"), ("iphi", "iphi")):
+        np.testing.assert_array_equal(arrays[name], pylist_column(f, col).astype(np.float32))
+    assert 85 <= arrays["target"].min() and arrays["target"].max() <= 500
+    assert meta["channel_names"] == list(DATASETS[JM].channel_names)
+    assert meta["observers"] == ["ieta", "iphi", "pt"] and meta["rows_per_file"] == [4]
+
+
+def test_jet_mass_schema_variant_x_jets_am_apt(raw_root, formats_dir):
+    """Other samples name the image `X_jets`, the mass `am` and the pT `apt`."""
+    variant = formats_dir / "jet_mass" / "variant_am" / "aToGG_variant.parquet"
+    shutil.copyfile(variant, raw(raw_root, JM))
+    arrays, meta = run_convert(raw_root, JM, channels=[0, 3, 7])
+    np.testing.assert_array_equal(arrays["images"], f16(pylist_images(variant, "X_jets")[:, [0, 3, 7]]))
+    np.testing.assert_array_equal(arrays["target"], pylist_column(variant, "am").astype(np.float32))
+    np.testing.assert_array_equal(arrays["pt"], pylist_column(variant, "apt").astype(np.float32))
+    assert meta["shape"] == [3, 3, 125, 125] and meta["channel_names"] == ["track_pt", "ecal", "pix3"]
+
+
+def test_electron_photon_reference_files_photons_then_electrons(raw_root):
+    arrays, meta = run_convert(raw_root, EG)
+    (xp, yp), (xe, ye) = hdf5_images(raw(raw_root, EG, 0)), hdf5_images(raw(raw_root, EG, 1))
+    np.testing.assert_array_equal(arrays["images"], f16(np.concatenate([xp, xe])))
+    np.testing.assert_array_equal(arrays["target"], np.r_[np.zeros(98), np.ones(102)].astype(np.float32))
+    assert set(yp) == {0.0} and set(ye) == {1.0}  # photon file y=0, electron file y=1
+    assert meta["shape"] == [200, 2, 32, 32] and meta["rows_per_file"] == [98, 102]
+    assert meta["channel_names"] == ["energy", "time"] and set(arrays) == {"images", "target"}
+    assert [s["file"] for s in meta["sources"]] == [f.name for f in DATASETS[EG].files]
+
+
+# ---------------------------------------------------------------- params
+
+def test_scale_zero_below_clip_and_channel_selection(raw_root):
+    """Order as documented in params.yaml: scale, then zero suppression of |scaled| values, then clip."""
+    arrays, meta = run_convert(raw_root, EG, channels=[0], scale=[2.0], zero_below=0.05, clip=1.5, dtype="float32")
+    x = np.concatenate([hdf5_images(raw(raw_root, EG, i))[0] for i in range(2)])[:, [0]].astype(np.float32)
+    scaled = x * np.float32(2.0)
+    assert ((scaled != 0) & (np.abs(scaled) < 0.05)).any() and (scaled > 1.5).any()  # both settings bite
+    expected = np.clip(np.where(np.abs(scaled) < 0.05, 0, scaled), -1.5, 1.5)
+    np.testing.assert_array_equal(arrays["images"], expected)
+    assert meta["preprocessing"] == {"scale": [2.0], "clip": 1.5, "zero_below": 0.05, "nonfinite": "error"}
+    assert meta["channel_names"] == ["energy"]
+
+
+def test_nonfinite_zero_zeroes_and_counts(raw_root):
+    path = raw(raw_root, EG, 0)
+    x, y = h5py.File(path, "r")["X"][:], np.zeros(98, np.float32)
+    x[3, 4, 5, 0], x[7, 0, 0, 1], x[97, 31, 31, 0] = np.nan, np.inf, -np.inf
+    write_egamma(path, x, y)
+    arrays, meta = run_convert(raw_root, EG, nonfinite="zero")
+    assert meta["nonfinite_zeroed"] == 3
+    images = arrays["images"]
+    assert np.isfinite(images).all()
+    assert images[3, 0, 4, 5] == 0 and images[7, 1, 0, 0] == 0 and images[97, 0, 31, 31] == 0
+    clean = np.nan_to_num(x, nan=0, posinf=0, neginf=0).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(images[:98], f16(clean))
+
+
+def test_bad_params_name_params_yaml(raw_root):
+    with pytest.raises(E2EError, match=r"params.yaml convert.quark_gluon.channels"):
+        run_convert(raw_root, QG, channels=[0, 3])
+    with pytest.raises(E2EError, match=r"convert.quark_gluon.scale: expected 2 values"):
+        run_convert(raw_root, QG, channels=[0, 1], scale=[1.0])
+    assert no_output(raw_root) == []
+
+
+def test_float16_overflow_is_an_error(raw_root):
+    with pytest.raises(E2EError, match="overflow float16"):
+        run_convert(raw_root, EG, scale=[1e6, 1.0])
+    assert no_output(raw_root) == []
+
+
+# ---------------------------------------------------------------- regressions
+
+@pytest.mark.parametrize("threads,row_group_size", [(4, 1), (1, 1), (4, 10)],
+                         ids=["parallel-spans", "one-thread-stream", "large-row-groups-stream"])
+def test_every_row_group_is_read(raw_root, monkeypatch, threads, row_group_size):
+    """Regression: the public-solution trap of reading one row group as "a chunk" read 1 jet per file,
+    because the real files hold ONE ROW GROUP PER JET. Batches must cross row-group boundaries, in file
+    order, whether spans of row groups decode in threads or iter_batches streams them."""
+    monkeypatch.setattr(readers, "DECODE_THREADS", threads)
+    images = sparse_jets(37)
+    path = raw(raw_root, QG, 1)
+    write_jets(path, images, row_group_size=row_group_size)
+    assert pq.ParquetFile(path).metadata.num_row_groups == -(-37 // row_group_size)
+    arrays, meta = run_convert(raw_root, QG, batch_rows=8, dtype="float32")  # 37 = 4 * 8 + 5
+    assert meta["rows_per_file"] == [4, 37, 5] and arrays["images"].shape[0] == 46
+    np.testing.assert_array_equal(arrays["images"][4:41], images.astype(np.float32))
+    np.testing.assert_array_equal(arrays["target"][4:41], (np.arange(37) % 2).astype(np.float32))
+
+
+def test_channels_last_hdf5_is_transposed_not_reshaped(raw_root):
+    """Regression: `.reshape`/`.view` of channels-last (N, H, W, C) data into (N, C, H, W) interleaves
+    the channels and scrambles every pixel; only a transpose keeps them. The reference files' time
+    channel is all zero, so this file gives each channel distinct values."""
+    n = 3
+    x = np.arange(n * 32 * 32 * 2, dtype=np.float32).reshape(n, 32, 32, 2)
+    x[..., 1] *= -1
+    write_egamma(raw(raw_root, EG, 0), x, np.zeros(n, np.float32))
+    arrays, _ = run_convert(raw_root, EG, dtype="float32")
+    images = arrays["images"][:n]
+    np.testing.assert_array_equal(images[:, 0], x[..., 0])
+    np.testing.assert_array_equal(images[:, 1], x[..., 1])
+    assert not np.array_equal(images, x.reshape(n, 2, 32, 32))
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_plain_batches_keep_the_requested_size(tmp_path, monkeypatch, threads):
+    """Callers without a transform (predict runs the model per batch) get batches of batch_rows rows,
+    also when threads decode smaller spans."""
+    monkeypatch.setattr(readers, "DECODE_THREADS", threads)
+    images = sparse_jets(37)
+    write_jets(tmp_path / "jets.parquet", images)
+    reader = ParquetReader(DATASETS[QG], tmp_path / "jets.parquet")
+    batches = list(reader.batches(32))
+    reader.close()
+    assert [len(b.target) for b in batches] == [32, 5]
+    np.testing.assert_array_equal(np.concatenate([b.images for b in batches]), images.astype(np.float32))
+    np.testing.assert_array_equal(np.concatenate([b.observers["pt"] for b in batches]),
+                                  np.linspace(100, 200, 37).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def dense_jets_file(tmp_path_factory) -> Path:
+    """200 jets with 30 % non-zero pixels: 20 MB of compressed pages, far more than 2 decoded jets."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("dense") / "jets.parquet"
+    write_jets(path, rng.random((200, 3, 125, 125)) * (rng.random((200, 3, 125, 125)) < 0.3))
+    return path
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_parquet_reader_memory_does_not_grow_with_the_file(dense_jets_file, monkeypatch, threads):
+    """Regression: ParquetFile pre-buffers by default, and iter_batches then kept every row group's
+    compressed chunks until the file closed: with one row group per jet, memory grew by the whole
+    file size (+330 MB on a 40,000-jet file in bench/convert.py). Arrow's pool must stay near the
+    batches in flight, streaming (1 thread) or decoding spans in threads."""
+    monkeypatch.setattr(readers, "DECODE_THREADS", threads)
+    path = dense_jets_file
+    reader = ParquetReader(DATASETS[QG], path)
+    base = pa.total_allocated_bytes()
+    peak = max(pa.total_allocated_bytes() for _ in reader.batches(2)) - base  # 2 jets: 1.5 MB of float64
+    reader.close()
+    assert peak < 0.25 * path.stat().st_size, (peak, path.stat().st_size)
+
+
+def test_prefetch_keeps_order_reraises_and_stops_its_thread():
+    def failing():
+        yield from range(5)
+        raise E2EError("boom")
+
+    assert list(convert.prefetch(iter(range(100)), depth=2)) == list(range(100))
+    with pytest.raises(E2EError, match="boom"):
+        list(convert.prefetch(failing()))
+    early = convert.prefetch(iter(range(100)), depth=1)
+    assert next(early) == 0
+    early.close()  # the consumer fails or stops early: the producer must not stay blocked
+    assert not [t for t in threading.enumerate() if t.name == "e2e-prefetch"]
+
+
+# ---------------------------------------------------------------- bad input
+
+def _truncate(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _garbage(p: Path) -> None:
+    p.write_bytes(np.random.default_rng(0).bytes(p.stat().st_size))
+
+
+def _corrupt_page(p: Path) -> None:
+    """Footer intact, the data page of the second jet's image overwritten."""
+    col = pq.ParquetFile(p).metadata.row_group(1).column(0)
+    start, end = col.data_page_offset, (col.dictionary_page_offset or col.data_page_offset) + col.total_compressed_size
+    data = bytearray(p.read_bytes())
+    data[start:end] = np.random.default_rng(0).bytes(end - start)
+    p.write_bytes(bytes(data))
+
+
+def _ragged(p: Path) -> None:
+    jets = sparse_jets(2).tolist()
+    jets[1][2][60].pop()  # one pixel short in one row of one jet
+    write_jets(p, pa.array(jets, pa.list_(pa.list_(pa.list_(pa.float64())))))
+
+
+def _null_jet(p: Path) -> None:
+    write_jets(p, pa.array([sparse_jets(1)[0].tolist(), None], pa.list_(pa.list_(pa.list_(pa.float64())))))
+
+
+def _string_pixels(p: Path) -> None:
+    jet = np.full((3, 125, 125), "0").tolist()
+    write_jets(p, pa.array([jet], pa.list_(pa.list_(pa.list_(pa.string())))), pt=[1.0], m0=[1.0], y=[0.0])
+
+
+def _pixel(p: Path, value: float) -> None:
+    images = sparse_jets(3)
+    images[2, 1, 7, 9] = value
+    write_jets(p, images)
+
+
+def _egamma_x(p: Path, x, y=None) -> None:
+    write_egamma(p, x, np.zeros(len(x), np.float32) if y is None else y)
+
+
+def _egamma_bad_pixel(p: Path, value: float) -> None:
+    x = np.ones((4, 32, 32, 2), np.float32)
+    x[1, 2, 3, 0] = value
+    _egamma_x(p, x)
+
+
+def _jet_mass(p: Path, images: np.ndarray, m: list[float]) -> None:
+    n = len(images)
+    write_jets(p, images, "X_jet", m=m, pt=np.full(n, 500.0), ieta=np.zeros(n), iphi=np.zeros(n), m0=None, y=None)
+
+
+def _zero_row_parquet(p: Path) -> None:
+    write_jets(p, nested(np.zeros((0, 3, 125, 125))), pt=np.zeros(0), m0=np.zeros(0), y=np.zeros(0))
+
+
+BAD_INPUT = {  # id: (dataset, file index, how to break it, fragments the message must hold)
+    "hdf5_truncated": (EG, 1, _truncate, ["not a readable HDF5 file"]),
+    "hdf5_garbage": (EG, 0, _garbage, ["not a readable HDF5 file"]),
+    "parquet_truncated": (QG, 1, _truncate, ["not a readable parquet file"]),
+    "parquet_garbage": (QG, 2, _garbage, ["not a readable parquet file"]),
+    "parquet_corrupt_page": (QG, 1, _corrupt_page, ["unreadable data"]),
+    "hdf5_missing_key": (EG, 1, lambda p: write_egamma(p, np.ones((2, 32, 32, 2), np.float32), None),
+                         ["no target", "expected one of ['y']", "found ['X']"]),
+    "parquet_missing_column": (QG, 0, lambda p: write_jets(p, sparse_jets(2), m0=None),
+                               ["no m0 column", "found ['X_jets', 'pt', 'y']"]),
+    "hdf5_wrong_shape": (EG, 0, lambda p: _egamma_x(p, np.ones((2, 32, 32, 3), np.float32)),
+                         ["expected (N, 32, 32, 2) channels-last", "(2, 32, 32, 3)"]),
+    "hdf5_channels_first": (EG, 0, lambda p: _egamma_x(p, np.ones((2, 2, 32, 32), np.float32)),
+                            ["expected (N, 32, 32, 2)", "(2, 2, 32, 32)"]),
+    "parquet_wrong_channel_count": (QG, 0, lambda p: write_jets(p, sparse_jets(2, (2, 125, 125))),
+                                    ["X_jets", "level 0", "expected length 3, found 2"]),
+    "parquet_wrong_image_size": (QG, 0, lambda p: write_jets(p, sparse_jets(2, (3, 125, 120))),
+                                 ["X_jets", "level 2", "expected length 125, found 120"]),
+    "parquet_ragged": (QG, 1, _ragged, ["X_jets is ragged", "level 2", "found 124..125"]),
+    "parquet_null_jet": (QG, 1, _null_jet, ["X_jets has null entries"]),
+    "hdf5_nan": (EG, 1, lambda p: _egamma_bad_pixel(p, np.nan), ["1 NaN or infinite pixels", "nonfinite: zero"]),
+    "hdf5_inf": (EG, 0, lambda p: _egamma_bad_pixel(p, -np.inf), ["1 NaN or infinite pixels"]),
+    "parquet_nan": (QG, 2, lambda p: _pixel(p, np.nan), ["rows 0-3: 1 NaN or infinite pixels"]),  # rows of that file
+    "parquet_inf": (JM, 0, lambda p: _jet_mass(p, np.full((2, 8, 125, 125), np.inf), [100.0, 200.0]),
+                    ["rows 0-2: 250000 NaN or infinite pixels"]),  # 2 jets * 8 channels * 125 * 125
+    "hdf5_label_2": (EG, 0, lambda p: _egamma_x(p, np.ones((3, 32, 32, 2), np.float32), np.float32([0, 2, 0])),
+                     ["class labels must be 0 or 1, found [2.0]"]),
+    "parquet_label_half": (QG, 0, lambda p: write_jets(p, sparse_jets(2), y=[0.5, 1.0]),
+                           ["class labels must be 0 or 1, found [0.5]"]),
+    "hdf5_empty_file": (EG, 1, lambda p: p.write_bytes(b""), ["empty file"]),
+    "parquet_empty_file": (QG, 0, lambda p: p.write_bytes(b""), ["empty file"]),
+    "hdf5_zero_rows": (EG, 0, lambda p: _egamma_x(p, np.ones((0, 32, 32, 2), np.float32)), ["holds no rows"]),
+    "parquet_zero_rows": (QG, 2, _zero_row_parquet, ["holds no rows"]),
+    "hdf5_string_images": (EG, 0, lambda p: _egamma_x(p, np.full((2, 32, 32, 2), b"1", "S1")),
+                           ["X must be numeric", "|S1"]),
+    "hdf5_string_labels": (EG, 0, lambda p: _egamma_x(p, np.ones((2, 32, 32, 2), np.float32), np.array([b"0", b"1"])),
+                           ["y must be numeric"]),
+    "parquet_string_target": (QG, 0, lambda p: write_jets(p, sparse_jets(2), y=["quark", "gluon"]),
+                              ["column y must be numeric, found string"]),
+    "parquet_string_pixels": (QG, 0, _string_pixels, ["X_jets values must be numeric, found string"]),
+    "parquet_nan_mass": (JM, 0, lambda p: _jet_mass(p, sparse_jets(2, (8, 125, 125)), [100.0, np.nan]),
+                         ["target has 1 NaN or infinite values"]),
+    "missing_file": (QG, 2, lambda p: p.unlink(), ["missing input file for dataset quark_gluon"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_clear_error_and_leaves_nothing(raw_root, case):
+    dataset, index, breaker, fragments = BAD_INPUT[case]
+    path = raw(raw_root, dataset, index)
+    breaker(path)
+    with pytest.raises(E2EError) as info:
+        run_convert(raw_root, dataset)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert no_output(raw_root) == []
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("e2e-")]  # no reader thread left
+
+
+def test_failure_keeps_the_previous_good_output(raw_root):
+    good, _ = run_convert(raw_root, EG)
+    _truncate(raw(raw_root, EG, 1))
+    with pytest.raises(E2EError):
+        run_convert(raw_root, EG)
+    assert no_output(raw_root) == [EG]
+    again = np.load(raw_root / "data" / "converted" / EG / "images.npy")
+    np.testing.assert_array_equal(again, good["images"])
+
+
+@pytest.mark.parametrize("case", ["parquet_garbage", "parquet_missing_column"])
+def test_cli_prints_one_error_line_and_exits_non_zero(raw_root, case):
+    dataset, index, breaker, fragments = BAD_INPUT[case]
+    path = raw(raw_root, dataset, index)
+    breaker(path)
+    params = raw_root / "params.yaml"
+    params.write_text(yaml.safe_dump({"convert": {dataset: {"batch_rows": 4}}}))
+    proc = subprocess.run([sys.executable, "-m", "e2e", "--params", str(params), "--root", str(raw_root),
+                           "convert", dataset], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and str(path) in lines[0] and all(f in lines[0] for f in fragments), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert no_output(raw_root) == []
