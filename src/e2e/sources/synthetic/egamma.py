@@ -1,0 +1,169 @@
+"""Toy ECAL crops of 50 GeV photons and electrons, in the layout of the real IMGCROPS files.
+
+Physics of the toy (calibrated on the 200 real crops in shared/realdata, see tests):
+- An EM shower centred on the seed crystal (16, 16), hit at a uniform point inside it; its lateral
+  profile is a three-Gaussian fit to the real row (eta) profile (Moliere radius ~ one crystal).
+- Electrons radiate bremsstrahlung in the tracker and bend in the 3.8 T field, so a fraction r of
+  their energy lands as a spray of photons along phi (axis 1), up to s crystals from the seed.
+  Photons that convert to e+e- (32 %) spray alike, but from later in the tracker, so less and
+  narrower; unconverted photons keep a tight shower. A soft pile-up photon may land anywhere
+  near the seed in either class. The class acts on the image ONLY through (r, s), so
+  P(electron | r, s) is the Bayes-optimal discriminant: it is stored as `oracle` in the sidecar.
+- Read-out as in the hybrid superclustering: dominoes of 5 crystals in eta, kept along phi while
+  they hold energy; isolated noisy crystals elsewhere. Read-out crystals get Gaussian noise and
+  energies <= 0 are zeroed, while their time is kept, so time is non-zero on more pixels than energy.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+from scipy.special import betaln, expit, ndtr
+from tqdm import tqdm
+
+from e2e.atomic import atomic_path
+from e2e.sources.registry import DATASETS
+from e2e.sources.synthetic.parquet_io import TruthCollector, chunk_rng, chunk_sizes
+
+SIZE, SEED = 32, 16
+PROFILE = ((0.74, 0.13), (0.235, 0.85), (0.025, 3.0))  # (weight, sigma / crystal) fitted to real rows
+N_SPRAY = 4  # brem photons / conversion legs per shower
+SPRAY_GAP = 0.5  # crystals: the field has already separated the legs when they reach the ECAL
+NOISE = 0.0012  # per-crystal electronics noise, in the crops' energy unit (~50 GeV)
+DOMINO_CUT = 0.003  # domino (5 crystals in eta) energy needed to join the supercluster
+N_ISOLATED = 20.0  # read-out crystals outside the domino band, per crop
+STOCHASTIC = 0.0004  # shower sampling quantum: relative fluctuation sqrt(q / E) per crystal
+CONVERSION_PROB = 0.32  # tracker material in front of the barrel ECAL
+# (a, b) of Beta(r) and (median, log-sigma) of LogNormal(s) per population
+UNCONVERTED = dict(r=(1.2, 40.0), s=(0.8, 0.5))
+CONVERTED = dict(r=(1.8, 8.0), s=(2.5, 0.8))
+ELECTRON = dict(r=(2.0, 8.0), s=(4.0, 0.6))
+EXTRA_PROB, EXTRA_MEAN, EXTRA_REACH = 0.5, 0.05, 6.0  # class-blind soft photon: rate, energy, phi reach
+CHUNK = 1000
+
+
+def _log_density(r: np.ndarray, s: np.ndarray, prior: dict) -> np.ndarray:
+    (a, b), (median, sig) = prior["r"], prior["s"]
+    log_beta = (a - 1) * np.log(r) + (b - 1) * np.log1p(-r) - betaln(a, b)
+    z = (np.log(s) - np.log(median)) / sig
+    return log_beta - 0.5 * z**2 - np.log(s * sig * np.sqrt(2 * np.pi))
+
+
+def oracle(r: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """P(electron | r, s) for equal priors: the best any classifier of the images can do."""
+    log_e = _log_density(r, s, ELECTRON)
+    log_g = np.logaddexp(np.log1p(-CONVERSION_PROB) + _log_density(r, s, UNCONVERTED),
+                         np.log(CONVERSION_PROB) + _log_density(r, s, CONVERTED))
+    return expit(log_e - log_g)
+
+
+def sample_latents(rng: np.random.Generator, n: int, electron: bool) -> dict[str, np.ndarray]:
+    converted = np.zeros(n, bool) if electron else rng.random(n) < CONVERSION_PROB
+    r, s = np.empty(n), np.empty(n)
+    for mask, prior in ((converted, CONVERTED), (~converted, ELECTRON if electron else UNCONVERTED)):
+        (a, b), (median, sig) = prior["r"], prior["s"]
+        r[mask] = rng.beta(a, b, mask.sum())
+        s[mask] = median * np.exp(sig * rng.standard_normal(mask.sum()))
+    eta = rng.uniform(-1.2, 1.2, n)  # the crops come from |eta| < ~1.2: energy = pT cosh(eta)
+    response = rng.normal(0.975, 0.03, n) * np.where(rng.random(n) < 0.02, rng.uniform(0.4, 0.9, n), 1.0)
+    # a soft photon from pile-up or the underlying event lands in the crop whatever the class
+    extra = np.where(rng.random(n) < EXTRA_PROB, np.minimum(rng.exponential(EXTRA_MEAN, n), 0.2), 0.0)
+    return dict(eta=eta, energy=np.cosh(eta) * response, r=r, s=s, converted=converted.astype(float),
+                charge=rng.choice([-1.0, 1.0], n), impact_eta=rng.uniform(-0.5, 0.5, n),
+                impact_phi=rng.uniform(-0.5, 0.5, n), extra_frac=extra,
+                extra_eta=rng.normal(0.0, 1.0, n), extra_phi=rng.uniform(-EXTRA_REACH, EXTRA_REACH, n))
+
+
+def _axis_fractions(centre: np.ndarray, sigma: float) -> np.ndarray:
+    """Fraction of a Gaussian centred at `centre` (crystal units from the seed) in each crystal."""
+    edges = np.arange(SIZE + 1) - SEED - 0.5
+    return np.diff(ndtr((edges - centre[..., None]) / sigma), axis=-1)
+
+
+def true_deposits(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> np.ndarray:
+    """Noise-free energy per crystal (N, 32, 32): core shower, phi spray, and the soft extra photon."""
+    n = len(lat["r"])
+    t = rng.random((n, N_SPRAY))
+    share = rng.dirichlet(np.ones(N_SPRAY), n) * lat["r"][:, None]
+    eta = np.concatenate([lat["impact_eta"][:, None], lat["impact_eta"][:, None]
+                          + 0.15 * rng.standard_normal((n, N_SPRAY)), lat["extra_eta"][:, None]], axis=1)
+    phi = np.concatenate([lat["impact_phi"][:, None], lat["impact_phi"][:, None]
+                          + lat["charge"][:, None] * (SPRAY_GAP + lat["s"][:, None] * t),
+                          lat["extra_phi"][:, None]], axis=1)
+    fractions = np.concatenate([1.0 - lat["r"][:, None], share, lat["extra_frac"][:, None]], axis=1)
+    energy = fractions * lat["energy"][:, None]
+    image = np.zeros((n, SIZE, SIZE))
+    for weight, sigma in PROFILE:
+        rows, cols = _axis_fractions(eta, sigma), _axis_fractions(phi, sigma)
+        image += weight * np.einsum("nk,nkr,nkc->nrc", energy, rows, cols)
+    return image
+
+
+def _readout(rng: np.random.Generator, deposit: np.ndarray) -> np.ndarray:
+    """Boolean mask of read-out crystals: the domino band plus isolated noisy crystals."""
+    n = len(deposit)
+    band = slice(SEED - 2, SEED + 3)
+    domino = deposit[:, band, :].sum(1) > DOMINO_CUT
+    domino[:, SEED - 2:SEED + 3] = True
+    domino |= _widen(domino, rng.geometric(0.55, (n, 2)) - 1)
+    mask = np.zeros_like(deposit, bool)
+    mask[:, band, :] = domino[:, None, :]
+    # isolated noisy crystals, denser next to the band (as in the real crops' occupancy)
+    img = np.repeat(np.arange(n), rng.poisson(N_ISOLATED, n))
+    side = rng.choice([-1.0, 1.0], len(img))
+    row = np.clip(np.rint(SEED + side * (2.5 + rng.exponential(3.0, len(img)))), 0, SIZE - 1)
+    col = np.clip(np.rint(SEED + 4.0 * rng.standard_normal(len(img))), 0, SIZE - 1)
+    mask[img, row.astype(int), col.astype(int)] = True
+    return mask
+
+
+def _widen(domino: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """The superclustering road sometimes keeps a few more dominoes beyond the last energetic one."""
+    cols = np.arange(SIZE)
+    lo = np.where(domino, cols, SIZE).min(1) - extra[:, 0]
+    hi = np.where(domino, cols, -1).max(1) + extra[:, 1]
+    return (cols >= lo[:, None]) & (cols <= hi[:, None])
+
+
+def make_images(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, 32, 32, 2) float32 channels-last: energy, time."""
+    deposit = true_deposits(rng, lat)
+    deposit = rng.gamma(deposit / STOCHASTIC + 1e-12) * STOCHASTIC
+    mask = _readout(rng, deposit)
+    measured = np.where(mask, deposit + NOISE * rng.standard_normal(deposit.shape), 0.0)
+    energy = np.clip(measured, 0.0, 1.48)
+    # timing resolution ~ noise/amplitude plus a constant term, around a per-event collision time
+    sigma_t = np.hypot(0.5 * NOISE / np.maximum(measured, NOISE), 0.15)
+    t0 = 0.2 * rng.standard_normal((len(deposit), 1, 1))
+    time = np.where(mask, np.clip(t0 + sigma_t * rng.standard_normal(deposit.shape), -2.5, 2.3), 0.0)
+    time[mask & (time == 0.0)] = 1e-3  # a read-out crystal always has a (non-zero) time
+    return np.stack([energy, time], axis=-1).astype(np.float32)
+
+
+def _write_class(path: Path, n: int, electron: bool, seed: int, bar: tqdm) -> list[Path]:
+    truth = TruthCollector()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        X = f.create_dataset("X", shape=(n, SIZE, SIZE, 2), dtype="float32")
+        y = f.create_dataset("y", shape=(n,), dtype="float32")
+        start = 0
+        for i, size in enumerate(chunk_sizes(n, CHUNK)):
+            rng = chunk_rng(seed, path.name, i)
+            lat = sample_latents(rng, size, electron)
+            X[start:start + size] = make_images(rng, lat)
+            y[start:start + size] = float(electron)
+            lat["oracle"], lat["y"] = oracle(lat["r"], lat["s"]), np.full(size, float(electron))
+            truth.add(lat)
+            start += size
+            bar.update(size)
+    return [path, truth.write(path)]
+
+
+def generate_electron_photon(out_dir: Path, cfg: dict, seed: int, progress: bool = True) -> list[Path]:
+    """Write the photon (y=0) and electron (y=1) files, n_per_class rows each, plus truth sidecars."""
+    n = int(cfg.get("n_per_class", 8000))
+    written = []
+    with tqdm(total=2 * n, desc="electron_photon", unit="img", disable=not progress) as bar:
+        for raw in DATASETS["electron_photon"].files:
+            written += _write_class(Path(out_dir) / raw.name, n, raw.label == 1.0, seed, bar)
+    return written

@@ -1,0 +1,218 @@
+"""The synthetic generator writes the real on-disk formats and realistic, learnable physics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from e2e.sources.registry import DATASETS
+from e2e.sources.synthetic import GENERATORS, generate, truth_path
+from e2e.sources.synthetic.parquet_io import nested_images, split_counts
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "electron-photon.npz"
+needs_real = pytest.mark.skipif(not REALDATA.is_file(), reason="shared/realdata not available")
+SIZES = {"electron_photon": {"n_per_class": 1000}, "quark_gluon": {"n_jets": 400}, "jet_mass": {"n_jets": 40}}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> dict[str, tuple[Path, list[Path]]]:
+    out = {}
+    for name, cfg in SIZES.items():
+        folder = tmp_path_factory.mktemp(name)
+        out[name] = folder, generate(name, folder, cfg, seed=7, progress=False)
+    return out
+
+
+def read_jets(path: Path, column: str) -> np.ndarray:
+    table = pq.read_table(path)
+    flat = table.column(column).combine_chunks().flatten().flatten().flatten().to_numpy()
+    return flat.reshape(table.num_rows, -1, 125, 125)
+
+
+def read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        return f["X"][:], f["y"][:]
+
+
+def egamma_arrays(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    parts = [read_h5(folder / raw.name) for raw in DATASETS["electron_photon"].files]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def test_unknown_dataset_lists_the_choices(tmp_path):
+    with pytest.raises(KeyError, match="electron_photon.*jet_mass.*quark_gluon"):
+        generate("top_tagging", tmp_path, {}, seed=1)
+    assert set(GENERATORS) == set(DATASETS)
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_writes_the_real_file_names_and_sidecars_only(generated, name):
+    folder, written = generated[name]
+    raws = [folder / raw.name for raw in DATASETS[name].files]
+    assert written == [p for raw in raws for p in (raw, truth_path(raw))]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in written)  # no temp files left
+
+
+def test_egamma_layout_matches_the_reference_files(generated, formats_dir):
+    folder, _ = generated["electron_photon"]
+    for raw in DATASETS["electron_photon"].files:
+        reference = formats_dir / "electron_photon" / raw.name
+        with h5py.File(folder / raw.name, "r") as ours, h5py.File(reference, "r") as ref:
+            assert set(ours) == set(ref) == {"X", "y"}
+            for key in ("X", "y"):
+                assert ours[key].dtype == ref[key].dtype == np.float32
+                assert ours[key].shape[1:] == ref[key].shape[1:]
+            assert ours["X"].shape == (1000, 32, 32, 2)
+            assert np.all(ours["y"][:] == raw.label)
+
+
+@pytest.mark.parametrize("name", ["quark_gluon", "jet_mass"])
+def test_parquet_schema_and_row_groups_match_the_reference(generated, formats_dir, name):
+    folder, _ = generated[name]
+    for raw in DATASETS[name].files:
+        ours, ref = pq.ParquetFile(folder / raw.name), pq.ParquetFile(formats_dir / name / raw.name)
+        assert ours.schema_arrow.equals(ref.schema_arrow), (ours.schema_arrow, ref.schema_arrow)
+        meta = ours.metadata
+        assert meta.num_row_groups == meta.num_rows > 0  # one row group per jet, as in the real files
+        assert all(meta.row_group(i).num_rows == 1 for i in range(meta.num_row_groups))
+        assert meta.row_group(0).column(0).compression == "SNAPPY"
+
+
+def test_nested_images_keep_channels_first_order():
+    images = np.random.default_rng(0).random((3, 8, 125, 125))
+    nested = nested_images(images)
+    assert np.array(nested[2].as_py()).shape == (8, 125, 125)
+    np.testing.assert_array_equal(np.array(nested[2].as_py()), images[2])
+
+
+def test_quark_gluon_jets_are_divided_like_the_real_runs(generated):
+    folder, _ = generated["quark_gluon"]
+    counts = [pq.ParquetFile(folder / raw.name).metadata.num_rows for raw in DATASETS["quark_gluon"].files]
+    assert counts == split_counts(400, [36272, 47540, 55494]) and sum(counts) == 400
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_same_seed_same_arrays_other_seed_different(tmp_path, name):
+    cfg = {"n_per_class": 20} if name == "electron_photon" else {"n_jets": 4}
+    runs = [generate(name, tmp_path / f"run{i}", cfg, seed=s, progress=False)
+            for i, s in enumerate((3, 3, 4))]
+    tables = [[_arrays(path) for path in run] for run in runs]
+    for a, b in zip(tables[0], tables[1]):
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(tables[0][0]["image"], tables[2][0]["image"])
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    if path.suffix == ".hdf5":
+        X, y = read_h5(path)
+        return {"image": X, "y": y}
+    table = pq.read_table(path)
+    image = [c for c in table.column_names if c.startswith("X_")]
+    out = {c: table.column(c).to_numpy() for c in table.column_names if c not in image}
+    if image:
+        out["image"] = read_jets(path, image[0])
+    return out
+
+
+@needs_real
+def test_egamma_statistics_match_the_real_crops(generated):
+    X, y = egamma_arrays(generated["electron_photon"][0])
+    real = np.load(REALDATA)
+    xr = np.concatenate([real["x_train"], real["x_test"]])
+    yr = np.concatenate([real["y_train"], real["y_test"]])
+    energy, time = X[..., 0], X[..., 1]
+    assert energy.min() >= 0.0 and energy.max() <= 1.48
+    assert abs((energy == 0).mean() - (xr == 0).mean()) < 0.01  # real: 95.3 % zero pixels
+    for label, real_hits in ((0, 45.2), (1, 51.2)):
+        hits = (energy[y == label] > 0).sum((1, 2)).mean()
+        assert abs(hits - (xr[yr == label] > 0).sum((1, 2)).mean()) < 0.12 * real_hits
+    peak = energy.reshape(len(energy), -1).argmax(1) == 16 * 32 + 16
+    assert peak[y == 0].mean() >= 0.95 and peak[y == 1].mean() >= 0.95
+    total = energy.sum((1, 2))
+    assert abs(total.mean() - xr.sum((1, 2)).mean()) < 0.05 * 1.245
+    assert np.percentile(total, 1) > 0.3 and np.percentile(total, 99) < 2.1
+    max_pixel = [energy[y == label].max((1, 2)).mean() for label in (0, 1)]
+    assert max_pixel[0] > max_pixel[1] + 0.04  # real: 0.725 vs 0.636, electrons spread wider
+    assert abs(max_pixel[0] - 0.725) < 0.05 and abs(max_pixel[1] - 0.636) < 0.05
+    assert 0.05 <= (time != 0).mean() <= 0.10
+    assert time.min() >= -2.5 and time.max() <= 2.3
+
+
+def test_egamma_classes_differ_in_shape_not_in_total_energy(generated):
+    X, y = egamma_arrays(generated["electron_photon"][0])
+    energy = X[..., 0]
+    phi_width = (energy.sum(1) * (np.arange(32) - 16) ** 2).sum(1) / energy.sum((1, 2))
+    assert roc_auc_score(y, phi_width) > 0.7  # bremsstrahlung spreads electrons along phi
+    assert 0.4 < roc_auc_score(y, energy.sum((1, 2))) < 0.6
+
+
+@pytest.mark.parametrize("name,channel", [("quark_gluon", 2), ("jet_mass", 4)])
+def test_hcal_is_made_of_5x5_towers_divided_by_25(generated, name, channel):
+    folder, _ = generated[name]
+    raw = DATASETS[name].files[0].name
+    hcal = read_jets(folder / raw, DATASETS[name].image_keys[0])[:, channel]
+    blocks = hcal.reshape(len(hcal), 25, 5, 25, 5)
+    assert np.all(blocks == blocks[:, :, :1, :, :1])
+    assert (hcal > 0).any() and hcal.min() >= 0.0
+
+
+def test_quark_gluon_physics(generated):
+    folder, _ = generated["quark_gluon"]
+    jets = [read_jets(folder / raw.name, "X_jets") for raw in DATASETS["quark_gluon"].files]
+    scalars = pq.read_table([folder / raw.name for raw in DATASETS["quark_gluon"].files][0]).to_pydict()
+    images = np.concatenate(jets)
+    y = np.concatenate([pq.read_table(folder / raw.name).column("y").to_numpy()
+                        for raw in DATASETS["quark_gluon"].files])
+    assert set(np.unique(y)) == {0.0, 1.0}
+    assert np.all(np.array(scalars["pt"]) > 50) and np.all(np.array(scalars["m0"]) > 0)
+    n_tracks = (images[:, 0] > 0).sum((1, 2))
+    assert roc_auc_score(y, n_tracks) > 0.65  # gluons: more constituents
+    assert 0.35 < roc_auc_score(y, images.sum((1, 2, 3))) < 0.65  # not a trivial energy cut
+
+
+def test_jet_mass_targets_and_observers(generated, tmp_path):
+    folder, _ = generated["jet_mass"]
+    table = pq.read_table(folder / "top_gun_opendata_0.parquet")
+    m, pt = table.column("m").to_numpy(), table.column("pt").to_numpy()
+    assert m.min() >= 85 and m.max() <= 500 and pt.min() >= 400 and pt.max() <= 1000
+    for key in ("ieta", "iphi"):
+        values = table.column(key).to_numpy()
+        assert np.array_equal(values, np.round(values))
+    images = read_jets(folder / "top_gun_opendata_0.parquet", "X_jet")
+    for channel in (1, 2):  # dZ, d0: a few large values
+        values = np.abs(images[:, channel][images[:, channel] != 0])
+        assert values.max() > 10 * np.median(values)
+    assert np.all(images[:, 5:][images[:, 5:] != 0] > 0)  # pixel cluster charges
+    cfg = {"n_jets": 8, "m_range": [100, 120], "pt_range": [700, 800]}
+    table = pq.read_table(generate("jet_mass", tmp_path, cfg, seed=1, progress=False)[0])
+    assert table.column("m").to_numpy().min() >= 100 and table.column("m").to_numpy().max() <= 120
+    assert table.column("pt").to_numpy().min() >= 700 and table.column("pt").to_numpy().max() <= 800
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_truth_sidecar_rows_follow_the_raw_file(generated, name):
+    folder, _ = generated[name]
+    for raw in DATASETS[name].files:
+        truth = pq.read_table(truth_path(folder / raw.name))
+        arrays = _arrays(folder / raw.name)
+        assert truth.num_rows == len(next(iter(arrays.values())))
+        assert all(str(t) == "double" for t in truth.schema.types)
+        if "y" in truth.column_names and "y" in arrays:
+            assert np.array_equal(truth.column("y").to_numpy(), arrays["y"])
+        if name == "jet_mass":
+            assert np.array_equal(truth.column("m").to_numpy(), arrays["m"])
+
+
+@pytest.mark.parametrize("name", ["electron_photon", "quark_gluon"])
+def test_oracle_auc_is_high_but_not_perfect(generated, name):
+    folder, _ = generated[name]
+    labels, scores = [], []
+    for raw in DATASETS[name].files:
+        labels.append(_arrays(folder / raw.name)["y"])
+        scores.append(pq.read_table(truth_path(folder / raw.name)).column("oracle").to_numpy())
+    auc = roc_auc_score(np.concatenate(labels), np.concatenate(scores))
+    assert 0.82 < auc < 0.95
