@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import queue
 import threading
@@ -22,18 +21,12 @@ from .atomic import atomic_path
 from .config import ConvertParams, Params, Paths
 from .errors import E2EError
 from .npy import NpyAppender
+from .sources.fetch import sha256_file
 from .sources.readers import Batch, open_reader
 from .sources.registry import Dataset, get_dataset
+from .tasks import get_task
 
 TRUTH_SUFFIX = ".truth.parquet"  # the synthetic generator's latent-truth sidecar, beside each raw file
-
-
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def preprocess(images: np.ndarray, cfg: ConvertParams, where: str) -> tuple[np.ndarray, int]:
@@ -212,12 +205,10 @@ def convert_truth(files: list[Path], out: Path) -> list[str]:
 
 
 def main(params: Params, dataset: str, paths: Paths) -> None:
-    from .tasks import TASKS  # the task of the same name says whether labels must be 0/1
-
     ds = get_dataset(dataset)
     cfg = params.convert.get(dataset, ConvertParams())
     files = [paths.raw(dataset) / f.name for f in ds.files]
-    classify = TASKS[dataset].kind == "classification"
+    classify = get_task(dataset).is_classification  # the task of the same name: labels must be 0/1
     with atomic_path(paths.converted(dataset), is_dir=True) as tmp:
         info = convert_files(ds, files, cfg, tmp, classify)
         truth = convert_truth(files, tmp)
@@ -228,6 +219,6 @@ def main(params: Params, dataset: str, paths: Paths) -> None:
             "target": ds.target_keys[0], "truth": truth,
             "preprocessing": {"scale": cfg.scale, "clip": cfg.clip, "zero_below": cfg.zero_below,
                               "nonfinite": cfg.nonfinite},
-            "sources": [{"file": f.name, "sha256": sha256_of(f)} for f in files],
+            "sources": [{"file": f.name, "sha256": sha256_file(f)} for f in files],
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
