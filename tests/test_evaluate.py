@@ -15,6 +15,7 @@ from sklearn import calibration as skc
 from sklearn import metrics as skm
 
 from e2e import evaluate, metrics, plots
+from e2e.config import EvaluateParams
 from e2e.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,7 +159,7 @@ def test_regression_tables_count_every_event_on_fixed_bins():
 # ---------------------------------------------------------------- summary
 
 def test_classification_summary_has_every_metric_for_both_splits():
-    out = evaluate.summarise(get_task("electron_photon"), classified(), 0.5)
+    out = evaluate.summarise(get_task("electron_photon"), classified(), 0.5, EvaluateParams())
     assert set(out) == {"val", "test"}
     expected = {"roc_auc", "roc_auc_ci_lo", "roc_auc_ci_hi", "accuracy", "log_loss", "rejection_at_50",
                 "rejection_at_80", "oracle_auc", "gap_to_oracle", "n"}
@@ -170,12 +171,12 @@ def test_classification_summary_has_every_metric_for_both_splits():
 
 def test_regression_summary_bins_share_keys_across_splits_and_are_json_safe():
     df = regressed()
-    out = evaluate.summarise(get_task("jet_mass"), df, float(df["truth"].mean()))
+    out = evaluate.summarise(get_task("jet_mass"), df, float(df["truth"].mean()), EvaluateParams())
     for name in ("mae", "rmse", "mean_relative_error", "resolution", "mae_ci_lo", "mae_ci_hi",
                  "resolution_ci_lo", "resolution_ci_hi", "mae_of_training_mean", "mae_ratio_to_mean"):
         assert math.isfinite(out["test"][name])
     for by in ("resolution_by_mass", "resolution_by_pt"):
-        assert list(out["val"][by]) == list(out["test"][by]) and len(out["test"][by]) == evaluate.N_SUMMARY_BINS
+        assert list(out["val"][by]) == list(out["test"][by]) and len(out["test"][by]) == EvaluateParams().summary_bins
     assert list(out["test"]["resolution_by_mass"])[0] == "85-168"
     json.dumps(out, allow_nan=False)
 
@@ -183,7 +184,7 @@ def test_regression_summary_bins_share_keys_across_splits_and_are_json_safe():
 def test_infinite_rejection_becomes_null():
     df = classified()
     df["prediction"] = df["truth"]  # perfect separation: no background passes at 50 % efficiency
-    out = evaluate.summarise(get_task("quark_gluon"), df, 0.5)
+    out = evaluate.summarise(get_task("quark_gluon"), df, 0.5, EvaluateParams())
     assert out["test"]["rejection_at_50"] is None
 
 

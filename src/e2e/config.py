@@ -79,6 +79,8 @@ class TrainParams:
 class EvaluateParams:
     batch_size: int = 256
     roc_points: int = 200
+    bootstrap: int = 1000  # resamples for the 95 % intervals (fixed seed: reruns are identical)
+    summary_bins: int = 5  # bins of true mass and pT for the binned resolution in metrics.json
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,7 @@ from .engine import predict, select_device
 from .modelio import load_checkpoint
 from .split import load_split
 from .tasks import Task, get_task
-
-N_BOOT = 1000  # bootstrap resamples for the 95 % intervals; fixed seed, so re-runs are identical
-N_SUMMARY_BINS = 5  # bins of true mass and pT in the summary (finer ones are in the plots)
-
+from .tracking import open_live
 
 def predictions(model, data: Converted, split: dict, params: Params, device) -> pd.DataFrame:
     import torch
@@ -39,10 +36,10 @@ def predictions(model, data: Converted, split: dict, params: Params, device) -> 
     return pd.concat(frames, ignore_index=True)
 
 
-def classification_metrics(df: pd.DataFrame) -> dict:
+def classification_metrics(df: pd.DataFrame, n_boot: int) -> dict:
     y, s = df["truth"].to_numpy(np.float64), df["prediction"].to_numpy(np.float64)
     out = {name: fn(y, s) for name, fn in metrics.CLASSIFICATION.items()}
-    out["roc_auc_ci_lo"], out["roc_auc_ci_hi"] = metrics.roc_auc_interval(y, s, n_boot=N_BOOT)
+    out["roc_auc_ci_lo"], out["roc_auc_ci_hi"] = metrics.roc_auc_interval(y, s, n_boot=n_boot)
     for eff in (0.5, 0.8):
         out[f"rejection_at_{int(eff * 100)}"] = metrics.background_rejection(y, s, eff)
     if "truth_oracle" in df:
@@ -57,11 +54,11 @@ def binned_resolution(t: np.ndarray, p: np.ndarray, by: np.ndarray, edges: np.nd
     return {f"{b['lo']:.0f}-{b['hi']:.0f}": b["value"] for b in metrics.binned(metrics.resolution, t, p, by, edges)}
 
 
-def regression_metrics(df: pd.DataFrame, train_mean: float, edges: dict[str, np.ndarray]) -> dict:
+def regression_metrics(df: pd.DataFrame, train_mean: float, edges: dict[str, np.ndarray], n_boot: int) -> dict:
     t, p = df["truth"].to_numpy(np.float64), df["prediction"].to_numpy(np.float64)
     out = {name: fn(t, p) for name, fn in metrics.REGRESSION.items()}
-    out["mae_ci_lo"], out["mae_ci_hi"] = metrics.mae_interval(t, p, n_boot=N_BOOT)
-    out["resolution_ci_lo"], out["resolution_ci_hi"] = metrics.resolution_interval(t, p, n_boot=N_BOOT)
+    out["mae_ci_lo"], out["mae_ci_hi"] = metrics.mae_interval(t, p, n_boot=n_boot)
+    out["resolution_ci_lo"], out["resolution_ci_hi"] = metrics.resolution_interval(t, p, n_boot=n_boot)
     out["mae_of_training_mean"] = metrics.mae(t, np.full_like(t, train_mean))
     out["mae_ratio_to_mean"] = out["mae"] / out["mae_of_training_mean"]
     out["resolution_by_mass"] = binned_resolution(t, p, t, edges["truth"])
@@ -83,15 +80,15 @@ def json_safe(values: dict) -> dict:
     return {k: safe(v) for k, v in values.items()}
 
 
-def summarise(task: Task, df: pd.DataFrame, train_mean: float) -> dict:
+def summarise(task: Task, df: pd.DataFrame, train_mean: float, ep) -> dict:
     # bins from val and test together, so both splits (and every experiment) get the same keys
-    edges = {c: plots.axis_edges(df[c].to_numpy(np.float64), N_SUMMARY_BINS) for c in ("truth", "pt") if c in df}
+    edges = {c: plots.axis_edges(df[c].to_numpy(np.float64), ep.summary_bins) for c in ("truth", "pt") if c in df}
     out = {}
     for part, frame in df.groupby("split"):
         if task.is_classification:
-            out[part] = json_safe(classification_metrics(frame))
+            out[part] = json_safe(classification_metrics(frame, ep.bootstrap))
         else:
-            out[part] = json_safe(regression_metrics(frame, train_mean, edges))
+            out[part] = json_safe(regression_metrics(frame, train_mean, edges, ep.bootstrap))
     return out
 
 
@@ -110,15 +107,13 @@ def log_images(live, task: Task, data: Converted, test: pd.DataFrame) -> None:
 
 
 def main(params: Params, task_name: str, paths: Paths) -> None:
-    from .train import open_live
-
     task = get_task(task_name)
     device = select_device(params.runtime.device)
     model, ckpt = load_checkpoint(paths.models(task_name) / "model.pt", device)
     data, split = Converted(paths.converted(task.dataset)), load_split(paths.splits(task_name))
     df = predictions(model, data, split, params, device)
     train_mean = float(data.target[split["train"]].mean())
-    results = summarise(task, df, train_mean)
+    results = summarise(task, df, train_mean, params.evaluate)
     with atomic_path(paths.eval_metrics(task_name), is_dir=True) as tmp:
         df.to_parquet(tmp / "predictions.parquet", index=False)
         with open_live(tmp) as live:

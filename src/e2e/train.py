@@ -21,10 +21,10 @@ from .augment import make_augment
 from .config import Params, Paths
 from .data import Converted, channel_stats, make_batches
 from .engine import _unwrap, predict, prepare, select_device, train_one_epoch
-from .errors import E2EError
 from .modelio import build, save_checkpoint
 from .optim import make_optimizer, make_scheduler
 from .split import load_split
+from .tracking import open_live
 from .tasks import Task, get_task, make_loss
 
 
@@ -73,17 +73,6 @@ def wrap(model, runtime, world: int, device: torch.device):
 
 def is_better(task: Task, value: float, best: float | None) -> bool:
     return best is None or (value > best if task.higher_is_better else value < best)
-
-
-def open_live(path):
-    from dvclive import Live
-    from scmrepo.exceptions import SCMError
-
-    try:
-        # dvcyaml=False: dvc.yaml is written by hand and must not be rewritten by DVCLive
-        return Live(dir=str(path), dvcyaml=False, save_dvc_exp=False, report=None)
-    except SCMError as exc:  # DVCLive 3.49 fails inside a git repository that has no commit yet
-        raise E2EError(f"{path}: DVCLive cannot log here ({exc}); make a first `git commit`") from None
 
 
 def fingerprint(tp, data: Converted, split: dict) -> str:
