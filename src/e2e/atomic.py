@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from pathlib import Path
+
+from .errors import E2EError
 
 
 def _remove(path: Path) -> None:
@@ -29,8 +32,10 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False):
         tmp.mkdir()
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # every stage writes through here
+            raise E2EError(f"no space left on device in {final.parent} (writing {final.name}); free some space and re-run") from None
         raise
     _remove(final)
     os.replace(tmp, final)

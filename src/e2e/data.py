@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .errors import E2EError
-from .npy import open_array
+from .npy import load_array, open_array
 
 
 class Converted:
@@ -21,9 +21,9 @@ class Converted:
             raise E2EError(f"{meta_path}: missing; run `dvc repro convert@<dataset>` first")
         self.meta = json.loads(meta_path.read_text())
         self.images = open_array(self.path / "images.npy")
-        self.target = np.load(self.path / "target.npy", allow_pickle=False)
-        self.observers = {k: np.load(self.path / f"{k}.npy", allow_pickle=False) for k in self.meta["observers"]}
-        self.truth = {k: np.load(self.path / f"truth_{k}.npy", allow_pickle=False) for k in self.meta["truth"]}
+        self.target = load_array(self.path / "target.npy")
+        self.observers = {k: load_array(self.path / f"{k}.npy") for k in self.meta["observers"]}
+        self.truth = {k: load_array(self.path / f"truth_{k}.npy") for k in self.meta["truth"]}
 
     @property
     def in_channels(self) -> int:

@@ -11,7 +11,6 @@ outputs before running it, and a 300 MB file cut at 90% should resume, not resta
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import shutil
@@ -33,7 +32,7 @@ def main(params: Params, dataset: str, paths: Paths) -> None:
     if source == "synthetic":
         from .sources import synthetic  # only this source needs the generator and its imports
 
-        with _no_space(out.parent), atomic_path(out, is_dir=True) as tmp:
+        with atomic_path(out, is_dir=True) as tmp:
             synthetic.generate(dataset, tmp, params.synthetic.get(dataset, {}), seed=params.data.seed)
     elif source == "cernbox":
         parts = download_files(spec, params.download, paths)
@@ -126,7 +125,7 @@ def _expected(file: RawFile, sums: dict[str, Checksum], sumfile: Path) -> tuple[
 
 def _assemble(out: Path, files: dict[str, Path]) -> None:
     """Hardlink verified files into a temporary sibling of `out`, then rename it into place."""
-    with _no_space(out.parent), atomic_path(out, is_dir=True) as tmp:
+    with atomic_path(out, is_dir=True) as tmp:
         for name, src in files.items():
             _link_or_copy(src, tmp / name)
 
@@ -136,16 +135,6 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         os.link(src, dest)  # same inode: no second copy of hundreds of MB
     except OSError:  # another filesystem (EXDEV) or one without hardlinks
         shutil.copyfile(src, dest)
-
-
-@contextlib.contextmanager
-def _no_space(directory: Path):
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise E2EError(f"no space left on device in {directory}; free some space and re-run") from None
-        raise
 
 
 def _local_dir(source: str, paths: Paths) -> Path:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npformat
 
+from .errors import E2EError
+
 
 class NpyAppender:
     def __init__(self, path: Path, shape: tuple[int, ...], dtype):
@@ -40,6 +42,15 @@ class NpyAppender:
             raise ValueError(f"{self.path}: wrote {self.rows} rows, header says {self.shape[0]}")
 
 
+def load_array(path: Path, mmap: bool = False) -> np.ndarray:
+    """Load (or memory-map read-only) an array, never through pickle: an object array is refused."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise E2EError(f"{path}: missing; run the stage that writes it (dvc repro)") from None
+    except ValueError as exc:  # object arrays need pickle; a corrupt header lands here too
+        raise E2EError(f"{path}: refused to load ({exc})") from None
+
+
 def open_array(path: Path) -> np.ndarray:
-    """Memory-map an array read-only; never through pickle."""
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    return load_array(path, mmap=True)

@@ -12,7 +12,7 @@ import numpy as np
 from .atomic import atomic_path
 from .config import Params, Paths, SplitParams
 from .errors import E2EError
-from .npy import open_array
+from .npy import load_array, open_array
 from .tasks import get_task
 
 PARTS = ("train", "val", "test")
@@ -73,4 +73,4 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
 
 
 def load_split(path) -> dict[str, np.ndarray]:
-    return {p: np.load(path / f"{p}.npy", allow_pickle=False) for p in PARTS}
+    return {p: load_array(path / f"{p}.npy") for p in PARTS}

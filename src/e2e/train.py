@@ -21,6 +21,7 @@ from .augment import make_augment
 from .config import Params, Paths
 from .data import Converted, channel_stats, make_batches
 from .engine import _unwrap, predict, prepare, select_device, train_one_epoch
+from .errors import E2EError
 from .modelio import build, save_checkpoint
 from .optim import make_optimizer, make_scheduler
 from .split import load_split
@@ -88,7 +89,10 @@ def load_resume(path, fp: str, model, optimizer, scheduler) -> dict | None:
     """State of the last completed epoch of an interrupted run with the same fingerprint, else None."""
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refuses pickled code: a tampered checkpoint is an error
+        raise E2EError(f"{path}: refused to resume from it ({type(exc).__name__}); delete it to start afresh") from None
     if state.get("fingerprint") != fp:
         return None
     model.load_state_dict(state["state_dict"])

@@ -15,6 +15,8 @@ Physics of the toy (calibrated on the 200 real crops in shared/realdata, see tes
 """
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 
 import h5py
@@ -141,8 +143,17 @@ def make_images(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> np.ndar
     return np.stack([energy, time], axis=-1).astype(np.float32)
 
 
+def _check_space(directory: Path, n: int) -> None:
+    """HDF5 turns a full disk into an unrelated RuntimeError (or a crash), so check the room first."""
+    need = n * SIZE * SIZE * 2 * 4
+    directory.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(directory).free < need:
+        raise OSError(errno.ENOSPC, f"{need} bytes needed in {directory}")
+
+
 def _write_class(path: Path, n: int, electron: bool, seed: int, bar: tqdm) -> list[Path]:
     truth = TruthCollector()
+    _check_space(path.parent, n)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         X = f.create_dataset("X", shape=(n, SIZE, SIZE, 2), dtype="float32")
         y = f.create_dataset("y", shape=(n,), dtype="float32")

@@ -1,0 +1,61 @@
+"""A sweep as queued experiments: `dvc exp run --queue` with a sweep of -S values, run by the queue's
+workers two at a time, then compared with `dvc exp show`.
+
+Runs on a clone of pipeline_repo.golden_repo (the electron_photon graph, reproduced and pushed): each
+queued experiment starts from the committed results and reruns only train and evaluate.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import pytest
+
+from pipeline_repo import clone, run
+from pipeline_repo import golden_repo as build_golden
+
+pytestmark = pytest.mark.slow
+TASK = "electron_photon"
+
+
+@pytest.fixture
+def repo(tmp_path_factory):
+    golden = build_golden(tmp_path_factory, TASK)
+    repo = clone(golden, golden.parent / "sweep")
+    run(["dvc", "pull"], repo)
+    yield repo
+    run(["dvc", "queue", "stop", "--kill"], repo, check=False)  # no worker outlives the test
+
+
+def exp_rows(repo) -> list[dict]:
+    out = run(["dvc", "exp", "show", "--csv", "--force"], repo)
+    return list(csv.DictReader(io.StringIO(out[out.index("Experiment,"):])))
+
+
+def test_queued_sweep_runs_both_settings_and_exp_show_lists_their_metrics(repo):
+    # the README's sweep: one experiment per value (the baseline has lr 1e-3, so both change something)
+    out = run(["dvc", "exp", "run", "--queue", "-S", f"train.{TASK}.lr=3e-3,3e-4"], repo)
+    assert out.count("Queued experiment") == 2, out
+    queued = run(["dvc", "queue", "status"], repo)
+    assert queued.count("Queued") == 2, queued
+
+    # two workers run the experiments side by side; --run-all returns when both are done
+    run(["dvc", "exp", "run", "--run-all", "-j", "2"], repo, timeout=400)
+    done = run(["dvc", "queue", "status"], repo)
+    assert done.count("Success") == 2 and "Failed" not in done, done
+
+    rows = exp_rows(repo)
+    baseline = next(r for r in rows if r["typ"] == "baseline")
+    exps = [r for r in rows if r["Experiment"]]
+    assert len(exps) == 2 and all(r["State"] == "Success" for r in exps), exps
+    lr = f"train.{TASK}.lr"
+    assert sorted(float(r[lr]) for r in exps) == [3e-4, 3e-3]
+    metrics = ("test.roc_auc", "test.accuracy", "best_val_roc_auc")
+    for r in exps:
+        for m in metrics:
+            assert 0.0 <= float(r[m]) <= 1.0, (r["Experiment"], m, r[m])
+        # each experiment trained its own model: its own training history, not the baseline's
+        assert r["train.loss"] != baseline["train.loss"], r["Experiment"]
+        log = run(["dvc", "queue", "logs", r["Experiment"]], repo)
+        assert f"Running stage 'train@{TASK}'" in log and f"Running stage 'evaluate@{TASK}'" in log, log
+        assert "Running stage 'convert@" not in log and "Running stage 'download@" not in log, log
+    assert exps[0]["train.loss"] != exps[1]["train.loss"]
