@@ -41,7 +41,8 @@ def fake_results(root: Path, seed: int) -> None:
     """metrics/<task>/{train,eval} as the stages write them, from made-up predictions (no training)."""
     from e2e import evaluate
     from e2e.tasks import get_task
-    from e2e.train import open_live
+    from e2e.config import EvaluateParams
+    from e2e.tracking import open_live
 
     rng = np.random.default_rng(seed)
     for name, (channels, size) in TASKS.items():
@@ -58,7 +59,7 @@ def fake_results(root: Path, seed: int) -> None:
         data = types.SimpleNamespace(images=images, meta={"channel_names": [f"ch{c}" for c in range(channels)]})
         test = df[df["split"] == "test"].reset_index(drop=True)
         with open_live(root / "metrics" / name / "eval") as live:
-            live.summary.update(evaluate.summarise(task, df, 250.0))
+            live.summary.update(evaluate.summarise(task, df, 250.0, EvaluateParams()))
             evaluate.log_plots(live, task, test, 200)
             evaluate.log_images(live, task, data, test)
         with open_live(root / "metrics" / name / "train") as live:
