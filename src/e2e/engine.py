@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -59,15 +58,15 @@ def train_one_epoch(model, batches, optimizer, scheduler, loss_fn, device, amp: 
 
 
 @torch.no_grad()
-def predict(model, batches, device, amp: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Raw model outputs and targets for every batch, in batch order."""
+def predict(model, batches, device, amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw model outputs and targets for every batch, in batch order, left on the device for decoding."""
     model.eval()
     outs, ys = [], []
     for x, y in batches:
         with autocast(device, amp):
             outs.append(model(x).float())
         ys.append(y)
-    return torch.cat(outs).cpu().numpy(), torch.cat(ys).cpu().numpy()
+    return torch.cat(outs), torch.cat(ys)
 
 
 def _unwrap(model):

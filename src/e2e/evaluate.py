@@ -21,14 +21,12 @@ from .tasks import Task, get_task
 from .tracking import open_live
 
 def predictions(model, data: Converted, split: dict, params: Params, device) -> pd.DataFrame:
-    import torch
-
     frames = []
     for part in ("val", "test"):
         idx = split[part]
         batches = make_batches(data, idx, params.evaluate.batch_size, device, False, 0, params.runtime)
         raw, truth = predict(model, batches, device, params.runtime.amp)
-        est = model.decode(torch.from_numpy(raw).to(device)).cpu().numpy()
+        est, truth = model.decode(raw).cpu().numpy(), truth.cpu().numpy()
         cols = {"split": part, "row": idx, "truth": truth, "prediction": est}
         cols.update({k: v[idx] for k, v in data.observers.items()})
         cols.update({f"truth_{k}": v[idx] for k, v in data.truth.items()})

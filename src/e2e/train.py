@@ -54,13 +54,11 @@ def build_model(task: Task, data: Converted, tp, train_idx: np.ndarray):
     return model, spec
 
 
-def score(task: Task, model, raw: np.ndarray, y: np.ndarray, loss_fn) -> dict:
+def score(task: Task, model, out: torch.Tensor, truth: torch.Tensor, loss_fn) -> dict:
     """Validation loss (in the training loss's units) and the task's primary metric in physical units."""
     core = _unwrap(model)
-    dev = core.target_mean.device
-    out, truth = torch.from_numpy(raw).to(dev), torch.from_numpy(y).to(dev)
     loss = float(loss_fn(out, core.encode_target(truth)))
-    decoded = core.decode(out).cpu().numpy()
+    decoded, y = core.decode(out).cpu().numpy(), truth.cpu().numpy()
     return {"loss": loss, task.primary_metric: metrics.METRICS[task.primary_metric](y, decoded)}
 
 
