@@ -27,6 +27,11 @@ class DownloadParams:
 
 
 @dataclass(frozen=True)
+class DatasetParams:
+    files: tuple[str, ...] | None = None  # a subset of the registry's files (e.g. one jet-mass file); None: all
+
+
+@dataclass(frozen=True)
 class ConvertParams:
     dtype: str = "float16"
     channels: tuple[int, ...] | None = None  # None keeps every stored channel
@@ -51,8 +56,8 @@ class RuntimeParams:
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
-    resident_max_gb: float = 8.0
-    num_workers: int = 2
+    resident_max_gb: float = 8.0  # the sparse split stays on the GPU up to this size, else in host memory
+    convert_workers: int = 2  # raw files converted in parallel, one process each
     threads: int = 0
     nproc: int = 1  # >1: `train` relaunches itself under torchrun with this many processes (DDP)
 
@@ -71,6 +76,7 @@ class TrainParams:
     grad_clip: float = 0.0  # max gradient norm; 0 disables
     label_smoothing: float = 0.0  # classification targets pulled towards 0.5 by this fraction
     augment: tuple[str, ...] = ()  # names in e2e.augment.AUGMENTATIONS
+    channels: tuple[int, ...] | None = None  # the converted channels the model sees; None: all
     patience: int = 0  # early stopping after this many epochs without a better val metric; 0 disables
     seed: int = 0
 
@@ -86,6 +92,7 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class Params:
     data: DataParams
+    datasets: dict[str, DatasetParams]
     download: DownloadParams
     synthetic: dict[str, dict]
     convert: dict[str, ConvertParams]
@@ -112,6 +119,7 @@ def _build(cls, raw: Any, where: str):
 def parse_params(raw: dict) -> Params:
     return Params(
         data=_build(DataParams, raw.get("data"), "data"),
+        datasets={k: _build(DatasetParams, v, f"datasets.{k}") for k, v in (raw.get("datasets") or {}).items()},
         download=_build(DownloadParams, raw.get("download"), "download"),
         synthetic=dict(raw.get("synthetic") or {}),
         convert={k: _build(ConvertParams, v, f"convert.{k}") for k, v in (raw.get("convert") or {}).items()},

@@ -1,189 +1,106 @@
-"""Stage `convert`: raw files in the real formats -> (N, C, H, W) .npy memmaps plus labels and observers.
+"""Stage `convert`: raw files in the real formats -> the sparse format (e2e.sparse) plus labels and observers.
 
-Streams batch by batch, so memory stays bounded whatever the input size. Files are concatenated in
-registry order (electron_photon: photons then electrons; quark_gluon: run0, run1, run2).
+Each raw file becomes a part in .cache/convert/<dataset>/ (outside the DVC outputs, which `dvc repro`
+deletes before a rerun), converted in parallel over files (`runtime.convert_workers` processes, each
+streaming one file with bounded memory). A killed conversion resumes with the parts already complete;
+the parts are then joined in registry order (electron_photon: photons then electrons; quark_gluon: run0,
+run1, run2), so the output is byte-identical whatever the number of workers.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
+import hashlib
 import json
-import queue
-import threading
+import multiprocessing
+import shutil
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from .atomic import atomic_path
 from .config import ConvertParams, Params, Paths
+from .convert_file import check_config, convert_file
 from .errors import E2EError
-from .npy import NpyAppender
 from .sources.fetch import sha256_file
-from .sources.readers import Batch, open_reader
-from .sources.registry import Dataset, get_dataset
+from .sources.registry import Dataset, get_dataset, select_files
+from .sparse import INDEX_DTYPE, concat_npy
 from .tasks import get_task
 
 TRUTH_SUFFIX = ".truth.parquet"  # the synthetic generator's latent-truth sidecar, beside each raw file
+FORMAT_VERSION = 1
+# a part converted by other code must not be resumed: the converter's own source is in the fingerprint
+CODE = ("convert.py", "convert_file.py", "sparse.py", "sources/readers.py", "sources/registry.py")
 
 
-def preprocess(images: np.ndarray, cfg: ConvertParams, where: str) -> tuple[np.ndarray, int]:
-    """Channel selection, non-finite policy, scale, zero suppression, clipping. Returns (images, n_zeroed).
-
-    Each step is skipped when it would not change a pixel: every pass over a batch costs as much as a
-    good part of the parquet decode.
-    """
-    if cfg.channels is not None and list(cfg.channels) != list(range(images.shape[1])):
-        images = images[:, list(cfg.channels)]
-    n_bad = 0
-    # min and max propagate NaN and see +-inf: a clean batch needs no boolean mask
-    if images.size and not np.isfinite([images.min(), images.max()]).all():
-        bad = ~np.isfinite(images)
-        n_bad = int(bad.sum())
-        if cfg.nonfinite != "zero":
-            raise E2EError(f"{where}: {n_bad} NaN or infinite pixels "
-                           "(set convert.<dataset>.nonfinite: zero to zero them)")
-        images = np.where(bad, 0.0, images)
-    if cfg.scale is not None and any(s != 1 for s in cfg.scale):
-        images = images * np.asarray(cfg.scale, dtype=np.float32).reshape(1, -1, 1, 1)
-    if cfg.zero_below:
-        images = np.where(np.abs(images) < cfg.zero_below, 0.0, images)
-    if cfg.clip is not None:
-        images = np.clip(images, -cfg.clip, cfg.clip)
-    return images, n_bad
+def part_fingerprint(ds: Dataset, cfg: ConvertParams, sha256: str) -> str:
+    h = hashlib.sha256(json.dumps([FORMAT_VERSION, ds.name, sha256, {**dataclasses.asdict(cfg), "batch_rows": None}],
+                                  sort_keys=True).encode())
+    for name in CODE:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()
 
 
-def to_storage(images: np.ndarray, dtype: str, where: str, dataset: str) -> np.ndarray:
-    """Cast to the storage dtype, refusing values it cannot hold (float16 ends at 65504)."""
-    with np.errstate(over="ignore"):
-        stored = images.astype(dtype, copy=False)
-    if np.dtype(dtype).kind != "f" or not images.size:
-        return stored
-    # only values beyond the dtype's range can overflow: testing the float32 extremes spares a full
-    # isfinite pass over float16, which numpy evaluates slowly
-    extreme = max(-float(images.min()), float(images.max()))
-    if extreme > float(np.finfo(dtype).max) and not np.isfinite(stored).all():
-        raise E2EError(f"{where}: values overflow {dtype}; lower convert.{dataset}.scale or use float32")
-    return stored
+def convert_one(ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, part: Path, progress=None) -> dict:
+    """The part of one raw file: reused when complete and made from the same bytes, params and code."""
+    sha256 = sha256_file(path) if path.is_file() else ""
+    fingerprint = part_fingerprint(ds, cfg, sha256)
+    done = part / "part.json"
+    if done.is_file() and json.loads(done.read_text()).get("fingerprint") == fingerprint:
+        info = json.loads(done.read_text())
+        (progress or (lambda n: None))(info["rows"])
+        return {**info, "sha256": sha256, "resumed": True}
+    info = convert_file(ds, path, cfg, classify, part, fingerprint, progress or (lambda n: None))
+    return {**info, "sha256": sha256, "resumed": False}
 
 
-def check_labels(target: np.ndarray, where: str) -> None:
-    bad = ~np.isin(target, (0.0, 1.0))
-    if bad.any():
-        raise E2EError(f"{where}: class labels must be 0 or 1, found {np.unique(target[bad])[:5].tolist()}")
+_progress_queue = None
 
 
-def check_target(target: np.ndarray, where: str, classify: bool) -> None:
-    """A NaN regression target would turn the whole training loss into NaN."""
-    if classify:
-        check_labels(target, where)
-    n_bad = int((~np.isfinite(target)).sum())
-    if n_bad:
-        raise E2EError(f"{where}: target has {n_bad} NaN or infinite values")
+def _init_worker(q) -> None:
+    global _progress_queue
+    _progress_queue = q
 
 
-def check_config(ds: Dataset, cfg: ConvertParams) -> int:
-    """Validate params against the dataset; return the number of output channels."""
-    n_in = ds.shape[0]
-    channels = list(cfg.channels) if cfg.channels is not None else list(range(n_in))
-    if not channels or min(channels) < 0 or max(channels) >= n_in:
-        raise E2EError(f"params.yaml convert.{ds.name}.channels: indices must lie in 0..{n_in - 1}, found {channels}")
-    if cfg.scale is not None and len(cfg.scale) != len(channels):
-        raise E2EError(f"params.yaml convert.{ds.name}.scale: expected {len(channels)} values, found {len(cfg.scale)}")
-    if cfg.nonfinite not in ("error", "zero"):
-        raise E2EError(f"params.yaml convert.{ds.name}.nonfinite: expected error or zero, found {cfg.nonfinite!r}")
-    return len(channels)
+def _convert_in_worker(*args) -> dict:
+    return convert_one(*args, progress=_progress_queue.put)
 
 
-_END = object()
+def convert_parts(ds: Dataset, files: list[Path], cfg: ConvertParams, classify: bool, parts: list[Path],
+                  workers: int) -> list[dict]:
+    """Convert every file to its part, `workers` files at a time; a progress bar counts rows."""
+    with tqdm(desc=f"convert {ds.name} ({len(files)} files)", unit="img", disable=None) as bar:  # None: terminals only
+        if workers <= 1 or len(files) == 1:
+            return [convert_one(ds, f, cfg, classify, p, bar.update) for f, p in zip(files, parts)]
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds threads
+        q = ctx.Queue()
+        with ProcessPoolExecutor(min(workers, len(files)), mp_context=ctx, initializer=_init_worker,
+                                 initargs=(q,)) as pool:
+            futures = [pool.submit(_convert_in_worker, ds, f, cfg, classify, p) for f, p in zip(files, parts)]
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                with contextlib.suppress(Exception):
+                    while True:
+                        bar.update(q.get_nowait())
+                if any(f.done() and f.exception() for f in futures):
+                    for f in futures:
+                        f.cancel()
+                    break
+            return [f.result() for f in futures]  # re-raises the first failure
 
 
-def prefetch(items: Iterator, depth: int = 2) -> Iterator:
-    """Run `items` ahead in a thread: reading, decoding and numpy casts release the GIL, so the next
-    batches are read and converted while this one is written. The producer's errors re-raise here."""
-    q: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                q.put((item, None))
-                if stop.is_set():
-                    return
-            q.put((_END, None))
-        except BaseException as exc:  # noqa: BLE001  handed over to the consumer
-            q.put((_END, exc))
-
-    thread = threading.Thread(target=produce, name="e2e-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, exc = q.get()
-            if exc is not None:
-                raise exc
-            if item is _END:
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # a producer blocked on a full queue needs one more get
-            with contextlib.suppress(queue.Empty):
-                q.get(timeout=0.05)
-        if hasattr(items, "close"):  # now, not at garbage collection: a reader's threads stop here
-            items.close()
-
-
-def count_rows(ds: Dataset, path: Path) -> int:
-    """Open and validate one file's header, then close it: the footer of a file with one row group per
-    jet takes ~4 kB of memory per jet (~240 MB for a real 55k-jet file), so only one is held at a time."""
-    with contextlib.closing(open_reader(ds, path)) as reader:
-        return reader.n_rows
-
-
-def convert_batch(batch: Batch, start: int, *, cfg: ConvertParams, path: Path, classify: bool,
-                  dataset: str) -> tuple[Batch, int]:
-    """Checks, preprocessing and the cast to the storage dtype of the batch whose first row in `path` is
-    `start`. Runs in the reader's decoding threads; returns the batch holding the stored images."""
-    where = f"{path} rows {start}-{start + len(batch.target)}"
-    check_target(batch.target, where, classify)
-    images, zeroed = preprocess(batch.images, cfg, where)
-    return dataclasses.replace(batch, images=to_storage(images, cfg.dtype, where, dataset)), zeroed
-
-
-def convert_files(ds: Dataset, files: list[Path], cfg: ConvertParams, out: Path, classify: bool) -> dict:
-    n_channels = check_config(ds, cfg)
-    rows_per_file = [count_rows(ds, f) for f in files]  # every header is validated before anything is written
-    n = sum(rows_per_file)
-    shape = (n, n_channels, *ds.shape[1:])
-    target = np.empty(n, np.float32)
-    observers = {k: np.empty(n, np.float32) for k in ds.observer_keys}
-    row, n_zeroed = 0, 0
-    with NpyAppender(out / "images.npy", shape, cfg.dtype) as images, \
-            tqdm(total=n, desc=f"convert {ds.name}", unit="img") as bar:
-        for path, expected in zip(files, rows_per_file):
-            job = functools.partial(convert_batch, cfg=cfg, path=path, classify=classify, dataset=ds.name)
-            first = row
-            with contextlib.closing(open_reader(ds, path)) as reader, \
-                    contextlib.closing(prefetch(reader.batches(cfg.batch_rows, job))) as converted:
-                for batch, zeroed in converted:
-                    b = len(batch.target)
-                    if row - first + b > expected:
-                        raise E2EError(f"{path}: holds more rows than the {expected} its metadata declares")
-                    images.append(batch.images)
-                    target[row:row + b] = batch.target
-                    for k, v in batch.observers.items():
-                        observers[k][row:row + b] = v
-                    row, n_zeroed = row + b, n_zeroed + zeroed
-                    bar.update(b)
-            if row - first != expected:
-                raise E2EError(f"{path}: metadata declares {expected} rows, found {row - first}")
-    np.save(out / "target.npy", target)
-    for k, v in observers.items():
-        np.save(out / f"{k}.npy", v)
-    return {"n": n, "shape": list(shape), "nonfinite_zeroed": n_zeroed, "observers": sorted(observers),
-            "rows_per_file": rows_per_file}
+def join_parts(parts: list[Path], out: Path, ds: Dataset, dtype: str) -> dict:
+    """Concatenate the parts, in order, into values.npy, index.npy, offsets.npy, target.npy, observers."""
+    nnz = concat_npy(out / "values.npy", [p / "values.bin" for p in parts], dtype)
+    concat_npy(out / "index.npy", [p / "index.bin" for p in parts], INDEX_DTYPE)
+    counts = np.concatenate([np.load(p / "counts.npy") for p in parts])
+    np.save(out / "offsets.npy", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+    for name in ("target", *ds.observer_keys):
+        np.save(out / f"{name}.npy", np.concatenate([np.load(p / f"{name}.npy") for p in parts]).astype(np.float32))
+    return {"n": int(len(counts)), "nnz": int(nnz)}
 
 
 def convert_truth(files: list[Path], out: Path) -> list[str]:
@@ -204,21 +121,36 @@ def convert_truth(files: list[Path], out: Path) -> list[str]:
     return columns
 
 
+def part_dir(paths: Paths, dataset: str) -> Path:
+    return paths.root / ".cache" / "convert" / dataset
+
+
 def main(params: Params, dataset: str, paths: Paths) -> None:
     ds = get_dataset(dataset)
     cfg = params.convert.get(dataset, ConvertParams())
-    files = [paths.raw(dataset) / f.name for f in ds.files]
+    names = params.datasets[dataset].files if dataset in params.datasets else None
+    files = [paths.raw(dataset) / f.name for f in select_files(ds, names)]
+    n_channels = check_config(ds, cfg)
     classify = get_task(dataset).is_classification  # the task of the same name: labels must be 0/1
+    parts = [part_dir(paths, dataset) / f.name for f in files]
+    infos = convert_parts(ds, files, cfg, classify, parts, params.runtime.convert_workers)
     with atomic_path(paths.converted(dataset), is_dir=True) as tmp:
-        info = convert_files(ds, files, cfg, tmp, classify)
+        sizes = join_parts(parts, tmp, ds, cfg.dtype)
         truth = convert_truth(files, tmp)
         channels = list(cfg.channels) if cfg.channels is not None else list(range(ds.shape[0]))
         meta = {
-            "dataset": dataset, **info, "dtype": cfg.dtype,
+            "dataset": dataset, "format": "sparse", "format_version": FORMAT_VERSION, **sizes,
+            "shape": [sizes["n"], n_channels, *ds.shape[1:]], "dtype": cfg.dtype, "index_dtype": "int32",
+            "nonfinite_zeroed": sum(i["nonfinite_zeroed"] for i in infos), "observers": sorted(ds.observer_keys),
+            "rows_per_file": [i["rows"] for i in infos],
             "channels": channels, "channel_names": [ds.channel_names[c] for c in channels],
             "target": ds.target_keys[0], "truth": truth,
             "preprocessing": {"scale": cfg.scale, "clip": cfg.clip, "zero_below": cfg.zero_below,
                               "nonfinite": cfg.nonfinite},
-            "sources": [{"file": f.name, "sha256": sha256_file(f)} for f in files],
+            "sources": [{"file": f.name, "sha256": i["sha256"]} for f, i in zip(files, infos)],
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(part_dir(paths, dataset), ignore_errors=True)  # kept until now so a failure never costs them
+    resumed = sum(i["resumed"] for i in infos)
+    print(f"converted {dataset}: {meta['n']} events, {meta['nnz']} non-zero values"
+          + (f" ({resumed} of {len(files)} files resumed from {part_dir(paths, dataset)})" if resumed else ""))

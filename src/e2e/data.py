@@ -1,4 +1,10 @@
-"""Converted datasets as memmaps, and batches of a split: device-resident when they fit, streamed otherwise."""
+"""Converted datasets, and batches of a split: the split's sparse entries resident on one device,
+each batch densified where the model runs.
+
+On a GPU the sparse split lives on the device (all seven jet-mass files at 8 channels are ~3 GB), so an
+epoch makes no host-to-device copies; when it exceeds `runtime.resident_max_gb` it stays in host memory
+and each batch's entries (kilobytes) are copied over before densifying. On a CPU it is the same code.
+"""
 from __future__ import annotations
 
 import json
@@ -8,11 +14,13 @@ import numpy as np
 import torch
 
 from .errors import E2EError
-from .npy import load_array, open_array
+from .npy import load_array
+from .sparse import SparseBatch, SparseImages, select_channels
 
 
 class Converted:
-    """A converted dataset directory: images.npy (N, C, H, W), target.npy, observers, truth_*.npy, meta.json."""
+    """A converted dataset directory: the sparse images (e2e.sparse), target.npy, observers, truth_*.npy,
+    meta.json."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -20,103 +28,104 @@ class Converted:
         if not meta_path.is_file():
             raise E2EError(f"{meta_path}: missing; run `dvc repro convert@<dataset>` first")
         self.meta = json.loads(meta_path.read_text())
-        self.images = open_array(self.path / "images.npy")
+        if self.meta.get("format") != "sparse":
+            raise E2EError(f"{meta_path}: not the sparse format of this version; rerun `dvc repro convert@<dataset>`")
+        self.images = SparseImages(self.path, self.meta["shape"][1:])
         self.target = load_array(self.path / "target.npy")
         self.observers = {k: load_array(self.path / f"{k}.npy") for k in self.meta["observers"]}
         self.truth = {k: load_array(self.path / f"truth_{k}.npy") for k in self.meta["truth"]}
 
-    @property
-    def in_channels(self) -> int:
-        return int(self.images.shape[1])
+    def channels(self, selected) -> list[int]:
+        """Indices of the converted channels a model sees (params `train.<task>.channels`; None: all)."""
+        n = self.images.image_shape[0]
+        chosen = list(range(n)) if selected is None else list(selected)
+        if not chosen or min(chosen) < 0 or max(chosen) >= n or len(set(chosen)) != len(chosen):
+            raise E2EError(f"params.yaml train channels: expected distinct indices into the {n} converted channels "
+                           f"{self.meta['channel_names']}, found {chosen}")
+        return chosen
 
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.images.shape[2]), int(self.images.shape[3])
 
-
-def channel_stats(images: np.ndarray, idx: np.ndarray, max_rows: int = 4096, seed: int = 0):
-    """Per-channel mean and std over (a sample of) the training rows only, never validation or test."""
-    rows = np.sort(np.random.default_rng(seed).permutation(idx)[:max_rows])
-    x = np.asarray(images[rows], dtype=np.float64)
-    mean, std = x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3))
+def channel_stats(images: SparseImages, idx: np.ndarray, channels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std over every pixel of the training rows, never validation or test."""
+    s, ss = images.channel_moments(np.sort(idx))
+    n = len(idx) * images.image_shape[1] * images.image_shape[2]
+    mean = s[channels] / n
+    std = np.sqrt(np.maximum(ss[channels] / n - mean**2, 0.0))
     return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
 
 
-class _EpochOrder:
-    """Seeded per-epoch shuffling and equal per-rank shards, shared by both kinds of batches."""
+def shard(idx: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Rank `rank`'s fixed, equal share of the rows: each DDP rank keeps only its own rows resident, and
+    every rank runs the same number of steps."""
+    if world == 1:
+        return idx
+    return idx[: len(idx) // world * world][rank::world]
 
-    def __init__(self, n, batch_size, shuffle, seed, rank, world):
-        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.rank, self.world, self.epoch = rank, world, 0
+
+class SparseBatches:
+    """Batches (x float32 (b, C, H, W), y float32 (b,)) of one split, shuffled per epoch when asked.
+
+    A yielded `x` lives in one of two reused buffers: it is valid until the next-but-one batch (a fresh
+    16 MB zeroed tensor per batch costs more in page faults than the whole densification).
+    """
+
+    def __init__(self, images: SparseImages, target, idx, channels, batch_size: int, device: torch.device,
+                 shuffle: bool, seed: int, resident_max_gb: float):
+        hw = images.image_shape[1] * images.image_shape[2]
+        self.shape = (len(channels), *images.image_shape[1:])
+        self.rows = np.sort(np.asarray(idx))  # batch i of an unshuffled pass holds rows[i*b:(i+1)*b]
+        self.n, self.batch_size, self.shuffle, self.seed, self.epoch = len(idx), batch_size, shuffle, seed, 0
+        self.device, self.hw = device, hw
+        entries = _gather(images, self.rows, channels)
+        fits = entries.values.nbytes + entries.index.nbytes <= resident_max_gb * 2**30
+        store = device if fits else torch.device("cpu")
+        self.counts = entries.counts  # on the host: each batch's size is known without a device sync
+        self.offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(entries.counts)])).to(store)
+        self.values = torch.from_numpy(entries.values).to(store)
+        self.index = torch.from_numpy(entries.index).to(store)
+        self.y = torch.from_numpy(np.ascontiguousarray(target[self.rows], dtype=np.float32)).to(device)
+        self.buffers = [torch.zeros(batch_size * int(np.prod(self.shape)), device=device) for _ in range(2)]
 
     def __len__(self) -> int:
-        per_rank = self.n // self.world if self.world > 1 else self.n
-        return -(-per_rank // self.batch_size)
+        return -(-self.n // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def batches(self) -> list[torch.Tensor]:
+    def order(self) -> torch.Tensor:
         if not self.shuffle:
-            order = torch.arange(self.n)
-        else:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        if self.world > 1:  # equal shard per rank, so DDP ranks run the same number of steps
-            order = order[: self.n // self.world * self.world][self.rank :: self.world]
-        return list(order.split(self.batch_size))
-
-
-class ResidentBatches(_EpochOrder):
-    """The whole split in (device) memory in its storage dtype: an epoch makes no host-to-device copies."""
-
-    def __init__(self, images, target, idx, batch_size, device, shuffle, seed, rank=0, world=1):
-        super().__init__(len(idx), batch_size, shuffle, seed, rank, world)
-        self.x = torch.from_numpy(np.ascontiguousarray(images[idx])).to(device)
-        self.y = torch.from_numpy(np.ascontiguousarray(target[idx], dtype=np.float32)).to(device)
+            return torch.arange(self.n)
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
 
     def __iter__(self):
-        for b in self.batches():
-            b = b.to(self.x.device)
-            yield self.x[b].float(), self.y[b]
+        for k, rows in enumerate(self.order().split(self.batch_size)):
+            yield self.densify(rows, self.buffers[k % 2]), self.y[rows.to(self.device)]
+
+    def densify(self, rows: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+        store = self.values.device
+        counts_host = self.counts[rows.numpy()]
+        total = int(counts_host.sum())
+        counts = torch.from_numpy(counts_host).to(store)
+        rows = rows.to(store)
+        event = torch.repeat_interleave(torch.arange(len(rows), device=store), counts, output_size=total)
+        first = torch.cumsum(counts, 0) - counts
+        src = (self.offsets[rows] - first)[event] + torch.arange(total, device=store)
+        position = event * (self.shape[0] * self.hw) + self.index[src].long()
+        out = buffer[: len(rows) * int(np.prod(self.shape))]
+        out.zero_()
+        out[position.to(self.device, non_blocking=True)] = self.values[src].to(self.device, non_blocking=True).float()
+        return out.view(len(rows), *self.shape)
 
 
-class _MemmapRows(torch.utils.data.Dataset):
-    """Reads a batch of rows in one sorted fancy-index; opens the memmap lazily in each worker (a memmap
-    pickled into a worker would be copied whole)."""
-
-    def __init__(self, path: Path, target: np.ndarray):
-        self.path, self.target, self.images = path, target, None
-
-    def __len__(self) -> int:
-        return len(self.target)
-
-    def __getitem__(self, rows):
-        if self.images is None:
-            self.images = open_array(self.path)
-        rows = np.sort(np.asarray(rows))
-        x = torch.from_numpy(np.asarray(self.images[rows], dtype=np.float32))
-        return x, torch.from_numpy(self.target[rows].astype(np.float32))
+def _gather(images: SparseImages, rows: np.ndarray, channels: list[int], chunk: int = 65536) -> SparseBatch:
+    """The entries of the selected channels of sorted `rows`, read in chunks (sequential memmap reads)."""
+    parts = [select_channels(images.gather(rows[s:s + chunk]), channels, images.image_shape)
+             for s in range(0, len(rows), chunk)]
+    if not parts:
+        raise E2EError(f"{images.path}: an empty split has no batches")
+    return SparseBatch(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("values", "index", "counts")))
 
 
-class StreamedBatches(_EpochOrder):
-    """Too big for memory: a DataLoader with workers reads each batch from the memmap (pinned on GPU)."""
-
-    def __init__(self, images_path, target, idx, batch_size, device, shuffle, seed, num_workers, rank=0, world=1):
-        super().__init__(len(idx), batch_size, shuffle, seed, rank, world)
-        self.idx, self.device, self.num_workers = np.asarray(idx), device, num_workers
-        self.rows = _MemmapRows(Path(images_path), target)
-
-    def __iter__(self):
-        loader = torch.utils.data.DataLoader(
-            self.rows, batch_size=None, sampler=[self.idx[b.numpy()] for b in self.batches()],
-            num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
-        for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-
-def make_batches(data: Converted, idx, batch_size, device, shuffle, seed, runtime, rank=0, world=1):
-    nbytes = len(idx) * data.images[0].nbytes
-    if nbytes <= runtime.resident_max_gb * 2**30:
-        return ResidentBatches(data.images, data.target, idx, batch_size, device, shuffle, seed, rank, world)
-    return StreamedBatches(data.path / "images.npy", data.target, idx, batch_size, device, shuffle, seed,
-                           runtime.num_workers, rank, world)
+def make_batches(data: Converted, idx, channels, batch_size, device, shuffle, seed, runtime, rank=0, world=1):
+    return SparseBatches(data.images, data.target, shard(np.asarray(idx), rank, world), channels, batch_size,
+                         device, shuffle, seed + 100003 * rank, runtime.resident_max_gb)

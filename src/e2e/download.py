@@ -11,6 +11,7 @@ outputs before running it, and a 300 MB file cut at 90% should resume, not resta
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -22,18 +23,21 @@ from .atomic import atomic_path
 from .config import DownloadParams, Params, Paths
 from .errors import E2EError
 from .sources.fetch import UNKNOWN, Checksum, fetch, sha256_file
-from .sources.registry import Dataset, RawFile, get_dataset
+from .sources.registry import Dataset, RawFile, get_dataset, select_files
 
 
 def main(params: Params, dataset: str, paths: Paths) -> None:
     spec = _dataset(dataset)
+    names = params.datasets[dataset].files if dataset in params.datasets else None
+    spec = dataclasses.replace(spec, files=select_files(spec, names))  # only the chosen files, from here on
     out = paths.raw(dataset)
     source = params.data.source
     if source == "synthetic":
         from .sources import synthetic  # only this source needs the generator and its imports
 
         with atomic_path(out, is_dir=True) as tmp:
-            synthetic.generate(dataset, tmp, params.synthetic.get(dataset, {}), seed=params.data.seed)
+            synthetic.generate(dataset, tmp, params.synthetic.get(dataset, {}), seed=params.data.seed,
+                               files=spec.files)
     elif source == "cernbox":
         parts = download_files(spec, params.download, paths)
         _assemble(out, parts)

@@ -20,11 +20,12 @@ from .split import load_split
 from .tasks import Task, get_task
 from .tracking import open_live
 
-def predictions(model, data: Converted, split: dict, params: Params, device) -> pd.DataFrame:
+def predictions(model, data: Converted, split: dict, channels: list[int], params: Params, device) -> pd.DataFrame:
     frames = []
     for part in ("val", "test"):
-        idx = split[part]
-        batches = make_batches(data, idx, params.evaluate.batch_size, device, False, 0, params.runtime)
+        batches = make_batches(data, split[part], channels, params.evaluate.batch_size, device, False, 0,
+                               params.runtime)
+        idx = batches.rows  # the order of the predictions
         raw, truth = predict(model, batches, device, params.runtime.amp)
         est, truth = model.decode(raw).cpu().numpy(), truth.cpu().numpy()
         cols = {"split": part, "row": idx, "truth": truth, "prediction": est}
@@ -97,11 +98,12 @@ def log_plots(live, task: Task, test: pd.DataFrame, roc_points: int) -> None:
         live.log_plot(p.name, p.rows.to_dict("records"), x=p.x, y=p.y, template=p.template, title=p.title)
 
 
-def log_images(live, task: Task, data: Converted, test: pd.DataFrame) -> None:
+def log_images(live, task: Task, data: Converted, test: pd.DataFrame, channels: list[int]) -> None:
     grouped = images.groups(test, plots.class_names(task.name) if task.is_classification else None)
-    names = list(data.meta["channel_names"])
-    live.log_image("mean_per_class.png", images.mean_figure(data.images, grouped, names))
-    live.log_image("examples.png", images.examples_figure(data.images, grouped, test, names, task.is_classification))
+    names = [data.meta["channel_names"][c] for c in channels]
+    live.log_image("mean_per_class.png", images.mean_figure(data.images, channels, grouped, names))
+    live.log_image("examples.png", images.examples_figure(data.images, channels, grouped, test, names,
+                                                          task.is_classification))
 
 
 def main(params: Params, task_name: str, paths: Paths) -> None:
@@ -109,7 +111,8 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
     device = select_device(params.runtime.device)
     model, ckpt = load_checkpoint(paths.models(task_name) / "model.pt", device)
     data, split = Converted(paths.converted(task.dataset)), load_split(paths.splits(task_name))
-    df = predictions(model, data, split, params, device)
+    channels = data.channels(ckpt["spec"].get("channels"))
+    df = predictions(model, data, split, channels, params, device)
     train_mean = float(data.target[split["train"]].mean())
     results = summarise(task, df, train_mean, params.evaluate)
     with atomic_path(paths.eval_metrics(task_name), is_dir=True) as tmp:
@@ -119,5 +122,5 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
             live.summary["best_epoch"] = int(ckpt["epoch"]) + 1
             test = df[df["split"] == "test"].reset_index(drop=True)
             log_plots(live, task, test, params.evaluate.roc_points)
-            log_images(live, task, data, test)
+            log_images(live, task, data, test, channels)
     print(json.dumps({task_name: results["test"]}, indent=2))

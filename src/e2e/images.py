@@ -1,7 +1,7 @@
 """PNG views of the detector images: the mean image per class and channel, and a few example events.
 
-Images are read from the converted memmap by the `row` column of the predictions, in sorted chunks,
-so memory stays bounded on the full datasets. Matplotlib figures are built without pyplot (no global
+Images are read from the converted sparse format by the `row` column of the predictions: mean images
+are summed from the non-zero entries, and only the few example events are densified. Matplotlib figures are built without pyplot (no global
 state, no display).
 """
 from __future__ import annotations
@@ -12,7 +12,6 @@ from matplotlib.colors import SymLogNorm
 from matplotlib.figure import Figure
 
 MAX_MEAN_EVENTS = 20000  # per group: far more than a mean image needs to be smooth
-CHUNK_ROWS = 1024
 EXAMPLES_PER_GROUP = 3
 
 
@@ -28,12 +27,9 @@ def groups(test: pd.DataFrame, names: tuple[str, str] | None) -> dict[str, np.nd
     return {f"m {cuts[k]:.0f}-{cuts[k + 1]:.0f} GeV": rows[bins == k] for k in range(3)}
 
 
-def mean_image(images, rows: np.ndarray) -> np.ndarray:
+def mean_image(images, channels: list[int], rows: np.ndarray) -> np.ndarray:
     rows = np.sort(rows[:MAX_MEAN_EVENTS])  # sorted reads are sequential on a memmap
-    total = np.zeros(images.shape[1:], np.float64)
-    for start in range(0, len(rows), CHUNK_ROWS):
-        total += np.asarray(images[rows[start:start + CHUNK_ROWS]], dtype=np.float64).sum(axis=0)
-    return total / max(len(rows), 1)
+    return images.pixel_sum(rows)[channels] / max(len(rows), 1)
 
 
 def _norm(values: np.ndarray) -> SymLogNorm:
@@ -52,8 +48,8 @@ def _grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
     return fig, axes
 
 
-def mean_figure(images, grouped: dict[str, np.ndarray], channel_names: list[str]) -> Figure:
-    means = {name: mean_image(images, rows) for name, rows in grouped.items() if len(rows)}
+def mean_figure(images, channels: list[int], grouped: dict[str, np.ndarray], channel_names: list[str]) -> Figure:
+    means = {name: mean_image(images, channels, rows) for name, rows in grouped.items() if len(rows)}
     fig, axes = _grid(len(means), len(channel_names))
     for c, channel in enumerate(channel_names):
         norm = _norm(np.stack([m[c] for m in means.values()]))  # one scale per channel: classes compare
@@ -65,13 +61,13 @@ def mean_figure(images, grouped: dict[str, np.ndarray], channel_names: list[str]
     return fig
 
 
-def examples_figure(images, grouped: dict[str, np.ndarray], test: pd.DataFrame, channel_names: list[str],
+def examples_figure(images, channels: list[int], grouped: dict[str, np.ndarray], test: pd.DataFrame, channel_names: list[str],
                     classification: bool) -> Figure:
     picked = [(name, int(row)) for name, rows in grouped.items() for row in rows[:EXAMPLES_PER_GROUP]]
     by_row = test.set_index("row")
     fig, axes = _grid(len(picked), len(channel_names))
     for r, (name, row) in enumerate(picked):
-        event = np.asarray(images[row], dtype=np.float32)
+        event = images[row][channels]
         truth, pred = by_row.at[row, "truth"], by_row.at[row, "prediction"]
         shown = f"score {pred:.2f}" if classification else f"true {truth:.0f}, predicted {pred:.0f} GeV"
         for c, channel in enumerate(channel_names):

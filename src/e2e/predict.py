@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .config import ConvertParams
-from .convert import preprocess
+from .convert_file import preprocess
 from .errors import E2EError
 from .modelio import load_checkpoint
 from .sources.readers import open_reader

@@ -39,16 +39,26 @@ def init_distributed() -> tuple[int, int, int]:
 
 
 def model_spec(task: Task, data: Converted, tp) -> dict:
-    return {"model": tp.model, "model_kwargs": dict(tp.model_kwargs), "in_channels": data.in_channels,
-            "image_size": list(data.image_size), "num_outputs": task.num_outputs,
+    channels = data.channels(tp.channels)
+    return {"model": tp.model, "model_kwargs": dict(tp.model_kwargs), "in_channels": len(channels),
+            "channels": channels, "image_size": list(data.images.image_shape[1:]), "num_outputs": task.num_outputs,
             "classification": task.is_classification, "task": task.name,
-            "channel_names": data.meta["channel_names"]}
+            "channel_names": [data.meta["channel_names"][c] for c in channels]}
+
+
+def preprocessing(data: Converted, channels: list[int]) -> dict:
+    """What `e2e predict` applies to raw files: the conversion's steps, composed with the model's channels."""
+    pre, scale = dict(data.meta["preprocessing"]), data.meta["preprocessing"]["scale"]
+    pre["scale"] = None if scale is None else [scale[c] for c in channels]
+    return {"dataset": data.meta["dataset"], "dtype": data.meta["dtype"],
+            "channels": [data.meta["channels"][c] for c in channels],
+            "channel_names": [data.meta["channel_names"][c] for c in channels], "preprocessing": pre}
 
 
 def build_model(task: Task, data: Converted, tp, train_idx: np.ndarray):
     spec = model_spec(task, data, tp)
     model = build(spec)
-    mean, std = channel_stats(data.images, train_idx, seed=tp.seed)
+    mean, std = channel_stats(data.images, train_idx, spec["channels"])
     t = data.target[train_idx]
     model.set_stats(mean, std, *((0.0, 1.0) if task.is_classification else (t.mean(), t.std())))
     return model, spec
@@ -154,8 +164,9 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
     model, spec = build_model(task, data, tp, split["train"])
     model = prepare(model, device, rt)
     net = wrap(model, rt, world, device)
-    train_b = make_batches(data, split["train"], tp.batch_size, device, True, tp.seed, rt, rank, world)
-    val_b = make_batches(data, split["val"], 4 * tp.batch_size, device, False, 0, rt)
+    channels = spec["channels"]
+    train_b = make_batches(data, split["train"], channels, tp.batch_size, device, True, tp.seed, rt, rank, world)
+    val_b = make_batches(data, split["val"], channels, 4 * tp.batch_size, device, False, 0, rt)
     # outside the DVC outputs, which `dvc repro` deletes before a rerun: this is what makes resume possible
     workdir = paths.root / ".cache" / "train" / task_name
     with open_live(paths.train_metrics(task_name)) if rank == 0 else contextlib.nullcontext() as live:
@@ -166,8 +177,7 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
             with atomic_path(paths.models(task_name), is_dir=True) as tmp:
                 os.replace(workdir / "best.pt", tmp / "model.pt")
                 # `e2e predict` applies exactly this to new raw files, never re-deriving it from params.yaml
-                keys = ("dataset", "dtype", "channels", "channel_names", "preprocessing")
-                (tmp / "preprocessing.json").write_text(json.dumps({k: data.meta[k] for k in keys}, indent=2))
+                (tmp / "preprocessing.json").write_text(json.dumps(preprocessing(data, channels), indent=2))
             (workdir / "last.pt").unlink(missing_ok=True)
     if world > 1:
         torch.distributed.destroy_process_group()

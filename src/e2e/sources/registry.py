@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import E2EError
+
 CERNBOX_DAV = "https://cernbox.cern.ch/remote.php/dav/public-files"
 
 
@@ -41,7 +43,10 @@ QG_FILES = tuple(
     for run, n in ((0, 36272), (1, 47540), (2, 55494))
 )
 JM_SHARE = "zUvpkKhXIp0MJ0g"
-JM_FILES = (RawFile("top_gun_opendata_0.parquet", JM_SHARE),)
+# seven files of ~150,000 jets each (~1.05M jets, ~8.2 GB); only _0's size is known from here
+JM_FILES = (RawFile("top_gun_opendata_0.parquet", JM_SHARE, size=1_171_158_319),) + tuple(
+    RawFile(f"top_gun_opendata_{i}.parquet", JM_SHARE) for i in range(1, 7)
+)
 
 DATASETS: dict[str, Dataset] = {
     "electron_photon": Dataset(
@@ -60,6 +65,19 @@ DATASETS: dict[str, Dataset] = {
         observer_keys={"pt": ("pt", "apt"), "ieta": ("ieta",), "iphi": ("iphi",)},
     ),
 }
+
+
+def select_files(dataset: Dataset, names) -> tuple[RawFile, ...]:
+    """The registry's files named in `names` (params.yaml `datasets.<name>.files`), in registry order;
+    None selects every file. An unknown name fails with the choices."""
+    if names is None:
+        return dataset.files
+    known = {f.name for f in dataset.files}
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise E2EError(f"params.yaml datasets.{dataset.name}.files: unknown or empty selection {list(names)}; "
+                       f"choose among {[f.name for f in dataset.files]}")
+    return tuple(f for f in dataset.files if f.name in set(names))
 
 
 def get_dataset(name: str) -> Dataset:

@@ -1,0 +1,168 @@
+"""Convert ONE raw file into a part of the sparse format (e2e.sparse): validated, preprocessed, cast to the
+storage dtype, and reduced to its non-zero pixels as it streams, so memory stays bounded whatever the
+file's size. The stage `convert` runs this per file (in parallel) and joins the parts.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import queue
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .atomic import atomic_path
+from .config import ConvertParams
+from .errors import E2EError
+from .sources.readers import Batch, open_reader
+from .sources.registry import Dataset
+from .sparse import sparsify
+
+def preprocess(images: np.ndarray, cfg: ConvertParams, where: str) -> tuple[np.ndarray, int]:
+    """Channel selection, non-finite policy, scale, zero suppression, clipping. Returns (images, n_zeroed).
+
+    Each step is skipped when it would not change a pixel: every pass over a batch costs as much as a
+    good part of the parquet decode.
+    """
+    if cfg.channels is not None and list(cfg.channels) != list(range(images.shape[1])):
+        images = images[:, list(cfg.channels)]
+    n_bad = 0
+    # min and max propagate NaN and see +-inf: a clean batch needs no boolean mask
+    if images.size and not np.isfinite([images.min(), images.max()]).all():
+        bad = ~np.isfinite(images)
+        n_bad = int(bad.sum())
+        if cfg.nonfinite != "zero":
+            raise E2EError(f"{where}: {n_bad} NaN or infinite pixels "
+                           "(set convert.<dataset>.nonfinite: zero to zero them)")
+        images = np.where(bad, 0.0, images)
+    if cfg.scale is not None and any(s != 1 for s in cfg.scale):
+        images = images * np.asarray(cfg.scale, dtype=np.float32).reshape(1, -1, 1, 1)
+    if cfg.zero_below:
+        images = np.where(np.abs(images) < cfg.zero_below, 0.0, images)
+    if cfg.clip is not None:
+        images = np.clip(images, -cfg.clip, cfg.clip)
+    return images, n_bad
+
+
+def to_storage(images: np.ndarray, dtype: str, where: str, dataset: str) -> np.ndarray:
+    """Cast to the storage dtype, refusing values it cannot hold (float16 ends at 65504)."""
+    with np.errstate(over="ignore"):
+        stored = images.astype(dtype, copy=False)
+    if np.dtype(dtype).kind != "f" or not images.size:
+        return stored
+    # only values beyond the dtype's range can overflow: testing the float32 extremes spares a full
+    # isfinite pass over float16, which numpy evaluates slowly
+    extreme = max(-float(images.min()), float(images.max()))
+    if extreme > float(np.finfo(dtype).max) and not np.isfinite(stored).all():
+        raise E2EError(f"{where}: values overflow {dtype}; lower convert.{dataset}.scale or use float32")
+    return stored
+
+
+def check_labels(target: np.ndarray, where: str) -> None:
+    bad = ~np.isin(target, (0.0, 1.0))
+    if bad.any():
+        raise E2EError(f"{where}: class labels must be 0 or 1, found {np.unique(target[bad])[:5].tolist()}")
+
+
+def check_target(target: np.ndarray, where: str, classify: bool) -> None:
+    """A NaN regression target would turn the whole training loss into NaN."""
+    if classify:
+        check_labels(target, where)
+    n_bad = int((~np.isfinite(target)).sum())
+    if n_bad:
+        raise E2EError(f"{where}: target has {n_bad} NaN or infinite values")
+
+
+def check_config(ds: Dataset, cfg: ConvertParams) -> int:
+    """Validate params against the dataset; return the number of output channels."""
+    n_in = ds.shape[0]
+    channels = list(cfg.channels) if cfg.channels is not None else list(range(n_in))
+    if not channels or min(channels) < 0 or max(channels) >= n_in:
+        raise E2EError(f"params.yaml convert.{ds.name}.channels: indices must lie in 0..{n_in - 1}, found {channels}")
+    if cfg.scale is not None and len(cfg.scale) != len(channels):
+        raise E2EError(f"params.yaml convert.{ds.name}.scale: expected {len(channels)} values, found {len(cfg.scale)}")
+    if cfg.nonfinite not in ("error", "zero"):
+        raise E2EError(f"params.yaml convert.{ds.name}.nonfinite: expected error or zero, found {cfg.nonfinite!r}")
+    return len(channels)
+
+
+_END = object()
+
+
+def prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """Run `items` ahead in a thread: reading, decoding and numpy casts release the GIL, so the next
+    batches are read and converted while this one is written. The producer's errors re-raise here."""
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                q.put((item, None))
+                if stop.is_set():
+                    return
+            q.put((_END, None))
+        except BaseException as exc:  # noqa: BLE001  handed over to the consumer
+            q.put((_END, exc))
+
+    thread = threading.Thread(target=produce, name="e2e-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # a producer blocked on a full queue needs one more get
+            with contextlib.suppress(queue.Empty):
+                q.get(timeout=0.05)
+        if hasattr(items, "close"):  # now, not at garbage collection: a reader's threads stop here
+            items.close()
+
+
+def convert_batch(batch: Batch, start: int, *, cfg: ConvertParams, path: Path, classify: bool, dataset: str):
+    """Checks, preprocessing, the cast to the storage dtype and sparsification of the batch whose first row
+    in `path` is `start`. Runs in the reader's decoding threads, so the dense batch never leaves them."""
+    where = f"{path} rows {start}-{start + len(batch.target)}"
+    check_target(batch.target, where, classify)
+    images, zeroed = preprocess(batch.images, cfg, where)
+    return sparsify(to_storage(images, cfg.dtype, where, dataset)), batch.target, batch.observers, zeroed
+
+
+def convert_file(ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, part: Path, fingerprint: str,
+                 progress: Callable[[int], None] = lambda n: None) -> dict:
+    """Write `part`/ {values.bin, index.bin (raw, headerless), counts.npy, target.npy, <observer>.npy,
+    part.json}; the directory appears only complete, with part.json last."""
+    job = functools.partial(convert_batch, cfg=cfg, path=path, classify=classify, dataset=ds.name)
+    counts, target, observers, zeroed = [], [], {k: [] for k in ds.observer_keys}, 0
+    with contextlib.closing(open_reader(ds, path)) as reader, atomic_path(part, is_dir=True) as tmp, \
+            open(tmp / "values.bin", "wb") as values, open(tmp / "index.bin", "wb") as index, \
+            contextlib.closing(prefetch(reader.batches(cfg.batch_rows, job))) as converted:
+        for sparse, batch_target, batch_observers, batch_zeroed in converted:
+            values.write(np.ascontiguousarray(sparse.values).data)
+            index.write(np.ascontiguousarray(sparse.index).data)
+            counts.append(sparse.counts)
+            target.append(batch_target)
+            for k, v in batch_observers.items():
+                observers[k].append(v)
+            zeroed += batch_zeroed
+            progress(len(batch_target))
+        rows = sum(len(t) for t in target)
+        if rows != reader.n_rows:
+            raise E2EError(f"{path}: metadata declares {reader.n_rows} rows, found {rows}")
+        np.save(tmp / "counts.npy", np.concatenate(counts))
+        np.save(tmp / "target.npy", np.concatenate(target))
+        for k, v in observers.items():
+            np.save(tmp / f"{k}.npy", np.concatenate(v))
+        info = {"file": path.name, "fingerprint": fingerprint, "rows": rows, "nonfinite_zeroed": zeroed}
+        values.close()
+        index.close()
+        (tmp / "part.json").write_text(json.dumps(info))
+    return info
