@@ -23,7 +23,8 @@ import torch
 import yaml
 
 from e2e.config import parse_params
-from e2e.data import ResidentBatches
+from e2e.data import SparseBatches
+from e2e.sparse import SparseImages
 from e2e.engine import autocast, prepare, select_device, train_one_epoch
 from e2e.modelio import build
 from e2e.optim import make_optimizer, make_scheduler
@@ -97,7 +98,7 @@ def ceiling(task, tp, rt, device, batch, steps) -> float:
 def ours(task, tp, rt, device, batch, steps, x, y) -> float:
     model, net = make_model(task, tp, device, rt)
     n = batch * steps
-    batches = ResidentBatches(x[:n], y[:n], np.arange(n), batch, device, True, 0)
+    batches = resident(x[:n], y[:n], batch, device)
     opt = make_optimizer(model, tp)
     sched, loss_fn = make_scheduler(opt, tp, len(batches)), make_loss(TASKS[task].loss)
     return timed(lambda: train_one_epoch(net, batches, opt, sched, loss_fn, device, rt.amp), n, device)
@@ -127,8 +128,14 @@ def reference(task, tp, device, steps, x, y) -> float:
         torch.backends.cudnn.benchmark = device.type == "cuda"
 
 
+def resident(x, y, batch, device) -> SparseBatches:
+    """The training input path: the sparse entries resident on `device`, batches densified there."""
+    return SparseBatches(SparseImages.from_dense(x), y, np.arange(len(x)), list(range(x.shape[1])), batch, device,
+                         True, 0, resident_max_gb=1e3)
+
+
 def input_only(x, y, batch, device) -> float:
-    batches = ResidentBatches(x, y, np.arange(len(x)), batch, device, True, 0)
+    batches = resident(x, y, batch, device)
     return timed(lambda: [b for b in batches], len(x), device)
 
 

@@ -24,13 +24,14 @@ def formats_dir() -> Path:
 def raw_root(tmp_path, formats_dir) -> Path:
     """A repo-like root whose data/raw/<dataset> holds writable copies of every registered reference file.
 
-    jet_mass gets top_gun_opendata_0.parquet; tests of the schema variant copy
-    formats_dir / "jet_mass/variant_am/aToGG_variant.parquet" over it.
+    jet_mass gets top_gun_opendata_0.parquet (the one of its seven files there); tests of the schema variant
+    copy formats_dir / "jet_mass/variant_am/aToGG_variant.parquet" over it.
     """
     root = tmp_path / "repo"
     for ds in DATASETS.values():
         raw = root / "data" / "raw" / ds.name
         raw.mkdir(parents=True)
         for f in ds.files:
-            shutil.copyfile(formats_dir / ds.name / f.name, raw / f.name)  # copyfile: not the read-only mode
+            if (formats_dir / ds.name / f.name).is_file():
+                shutil.copyfile(formats_dir / ds.name / f.name, raw / f.name)  # copyfile: not the read-only mode
     return root

@@ -34,7 +34,7 @@ def tiny_params(**dotted) -> dict:
     params["synthetic"]["electron_photon"]["n_per_class"] = 150
     params["synthetic"]["quark_gluon"]["n_jets"] = 160
     params["synthetic"]["jet_mass"]["n_jets"] = 160
-    params["runtime"]["num_workers"] = 0
+    params["runtime"]["convert_workers"] = 1
     params["runtime"]["threads"] = 1  # on a shared 2-core machine, spinning OpenMP threads cost 10x and more
     for task in TASKS:
         params["train"][task].update(epochs=1, batch_size=16)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from e2e import convert
+from e2e import convert, convert_file
 from e2e.config import Paths, parse_params
 from e2e.errors import E2EError
 from e2e.sources import readers
@@ -36,11 +36,29 @@ def raw(root: Path, dataset: str, i: int = 0) -> Path:
     return root / "data" / "raw" / dataset / DATASETS[dataset].files[i].name
 
 
-def run_convert(root: Path, dataset: str, **cfg) -> tuple[dict[str, np.ndarray], dict]:
-    convert.main(parse_params({"convert": {dataset: cfg}}), dataset, Paths(root))
-    out = root / "data" / "converted" / dataset
+def run_convert(root: Path, dataset: str, workers: int = 1, **cfg) -> tuple[dict[str, np.ndarray], dict]:
+    """Convert with `cfg` as convert.<dataset>; arrays["images"] is the sparse output densified in the storage
+    dtype, independently of e2e.data (np.add.at over the stored entries)."""
+    files = {JM: [DATASETS[JM].files[0].name]}  # the reference directory has one of the seven
+    raw_params = {"convert": {dataset: cfg}, "runtime": {"convert_workers": workers},
+                  "datasets": {k: {"files": v} for k, v in files.items()}}
+    convert.main(parse_params(raw_params), dataset, Paths(root))
+    return read_converted(root / "data" / "converted" / dataset)
+
+
+def read_converted(out: Path) -> tuple[dict[str, np.ndarray], dict]:
     arrays = {p.stem: np.load(p, allow_pickle=False) for p in out.glob("*.npy")}
-    return arrays, json.loads((out / "meta.json").read_text())
+    meta = json.loads((out / "meta.json").read_text())
+    values, index, offsets = arrays.pop("values"), arrays.pop("index"), arrays.pop("offsets")
+    n, shape = len(offsets) - 1, meta["shape"][1:]
+    assert index.dtype == np.int32 and offsets.dtype == np.int64 and offsets[0] == 0 and offsets[-1] == len(values)
+    assert np.all(np.diff(offsets) >= 0) and (index.size == 0 or 0 <= index.min() <= index.max() < np.prod(shape))
+    assert not np.any(values == 0), "a stored zero: the format keeps non-zero values only"
+    images = np.zeros((n, int(np.prod(shape))), values.dtype)
+    np.add.at(images, (np.repeat(np.arange(n), np.diff(offsets)), index), values)  # duplicates would add up
+    arrays["images"] = images.reshape(n, *shape)
+    assert meta["n"] == n and meta["nnz"] == len(values) and meta["format"] == "sparse"
+    return arrays, meta
 
 
 def pylist_images(path: Path, column: str) -> np.ndarray:
@@ -169,6 +187,86 @@ def test_electron_photon_reference_files_photons_then_electrons(raw_root):
     assert [s["file"] for s in meta["sources"]] == [f.name for f in DATASETS[EG].files]
 
 
+# ---------------------------------------------------------------- the sparse format
+
+def own_jet_mass_file(path: Path) -> np.ndarray:
+    """The project's own real-layout jet-mass file: negative dZ/d0 values, values that float16 rounds to
+    zero (1e-9) or to its smallest subnormal, and -0.0."""
+    images = sparse_jets(6, (8, 125, 125), seed=3)
+    images[:, 1:3] *= np.where(np.random.default_rng(4).random(images[:, 1:3].shape) < 0.5, -1, 1)
+    images[0, 1, 10, 10], images[0, 2, 11, 11], images[1, 0, 5, 5] = 1e-9, -1e-9, 6e-8
+    images[2, 3, 0, 0], images[3, 7, 124, 124] = -0.0, -250.5
+    _jet_mass(path, images, list(np.linspace(90, 480, 6)))
+    return images
+
+
+def test_sparse_round_trip_is_exact_with_negative_and_float16_zero_values(raw_root):
+    images = own_jet_mass_file(raw(raw_root, JM))
+    arrays, meta = run_convert(raw_root, JM)
+    expected = f16(images)
+    assert (expected[:, 1:3] < 0).any() and expected[0, 1, 10, 10] == 0 and expected[1, 0, 5, 5] != 0
+    np.testing.assert_array_equal(arrays["images"], expected)
+    assert meta["nnz"] == np.count_nonzero(expected) and meta["shape"] == [6, 8, 125, 125]
+    # what training reads: e2e.data's densification of the same files, every channel and a selection
+    from e2e.data import Converted
+    data = Converted(raw_root / "data" / "converted" / JM)
+    np.testing.assert_array_equal(data.images[np.arange(6)], expected.astype(np.float32))
+    np.testing.assert_array_equal(data.images[4], expected[4].astype(np.float32))
+
+
+@pytest.mark.parametrize("dataset", [EG, QG, JM])
+def test_reference_files_round_trip_to_the_dense_arrays(raw_root, dataset):
+    """Every reference file converts to entries that densify back to the dense float16 arrays an
+    independent read gives (h5py + transpose, pyarrow to_pylist)."""
+    arrays, meta = run_convert(raw_root, dataset)
+    files = [raw(raw_root, dataset, i) for i in range(len(meta["rows_per_file"]))]
+    if dataset == EG:
+        dense = np.concatenate([hdf5_images(f)[0] for f in files])
+    else:
+        dense = np.concatenate([pylist_images(f, DATASETS[dataset].image_keys[0]) for f in files])
+    np.testing.assert_array_equal(arrays["images"], f16(dense))
+    assert meta["nnz"] == np.count_nonzero(f16(dense)) < dense.size / 4  # sparse, and smaller than dense
+
+
+def test_parallel_conversion_is_byte_identical_to_serial(raw_root, tmp_path):
+    run_convert(raw_root, QG, workers=1)
+    serial = raw_root / "data" / "converted" / QG
+    kept = tmp_path / "serial"
+    shutil.copytree(serial, kept)
+    run_convert(raw_root, QG, workers=3)
+    names = sorted(p.name for p in kept.iterdir())
+    assert names == sorted(p.name for p in serial.iterdir()) and "values.npy" in names
+    for name in names:
+        assert (kept / name).read_bytes() == (serial / name).read_bytes(), name
+
+
+def test_complete_parts_are_resumed_only_when_made_from_the_same_file_and_params(raw_root, capsys):
+    ds, cfg = DATASETS[QG], convert.ConvertParams(batch_rows=4)
+    files = [raw(raw_root, QG, i) for i in range(3)]
+    parts = convert.part_dir(Paths(raw_root), QG)
+    convert.convert_one(ds, files[0], cfg, True, parts / files[0].name)  # a killed run's first file
+    arrays, _ = run_convert(raw_root, QG, batch_rows=2)  # batch_rows does not change the output
+    assert "1 of 3 files resumed" in capsys.readouterr().out and not parts.exists()
+    expected = np.concatenate([pylist_images(f, "X_jets") for f in files])
+    np.testing.assert_array_equal(arrays["images"], f16(expected))
+
+    convert.convert_one(ds, files[0], cfg, True, parts / files[0].name)
+    arrays, _ = run_convert(raw_root, QG, clip=0.5)  # other params: the part is converted again
+    assert "resumed" not in capsys.readouterr().out
+    np.testing.assert_array_equal(arrays["images"], f16(np.clip(expected, -0.5, 0.5)))
+
+
+def test_a_subset_of_the_files_and_unknown_names(raw_root):
+    params = parse_params({"datasets": {QG: {"files": [DATASETS[QG].files[2].name]}},
+                           "runtime": {"convert_workers": 1}})
+    convert.main(params, QG, Paths(raw_root))
+    arrays, meta = read_converted(raw_root / "data" / "converted" / QG)
+    assert meta["rows_per_file"] == [5] and [s["file"] for s in meta["sources"]] == [DATASETS[QG].files[2].name]
+    bad = parse_params({"datasets": {QG: {"files": ["run9.parquet"]}}})
+    with pytest.raises(E2EError, match=r"datasets.quark_gluon.files: unknown .*run9.parquet.*choose among"):
+        convert.main(bad, QG, Paths(raw_root))
+
+
 # ---------------------------------------------------------------- params
 
 def test_scale_zero_below_clip_and_channel_selection(raw_root):
@@ -290,10 +388,10 @@ def test_prefetch_keeps_order_reraises_and_stops_its_thread():
         yield from range(5)
         raise E2EError("boom")
 
-    assert list(convert.prefetch(iter(range(100)), depth=2)) == list(range(100))
+    assert list(convert_file.prefetch(iter(range(100)), depth=2)) == list(range(100))
     with pytest.raises(E2EError, match="boom"):
-        list(convert.prefetch(failing()))
-    early = convert.prefetch(iter(range(100)), depth=1)
+        list(convert_file.prefetch(failing()))
+    early = convert_file.prefetch(iter(range(100)), depth=1)
     assert next(early) == 0
     early.close()  # the consumer fails or stops early: the producer must not stay blocked
     assert not [t for t in threading.enumerate() if t.name == "e2e-prefetch"]
@@ -425,8 +523,8 @@ def test_failure_keeps_the_previous_good_output(raw_root):
     with pytest.raises(E2EError):
         run_convert(raw_root, EG)
     assert no_output(raw_root) == [EG]
-    again = np.load(raw_root / "data" / "converted" / EG / "images.npy")
-    np.testing.assert_array_equal(again, good["images"])
+    again, _ = read_converted(raw_root / "data" / "converted" / EG)
+    np.testing.assert_array_equal(again["images"], good["images"])
 
 
 @pytest.mark.parametrize("case", ["parquet_garbage", "parquet_missing_column"])

@@ -277,8 +277,8 @@ def test_local_directory_missing_file(local_dir, paths):
 def test_synthetic_source_builds_in_temp_dir(paths, monkeypatch):
     calls = []
 
-    def generate(dataset, out_dir, cfg, seed):
-        calls.append((dataset, out_dir, cfg, seed))
+    def generate(dataset, out_dir, cfg, seed, files):
+        calls.append((dataset, out_dir, cfg, seed, files))
         assert out_dir != paths.raw(DS) and out_dir.is_dir()
         (out_dir / "made.txt").write_text("ok")
         if cfg.get("fail"):
@@ -289,7 +289,7 @@ def test_synthetic_source_builds_in_temp_dir(paths, monkeypatch):
     monkeypatch.setattr(e2e.sources, "synthetic", fake, raising=False)
     raw = {"data": {"source": "synthetic", "seed": 7}, "synthetic": {DS: {"n_per_class": 10}}}
     main(parse_params(raw), DS, paths)
-    assert calls[0][0] == DS and calls[0][2:] == ({"n_per_class": 10}, 7)
+    assert calls[0][0] == DS and calls[0][2:] == ({"n_per_class": 10}, 7, DATASETS[DS].files)
     assert (paths.raw(DS) / "made.txt").read_text() == "ok"
 
     raw["synthetic"][DS]["fail"] = True

@@ -90,27 +90,26 @@ def test_download_killed_midway_resumes_and_caches_only_the_verified_files(tmp_p
     assert_objects_intact(remote_dir(repo))
 
 
-def test_conversion_killed_midway_reruns_to_the_same_arrays(tmp_path):
-    n_jets = 600  # ~56 MB of float16 images written in batches of 8 jets: about a second of work
-    repo = make_repo(tmp_path / "repo", tiny_params(**{f"synthetic.{QG}.n_jets": n_jets,
-                                                       f"convert.{QG}.batch_rows": 8}))
+def test_conversion_killed_after_the_first_file_resumes_with_it(tmp_path):
+    """SIGKILL once the first of three files is converted: the rerun reuses that file's part (outside the
+    DVC outputs), converts the other two, and gives the md5s of an uninterrupted run."""
+    repo = make_repo(tmp_path / "repo", tiny_params(**{f"synthetic.{QG}.n_jets": 900, f"convert.{QG}.batch_rows": 8,
+                                                       "runtime.convert_workers": 1}))
     run(["dvc", "repro", f"download@{QG}"], repo)
-    image_bytes = n_jets * 3 * 125 * 125 * 2
-
-    def quarter_written() -> bool:
-        partial = list((repo / "data" / "converted").glob(f".{QG}.tmp-*/images.npy"))
-        return bool(partial) and partial[0].stat().st_size > image_bytes // 4
+    parts = repo / ".cache" / "convert" / QG
+    first, *rest = [parts / f.name / "part.json" for f in DATASETS[QG].files]
 
     proc = start(["dvc", "repro", f"convert@{QG}"], repo)
-    kill_when(proc, quarter_written, what="images.npy to be a quarter written")
+    kill_when(proc, first.exists, what="the first file's part")
     assert not (repo / "data" / "converted" / QG).exists()
-    # what the kill left sits under a temporary name, which no stage output names: DVC never sees it
-    assert list((repo / "data" / "converted").glob(f".{QG}.tmp-*"))
+    assert not any(p.exists() for p in rest), "the kill came too late to test a resume"
     assert set(stored_objects(cache_dir(repo))) == referenced_objects(repo)  # the download's objects only
     assert f"convert@{QG}" in status(repo)
 
-    run(["dvc", "repro", f"convert@{QG}"], repo)
-    assert_cache_is_exactly_the_lock(repo)  # the stale temporary directory is gone too
+    out = run(["dvc", "repro", f"convert@{QG}"], repo)
+    assert "1 of 3 files resumed" in out, out[-3000:]
+    assert not parts.exists(), "the parts outlived a complete conversion"
+    assert_cache_is_exactly_the_lock(repo)
     assert status(repo, f"convert@{QG}") == {}
     converted = lock_outs(repo)[f"data/converted/{QG}"]
 

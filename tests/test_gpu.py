@@ -6,7 +6,7 @@ import torch
 
 from e2e import train
 from e2e.config import Paths, parse_params
-from e2e.data import Converted, ResidentBatches, make_batches
+from e2e.data import Converted, SparseBatches, make_batches
 
 from test_train import RAW, prepared_root
 
@@ -24,8 +24,10 @@ def test_training_set_is_resident_on_the_gpu(tmp_path):
     root = prepared_root(tmp_path, raw)
     params = parse_params(raw)
     data = Converted(root / "data" / "converted" / "electron_photon")
-    batches = make_batches(data, list(range(100)), 16, torch.device("cuda"), True, 0, params.runtime)
-    assert isinstance(batches, ResidentBatches) and batches.x.is_cuda and batches.x.dtype == torch.float16
+    batches = make_batches(data, list(range(100)), [0, 1], 16, torch.device("cuda"), True, 0, params.runtime)
+    assert isinstance(batches, SparseBatches) and batches.values.is_cuda and batches.values.dtype == torch.float16
+    x, y = next(iter(batches))
+    assert x.is_cuda and x.shape == (16, 2, 32, 32) and y.is_cuda
 
 
 @pytest.mark.parametrize("compile_", [False, True])

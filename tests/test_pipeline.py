@@ -15,7 +15,7 @@ TASKS = ("electron_photon", "quark_gluon", "jet_mass")
 TINY = {
     "synthetic": {"electron_photon": {"n_per_class": 150}, "quark_gluon": {"n_jets": 160},
                   "jet_mass": {"n_jets": 160}},
-    "runtime": {"num_workers": 0},
+    "runtime": {"convert_workers": 1},
 }
 
 

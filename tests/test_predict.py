@@ -17,12 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from e2e import convert, predict
-from e2e.config import Paths, parse_params
+from e2e import convert, predict, train
+from e2e.config import Paths, TrainParams, parse_params
 from e2e.data import Converted, channel_stats
 from e2e.errors import E2EError
 from e2e.modelio import build, save_checkpoint
 from e2e.sources.registry import DATASETS
+from e2e.tasks import get_task
 
 SMALL = {"electron_photon": ("resnet15", {"width": 4}), "quark_gluon": ("lenet5", {}),
          "jet_mass": ("resnet18_mass", {"width": 2})}
@@ -30,24 +31,27 @@ SMALL = {"electron_photon": ("resnet15", {"width": 4}), "quark_gluon": ("lenet5"
 CONVERT = {"electron_photon": {"channels": [1, 0], "scale": [2.0, 0.5], "clip": 3.0, "zero_below": 0.01},
            "quark_gluon": {"channels": [2, 0], "scale": [3.0, 0.5], "clip": 2.0},
            "jet_mass": {"channels": [0, 3, 1], "scale": [1.0, 2.0, 0.1], "clip": 1.0}}
-PRE_KEYS = ("dataset", "dtype", "channels", "channel_names", "preprocessing")  # what train copies
+# the model sees a subset of the converted channels, in another order: predict must compose both selections
+MODEL_CHANNELS = {"electron_photon": None, "quark_gluon": [1, 0], "jet_mass": [2, 0]}
 
 
 def make_model_dir(root: Path, task: str, out: Path, model: tuple | None = None) -> tuple[Path, Converted]:
     """Convert the raw files, then write model.pt and preprocessing.json as `train` does."""
-    convert.main(parse_params({"convert": {task: CONVERT[task]}}), task, Paths(root))
+    params = parse_params({"convert": {task: CONVERT[task]}, "runtime": {"convert_workers": 1},
+                           "datasets": {"jet_mass": {"files": [DATASETS["jet_mass"].files[0].name]}}})
+    convert.main(params, task, Paths(root))
     data = Converted(root / "data" / "converted" / task)
     name, kwargs = model or SMALL[task]
-    spec = {"model": name, "model_kwargs": kwargs, "in_channels": data.in_channels,
-            "image_size": list(data.image_size), "num_outputs": 1, "classification": task != "jet_mass",
-            "task": task, "channel_names": data.meta["channel_names"]}
+    tp = TrainParams(model=name, model_kwargs=kwargs, channels=MODEL_CHANNELS[task])
+    spec = train.model_spec(get_task(task), data, tp)
     torch.manual_seed(0)
     net = build(spec)
     idx = np.arange(len(data.target))
-    net.set_stats(*channel_stats(data.images, idx), *((0.0, 1.0) if task != "jet_mass" else (250.0, 100.0)))
+    net.set_stats(*channel_stats(data.images, idx, spec["channels"]),
+                  *((0.0, 1.0) if task != "jet_mass" else (250.0, 100.0)))
     out.mkdir(parents=True)
     save_checkpoint(out / "model.pt", net.eval(), spec, epoch=0, metrics={})
-    (out / "preprocessing.json").write_text(json.dumps({k: data.meta[k] for k in PRE_KEYS}))
+    (out / "preprocessing.json").write_text(json.dumps(train.preprocessing(data, spec["channels"])))
     return out / "model.pt", data
 
 
@@ -55,15 +59,16 @@ def reference(model_path: Path, data: Converted) -> np.ndarray:
     """The model on the converted (training-format) images."""
     from e2e.modelio import load_checkpoint
 
-    model, _ = load_checkpoint(model_path)
+    model, ckpt = load_checkpoint(model_path)
+    x = data.images[np.arange(len(data.target))][:, ckpt["spec"]["channels"]]
     with torch.inference_mode():
-        return model.decode(model(torch.from_numpy(np.asarray(data.images, np.float32)))).numpy()
+        return model.decode(model(torch.from_numpy(x))).numpy()
 
 
 @pytest.mark.parametrize("task", ["electron_photon", "quark_gluon", "jet_mass"])
 def test_predict_on_raw_files_matches_model_on_converted_images(raw_root, tmp_path, task):
     model_path, data = make_model_dir(raw_root, task, tmp_path / "model")
-    files = [raw_root / "data" / "raw" / task / f.name for f in DATASETS[task].files]
+    files = [raw_root / "data" / "raw" / task / s["file"] for s in data.meta["sources"]]
     out = tmp_path / "out" / "predictions.parquet"
     predict.main(task, files, out, model_path, batch_rows=3, device_name="cpu")  # batches straddle files
     table = pq.read_table(out).to_pandas()

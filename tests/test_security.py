@@ -124,7 +124,8 @@ def poison(path: Path, marker: Path) -> None:
     np.save(path, np.array([Payload(marker)] * 4, dtype=object), allow_pickle=True)
 
 
-@pytest.mark.parametrize("name, stages", [("images.npy", ["train"]), ("target.npy", ["split", "train"])])
+@pytest.mark.parametrize("name, stages", [("values.npy", ["train"]), ("offsets.npy", ["train"]),
+                                         ("target.npy", ["split", "train"])])
 def test_object_dtype_array_in_converted_data_is_refused(root, name, stages):
     marker = root / "pwned"
     target = root / "data" / "converted" / EG / name

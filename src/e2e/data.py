@@ -30,7 +30,7 @@ class Converted:
         self.meta = json.loads(meta_path.read_text())
         if self.meta.get("format") != "sparse":
             raise E2EError(f"{meta_path}: not the sparse format of this version; rerun `dvc repro convert@<dataset>`")
-        self.images = SparseImages(self.path, self.meta["shape"][1:])
+        self.images = SparseImages.open(self.path, self.meta["shape"][1:])
         self.target = load_array(self.path / "target.npy")
         self.observers = {k: load_array(self.path / f"{k}.npy") for k in self.meta["observers"]}
         self.truth = {k: load_array(self.path / f"truth_{k}.npy") for k in self.meta["truth"]}
@@ -65,8 +65,9 @@ def shard(idx: np.ndarray, rank: int, world: int) -> np.ndarray:
 class SparseBatches:
     """Batches (x float32 (b, C, H, W), y float32 (b,)) of one split, shuffled per epoch when asked.
 
-    A yielded `x` lives in one of two reused buffers: it is valid until the next-but-one batch (a fresh
-    16 MB zeroed tensor per batch costs more in page faults than the whole densification).
+    A yielded `x` lives in one of two reused buffers: it is valid until the next-but-one batch. A fresh
+    zeroed 16 MB tensor per batch cost more in page faults than the whole densification on a CPU, and
+    zeroing only the entries the buffer's last batch wrote is ~1000x less memory traffic than a memset.
     """
 
     def __init__(self, images: SparseImages, target, idx, channels, batch_size: int, device: torch.device,
@@ -84,7 +85,8 @@ class SparseBatches:
         self.values = torch.from_numpy(entries.values).to(store)
         self.index = torch.from_numpy(entries.index).to(store)
         self.y = torch.from_numpy(np.ascontiguousarray(target[self.rows], dtype=np.float32)).to(device)
-        self.buffers = [torch.zeros(batch_size * int(np.prod(self.shape)), device=device) for _ in range(2)]
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        self.buffers = [(torch.zeros(batch_size * int(np.prod(self.shape)), device=device), empty) for _ in range(2)]
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
@@ -99,9 +101,10 @@ class SparseBatches:
 
     def __iter__(self):
         for k, rows in enumerate(self.order().split(self.batch_size)):
-            yield self.densify(rows, self.buffers[k % 2]), self.y[rows.to(self.device)]
+            yield self.densify(rows, k % 2), self.y[rows.to(self.device)]
 
-    def densify(self, rows: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+    def densify(self, rows: torch.Tensor, slot: int) -> torch.Tensor:
+        """Scatter the entries of `rows` into buffer `slot`, after zeroing only what its last batch wrote."""
         store = self.values.device
         counts_host = self.counts[rows.numpy()]
         total = int(counts_host.sum())
@@ -110,11 +113,12 @@ class SparseBatches:
         event = torch.repeat_interleave(torch.arange(len(rows), device=store), counts, output_size=total)
         first = torch.cumsum(counts, 0) - counts
         src = (self.offsets[rows] - first)[event] + torch.arange(total, device=store)
-        position = event * (self.shape[0] * self.hw) + self.index[src].long()
-        out = buffer[: len(rows) * int(np.prod(self.shape))]
-        out.zero_()
-        out[position.to(self.device, non_blocking=True)] = self.values[src].to(self.device, non_blocking=True).float()
-        return out.view(len(rows), *self.shape)
+        position = (event * (self.shape[0] * self.hw) + self.index[src]).to(self.device, non_blocking=True)
+        buffer, written = self.buffers[slot]
+        buffer[written] = 0
+        buffer[position] = self.values[src].to(self.device, non_blocking=True).float()
+        self.buffers[slot] = (buffer, position)
+        return buffer[: len(rows) * int(np.prod(self.shape))].view(len(rows), *self.shape)
 
 
 def _gather(images: SparseImages, rows: np.ndarray, channels: list[int], chunk: int = 65536) -> SparseBatch:
@@ -122,7 +126,7 @@ def _gather(images: SparseImages, rows: np.ndarray, channels: list[int], chunk: 
     parts = [select_channels(images.gather(rows[s:s + chunk]), channels, images.image_shape)
              for s in range(0, len(rows), chunk)]
     if not parts:
-        raise E2EError(f"{images.path}: an empty split has no batches")
+        raise E2EError(f"{images.where}: an empty split has no batches")
     return SparseBatch(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("values", "index", "counts")))
 
 

@@ -70,11 +70,21 @@ class SparseImages:
     """A converted dataset's images, read-only: `images[rows]` densifies those rows (float32), and
     `gather(rows)` returns them still sparse. Values and indices stay memory-mapped."""
 
-    def __init__(self, path: Path, shape: tuple[int, int, int]):
-        self.path, self.image_shape = Path(path), tuple(int(s) for s in shape)
-        self.values = open_array(self.path / "values.npy")
-        self.index = open_array(self.path / "index.npy")
-        self.offsets = load_array(self.path / "offsets.npy")
+    def __init__(self, values: np.ndarray, index: np.ndarray, offsets: np.ndarray, shape, where: str = "images"):
+        self.values, self.index, self.offsets, self.where = values, index, offsets, where
+        self.image_shape = tuple(int(s) for s in shape)
+
+    @classmethod
+    def open(cls, path: Path, shape) -> "SparseImages":
+        path = Path(path)
+        return cls(open_array(path / "values.npy"), open_array(path / "index.npy"),
+                   load_array(path / "offsets.npy"), shape, str(path))
+
+    @classmethod
+    def from_dense(cls, images: np.ndarray) -> "SparseImages":
+        """In memory, for benchmarks and tests."""
+        batch = sparsify(images)
+        return cls(batch.values, batch.index, np.concatenate([[0], np.cumsum(batch.counts)]), images.shape[1:])
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
