@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .config import ConvertParams
-from .convert_file import preprocess
+from .convert_file import preprocess, to_storage
+from .sparse import densify
 from .errors import E2EError
 from .modelio import load_checkpoint
 from .sources.readers import open_reader
@@ -77,9 +78,10 @@ def predict_files(model, readers: list, cfg: ConvertParams, out: Path, batch_row
                 start = 0
                 for batch in reader.batches(batch_rows):
                     where = f"{reader.path} rows {start}-{start + len(batch.target)}"
-                    x, _ = preprocess(batch.images, cfg, where)
+                    entries, _ = preprocess(batch.images, cfg, where)
                     # what the model was trained on: the values as stored in the converted dtype
-                    x = x.astype(cfg.dtype).astype(np.float32)
+                    shape = (len(cfg.channels), *batch.images.shape[2:])
+                    x = densify(to_storage(entries, cfg.dtype, where, reader.dataset.name), shape)
                     table = batch_table(reader.path, start, batch, apply_model(model, x, device))
                     writer = writer or pq.ParquetWriter(tmp, table.schema)
                     writer.write_table(table)

@@ -6,8 +6,9 @@
 
 Detector images are 95-99.8 % zeros, so this is 20-200x smaller than dense float16 and the whole
 dataset is never materialised dense: batches are densified where the model runs (e2e.data).
-"Non-zero" is judged on the stored value, so a pixel that float16 rounds to 0 is dropped, and the
-dense array rebuilt from this format equals the dense array of the stored dtype exactly.
+"Non-zero" is judged on the stored value (e2e.convert_file.to_storage), so a pixel that float16 rounds
+to 0 is dropped, and the dense array rebuilt from this format equals the dense array of the stored
+dtype exactly.
 """
 from __future__ import annotations
 
@@ -34,14 +35,14 @@ class SparseBatch:
 
 
 def sparsify(images: np.ndarray) -> SparseBatch:
-    """(b, C, H, W) images in their storage dtype -> entries of the non-zero pixels, in row-major order."""
-    flat = images.reshape(len(images), -1)
-    # the sign bit masked off: +0.0 and -0.0 are both zero, and integer compares are far faster than float16 ones
-    unsigned = np.dtype(f"u{flat.dtype.itemsize}")
-    bits = flat.view(unsigned) & unsigned.type((1 << (8 * unsigned.itemsize - 1)) - 1)
-    rows, pos = np.nonzero(bits)
-    counts = np.bincount(rows, minlength=len(flat)).astype(np.int64)
-    return SparseBatch(flat[rows, pos], pos.astype(INDEX_DTYPE), counts)
+    """(b, C, H, W) images -> entries of their non-zero pixels (NaN and inf included), in row-major order."""
+    size = int(np.prod(images.shape[1:]))
+    flat = images.reshape(-1)
+    # a boolean mask first: np.nonzero on the float array itself was 7x slower (74 vs 557 us per jet)
+    found = np.flatnonzero(flat != 0)
+    rows = found // size
+    counts = np.bincount(rows, minlength=len(images)).astype(np.int64)
+    return SparseBatch(flat[found], (found - rows * size).astype(INDEX_DTYPE), counts)
 
 
 def densify(batch: SparseBatch, shape: tuple[int, int, int], dtype=np.float32) -> np.ndarray:
