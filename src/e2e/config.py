@@ -57,7 +57,7 @@ class RuntimeParams:
     channels_last: bool = True
     compile: bool = False
     resident_max_gb: float = 8.0  # the sparse split stays on the GPU up to this size, else in host memory
-    convert_workers: int = 2  # raw files converted in parallel, one process each
+    convert_workers: int = 0  # raw files converted in parallel, one process each; 0: one per 4 cores
     threads: int = 0
     nproc: int = 1  # >1: `train` relaunches itself under torchrun with this many processes (DDP)
 

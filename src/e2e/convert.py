@@ -2,7 +2,7 @@
 
 Each raw file becomes a part in .cache/convert/<dataset>/ (outside the DVC outputs, which `dvc repro`
 deletes before a rerun), converted in parallel over files (`runtime.convert_workers` processes, each
-streaming one file with bounded memory). A killed conversion resumes with the parts already complete;
+streaming one file with bounded memory: memory grows with the workers, never with the files). A killed conversion resumes with the parts already complete;
 the parts are then joined in registry order (electron_photon: photons then electrons; quark_gluon: run0,
 run1, run2), so the output is byte-identical whatever the number of workers.
 """
@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -24,6 +25,7 @@ from .atomic import atomic_path
 from .config import ConvertParams, Params, Paths
 from .convert_file import check_config, convert_file
 from .errors import E2EError
+from .sources import readers
 from .sources.fetch import sha256_file
 from .sources.registry import Dataset, get_dataset, select_files
 from .sparse import INDEX_DTYPE, concat_npy
@@ -57,11 +59,21 @@ def convert_one(ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, par
 
 
 _progress_queue = None
+# a worker holds one file's parquet footer, ~8 kB per row group (~1.2 GB for a real 150,000-jet file), and
+# decodes with threads of its own: on a small machine one worker already uses every core
+CORES_PER_WORKER = 4
 
 
-def _init_worker(q) -> None:
+def n_workers(asked: int, n_files: int) -> int:
+    """runtime.convert_workers, where 0 means one worker per CORES_PER_WORKER cores."""
+    auto = max(1, (os.cpu_count() or 1) // CORES_PER_WORKER)
+    return max(1, min(asked or auto, n_files))
+
+
+def _init_worker(q, workers: int) -> None:
     global _progress_queue
     _progress_queue = q
+    readers.DECODE_THREADS = max(1, min(readers.DECODE_THREADS, (os.cpu_count() or 1) // workers))
 
 
 def _convert_in_worker(*args) -> dict:
@@ -72,12 +84,11 @@ def convert_parts(ds: Dataset, files: list[Path], cfg: ConvertParams, classify: 
                   workers: int) -> list[dict]:
     """Convert every file to its part, `workers` files at a time; a progress bar counts rows."""
     with tqdm(desc=f"convert {ds.name} ({len(files)} files)", unit="img", disable=None) as bar:  # None: terminals only
-        if workers <= 1 or len(files) == 1:
+        if workers == 1:
             return [convert_one(ds, f, cfg, classify, p, bar.update) for f, p in zip(files, parts)]
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds threads
         q = ctx.Queue()
-        with ProcessPoolExecutor(min(workers, len(files)), mp_context=ctx, initializer=_init_worker,
-                                 initargs=(q,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(q, workers)) as pool:
             futures = [pool.submit(_convert_in_worker, ds, f, cfg, classify, p) for f, p in zip(files, parts)]
             pending = set(futures)
             while pending:
@@ -133,7 +144,7 @@ def main(params: Params, dataset: str, paths: Paths) -> None:
     n_channels = check_config(ds, cfg)
     classify = get_task(dataset).is_classification  # the task of the same name: labels must be 0/1
     parts = [part_dir(paths, dataset) / f.name for f in files]
-    infos = convert_parts(ds, files, cfg, classify, parts, params.runtime.convert_workers)
+    infos = convert_parts(ds, files, cfg, classify, parts, n_workers(params.runtime.convert_workers, len(files)))
     with atomic_path(paths.converted(dataset), is_dir=True) as tmp:
         sizes = join_parts(parts, tmp, ds, cfg.dtype)
         truth = convert_truth(files, tmp)
