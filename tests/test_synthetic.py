@@ -9,13 +9,17 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from e2e.sources.registry import DATASETS
+from e2e.errors import E2EError
+from e2e.sources.registry import DATASETS, select_files
 from e2e.sources.synthetic import GENERATORS, generate, truth_path
+from e2e.sources.synthetic import parquet_io
 from e2e.sources.synthetic.parquet_io import nested_images, split_counts
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "electron-photon.npz"
 needs_real = pytest.mark.skipif(not REALDATA.is_file(), reason="shared/realdata not available")
-SIZES = {"electron_photon": {"n_per_class": 1000}, "quark_gluon": {"n_jets": 400}, "jet_mass": {"n_jets": 40}}
+SIZES = {"electron_photon": {"n_per_class": 1000}, "quark_gluon": {"n_jets": 400}, "jet_mass": {"n_jets": 70}}
+# bytes per jet of the real files, from their published sizes and jet counts
+REAL_BYTES_PER_JET = {"quark_gluon": 184e6 / 36272, "jet_mass": 1_171_158_319 / 150_327}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +78,9 @@ def test_egamma_layout_matches_the_reference_files(generated, formats_dir):
 def test_parquet_schema_and_row_groups_match_the_reference(generated, formats_dir, name):
     folder, _ = generated[name]
     for raw in DATASETS[name].files:
-        ours, ref = pq.ParquetFile(folder / raw.name), pq.ParquetFile(formats_dir / name / raw.name)
+        reference = formats_dir / name / raw.name  # jet_mass: only _0 has a reference; all share its layout
+        reference = reference if reference.is_file() else formats_dir / name / DATASETS[name].files[0].name
+        ours, ref = pq.ParquetFile(folder / raw.name), pq.ParquetFile(reference)
         assert ours.schema_arrow.equals(ref.schema_arrow), (ours.schema_arrow, ref.schema_arrow)
         meta = ours.metadata
         assert meta.num_row_groups == meta.num_rows > 0  # one row group per jet, as in the real files
@@ -95,9 +101,73 @@ def test_quark_gluon_jets_are_divided_like_the_real_runs(generated):
     assert counts == split_counts(400, [36272, 47540, 55494]) and sum(counts) == 400
 
 
+def test_jet_mass_writes_seven_files_in_equal_shares(generated):
+    folder, written = generated["jet_mass"]
+    names = [f"top_gun_opendata_{i}.parquet" for i in range(7)]
+    assert [raw.name for raw in DATASETS["jet_mass"].files] == names
+    assert [p.name for p in written[::2]] == names
+    counts = [pq.ParquetFile(folder / name).metadata.num_rows for name in names]
+    assert counts == [10] * 7  # n_jets = 70 in total
+    assert split_counts(2500, [1.0] * 7) == [358] * 1 + [357] * 6  # remainder to the first files
+
+
+def _file_arrays(path: Path) -> dict[str, np.ndarray]:
+    return {**_arrays(path), **{f"truth_{k}": v for k, v in _arrays(truth_path(path)).items()}}
+
+
+@pytest.mark.parametrize("name,cfg,subset", [
+    ("jet_mass", {"n_jets": 6}, ["top_gun_opendata_2.parquet", "top_gun_opendata_5.parquet"]),
+    ("quark_gluon", {"n_jets": 12}, ["QCDToGGQQ_IMGjet_RH1all_jet0_run1_n47540.test.snappy.parquet"]),
+    ("electron_photon", {"n_per_class": 5}, ["SingleElectronPt50_IMGCROPS_n249k_RHv1.hdf5"]),
+])
+def test_a_subset_writes_only_the_chosen_files(tmp_path, name, cfg, subset):
+    files = select_files(DATASETS[name], subset)
+    written = generate(name, tmp_path / "subset", cfg, seed=3, progress=False, files=files)
+    raws = [tmp_path / "subset" / n for n in subset]
+    assert written == [p for raw in raws for p in (raw, truth_path(raw))]
+    assert sorted(p.name for p in (tmp_path / "subset").iterdir()) == sorted(p.name for p in written)
+    if name == "electron_photon":
+        assert np.all(read_h5(raws[0])[1] == 1.0) and len(read_h5(raws[0])[1]) == 5
+        return
+    counts = [pq.ParquetFile(raw).metadata.num_rows for raw in raws]
+    assert counts == ([3, 3] if name == "jet_mass" else [12])  # n_jets is the total over the chosen files
+
+
+def test_a_files_content_depends_only_on_its_name_and_count(tmp_path):
+    """jet_mass: top_gun_opendata_3 with 4 jets is the same whether written alone or with the others."""
+    alone = select_files(DATASETS["jet_mass"], ["top_gun_opendata_3.parquet"])
+    generate("jet_mass", tmp_path / "alone", {"n_jets": 4}, seed=5, progress=False, files=alone)
+    generate("jet_mass", tmp_path / "all", {"n_jets": 28}, seed=5, progress=False)
+    a, b = (_file_arrays(tmp_path / d / "top_gun_opendata_3.parquet") for d in ("alone", "all"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_an_unknown_file_selection_is_refused(tmp_path):
+    with pytest.raises(E2EError, match="top_gun_opendata_0.parquet"):
+        generate("jet_mass", tmp_path, {"n_jets": 2}, seed=1, files=DATASETS["quark_gluon"].files[:1])
+
+
+def test_too_few_jets_for_the_files_is_refused(tmp_path):
+    with pytest.raises(E2EError, match="n_jets = 4 leaves no jets for .*top_gun_opendata_6"):
+        generate("jet_mass", tmp_path, {"n_jets": 4}, seed=1, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name,n_jets", [("quark_gluon", 300), ("jet_mass", 300)])
+def test_parquet_bytes_per_jet_match_the_real_files(tmp_path, name, n_jets):
+    """Occupancy like the real files': the snappy bytes per jet within 0.75-1.33 of the real ones."""
+    files = DATASETS[name].files[:1]
+    raw = generate(name, tmp_path, {"n_jets": n_jets}, seed=21, progress=False, files=files)[0]
+    ratio = raw.stat().st_size / n_jets / REAL_BYTES_PER_JET[name]
+    assert 0.75 < ratio < 1.33, ratio
+    images = read_jets(raw, DATASETS[name].image_keys[0])
+    zeros = (images == 0).mean()
+    assert 0.97 < zeros < 0.995  # sparse, as the real images: ~98 % zeros for quark/gluon
+
+
 @pytest.mark.parametrize("name", list(SIZES))
 def test_same_seed_same_arrays_other_seed_different(tmp_path, name):
-    cfg = {"n_per_class": 20} if name == "electron_photon" else {"n_jets": 4}
+    cfg = {"n_per_class": 20} if name == "electron_photon" else {"n_jets": 7}
     runs = [generate(name, tmp_path / f"run{i}", cfg, seed=s, progress=False)
             for i, s in enumerate((3, 3, 4))]
     tables = [[_arrays(path) for path in run] for run in runs]
@@ -216,3 +286,46 @@ def test_oracle_auc_is_high_but_not_perfect(generated, name):
         scores.append(pq.read_table(truth_path(folder / raw.name)).column("oracle").to_numpy())
     auc = roc_auc_score(np.concatenate(labels), np.concatenate(scores))
     assert 0.82 < auc < 0.95
+
+
+SIMD_SCRIPT = """
+import sys
+from pathlib import Path
+from e2e.sources.registry import DATASETS
+from e2e.sources.synthetic import generate
+for name, cfg in {sizes!r}.items():
+    generate(name, Path(sys.argv[1]) / name, cfg, seed=9, progress=False, files=DATASETS[name].files[:1])
+"""
+
+
+def test_same_arrays_whatever_the_cpus_simd_level(tmp_path):
+    """NumPy's AVX-512 exp/log/pow/... kernels round differently from the AVX2 and SSE ones: the
+    generators must not use them, or the data would depend on the machine (DESIGN.md)."""
+    import os
+    import subprocess
+    import sys
+
+    sizes = {"electron_photon": {"n_per_class": 50}, "quark_gluon": {"n_jets": 30}, "jet_mass": {"n_jets": 7}}
+    # NumPy >= 2.4 names the groups X86_V3/X86_V4, older releases the single features: disable both
+    disable = "X86_V3 X86_V4 AVX2 FMA3 AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disable}
+    subprocess.run([sys.executable, "-c", SIMD_SCRIPT.format(sizes=sizes), str(tmp_path / "baseline")],
+                   env=env, check=True)
+    for name, cfg in sizes.items():
+        ours = generate(name, tmp_path / "here" / name, cfg, seed=9, progress=False, files=DATASETS[name].files[:1])
+        for path in ours:
+            a, b = _arrays(path), _arrays(tmp_path / "baseline" / name / path.name)
+            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), path.name
+
+
+def test_portable_math_matches_numpy():
+    x = np.random.default_rng(0).uniform(-3, 3, 1000)
+    p = np.abs(x) + 0.01
+    np.testing.assert_allclose(parquet_io.exp(x), np.exp(x), rtol=1e-15)
+    np.testing.assert_allclose(parquet_io.log(p), np.log(p), rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(parquet_io.power(p, -0.35), p ** -0.35, rtol=1e-14)
+    np.testing.assert_allclose(parquet_io.cosh(x), np.cosh(x), rtol=1e-15)
+    np.testing.assert_allclose(parquet_io.sinh(x), np.sinh(x), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(parquet_io.arcsinh(x), np.arcsinh(x), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(parquet_io.arcsin(x / 3), np.arcsin(x / 3), rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(parquet_io.arctan2(x, p), np.arctan2(x, p), rtol=1e-15, atol=1e-15)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from e2e.errors import E2EError
+from e2e.sources.registry import DATASETS, RawFile
 from e2e.sources.synthetic.egamma import generate_electron_photon
 from e2e.sources.synthetic.jet_mass import generate_jet_mass
 from e2e.sources.synthetic.parquet_io import truth_path
@@ -24,14 +26,25 @@ GENERATORS: dict[str, Callable[..., list[Path]]] = {
 __all__ = ["GENERATORS", "generate", "truth_path"]
 
 
-def generate(dataset: str, out_dir: Path, cfg: dict, seed: int, progress: bool = True) -> list[Path]:
+def generate(dataset: str, out_dir: Path, cfg: dict, seed: int, progress: bool = True,
+             files: tuple[RawFile, ...] | None = None) -> list[Path]:
     """Write `dataset`'s raw files (real names) and their truth sidecars into `out_dir`.
 
-    cfg is params.yaml `synthetic.<dataset>`; the same seed gives byte-identical arrays.
-    Returns the written paths: each raw file followed by its sidecar.
+    cfg is params.yaml `synthetic.<dataset>`; the same seed gives byte-identical arrays on every
+    x86-64 machine. `files` are registry RawFiles of the dataset (e.g. from
+    e2e.sources.registry.select_files); None writes every file of the dataset. Exactly those files
+    are written, in registry order. Returns the written paths: each raw file followed by its sidecar.
     """
     try:
         generator = GENERATORS[dataset]
     except KeyError:
         raise KeyError(f"unknown synthetic dataset {dataset!r}; choices: {sorted(GENERATORS)}") from None
-    return generator(Path(out_dir), dict(cfg or {}), int(seed), progress=progress)
+    known = DATASETS[dataset].files
+    if files is not None:
+        chosen = {f.name for f in files}
+        unknown = sorted(chosen - {f.name for f in known})
+        if unknown or not chosen:
+            raise E2EError(f"synthetic {dataset}: unknown or empty file selection {unknown or []}; "
+                           f"choose among {[f.name for f in known]}")
+        files = tuple(f for f in known if f.name in chosen)
+    return generator(Path(out_dir), dict(cfg or {}), int(seed), progress=progress, files=files)

@@ -16,16 +16,18 @@ Physics of the toy (calibrated on the 200 real crops in shared/realdata, see tes
 from __future__ import annotations
 
 import errno
+import math
 import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
-from scipy.special import betaln, expit, ndtr
+from scipy.special import betaln, expit, log1p, ndtr
 from tqdm import tqdm
 
 from e2e.atomic import atomic_path
-from e2e.sources.registry import DATASETS
+from e2e.sources.registry import DATASETS, RawFile
+from e2e.sources.synthetic import parquet_io as pio
 from e2e.sources.synthetic.parquet_io import TruthCollector, chunk_rng, chunk_sizes
 
 SIZE, SEED = 32, 16
@@ -47,16 +49,16 @@ CHUNK = 1000
 
 def _log_density(r: np.ndarray, s: np.ndarray, prior: dict) -> np.ndarray:
     (a, b), (median, sig) = prior["r"], prior["s"]
-    log_beta = (a - 1) * np.log(r) + (b - 1) * np.log1p(-r) - betaln(a, b)
-    z = (np.log(s) - np.log(median)) / sig
-    return log_beta - 0.5 * z**2 - np.log(s * sig * np.sqrt(2 * np.pi))
+    log_beta = (a - 1) * pio.log(r) + (b - 1) * log1p(-r) - betaln(a, b)
+    z = (pio.log(s) - math.log(median)) / sig
+    return log_beta - 0.5 * z**2 - pio.log(s * sig * np.sqrt(2 * np.pi))
 
 
 def oracle(r: np.ndarray, s: np.ndarray) -> np.ndarray:
     """P(electron | r, s) for equal priors: the best any classifier of the images can do."""
     log_e = _log_density(r, s, ELECTRON)
-    log_g = np.logaddexp(np.log1p(-CONVERSION_PROB) + _log_density(r, s, UNCONVERTED),
-                         np.log(CONVERSION_PROB) + _log_density(r, s, CONVERTED))
+    log_g = np.logaddexp(math.log1p(-CONVERSION_PROB) + _log_density(r, s, UNCONVERTED),
+                         math.log(CONVERSION_PROB) + _log_density(r, s, CONVERTED))
     return expit(log_e - log_g)
 
 
@@ -66,12 +68,12 @@ def sample_latents(rng: np.random.Generator, n: int, electron: bool) -> dict[str
     for mask, prior in ((converted, CONVERTED), (~converted, ELECTRON if electron else UNCONVERTED)):
         (a, b), (median, sig) = prior["r"], prior["s"]
         r[mask] = rng.beta(a, b, mask.sum())
-        s[mask] = median * np.exp(sig * rng.standard_normal(mask.sum()))
+        s[mask] = median * pio.exp(sig * rng.standard_normal(mask.sum()))
     eta = rng.uniform(-1.2, 1.2, n)  # the crops come from |eta| < ~1.2: energy = pT cosh(eta)
     response = rng.normal(0.975, 0.03, n) * np.where(rng.random(n) < 0.02, rng.uniform(0.4, 0.9, n), 1.0)
     # a soft photon from pile-up or the underlying event lands in the crop whatever the class
     extra = np.where(rng.random(n) < EXTRA_PROB, np.minimum(rng.exponential(EXTRA_MEAN, n), 0.2), 0.0)
-    return dict(eta=eta, energy=np.cosh(eta) * response, r=r, s=s, converted=converted.astype(float),
+    return dict(eta=eta, energy=pio.cosh(eta) * response, r=r, s=s, converted=converted.astype(float),
                 charge=rng.choice([-1.0, 1.0], n), impact_eta=rng.uniform(-0.5, 0.5, n),
                 impact_phi=rng.uniform(-0.5, 0.5, n), extra_frac=extra,
                 extra_eta=rng.normal(0.0, 1.0, n), extra_phi=rng.uniform(-EXTRA_REACH, EXTRA_REACH, n))
@@ -170,11 +172,14 @@ def _write_class(path: Path, n: int, electron: bool, seed: int, bar: tqdm) -> li
     return [path, truth.write(path)]
 
 
-def generate_electron_photon(out_dir: Path, cfg: dict, seed: int, progress: bool = True) -> list[Path]:
-    """Write the photon (y=0) and electron (y=1) files, n_per_class rows each, plus truth sidecars."""
+def generate_electron_photon(out_dir: Path, cfg: dict, seed: int, progress: bool = True,
+                             files: tuple[RawFile, ...] | None = None) -> list[Path]:
+    """Write the chosen class files (default both: photons y=0, electrons y=1), n_per_class rows each,
+    plus truth sidecars."""
     n = int(cfg.get("n_per_class", 8000))
+    files = DATASETS["electron_photon"].files if files is None else tuple(files)
     written = []
-    with tqdm(total=2 * n, desc="electron_photon", unit="img", disable=not progress) as bar:
-        for raw in DATASETS["electron_photon"].files:
+    with tqdm(total=len(files) * n, desc="electron_photon", unit="img", disable=not progress) as bar:
+        for raw in files:
             written += _write_class(Path(out_dir) / raw.name, n, raw.label == 1.0, seed, bar)
     return written

@@ -5,12 +5,18 @@ Physics of the toy:
   partons (W/Z-like) or, top-like, to b + W with W -> q q' (m_W / m_t kept at 80/173); decays
   are isotropic in the rest frame, so prongs open by dR ~ 2 m / pT. pT is flat in pt_range above
   1.25 m, so every prong lands inside the 125-crystal (2.2 rad) window.
-- Each prong fragments like a jet (quark_gluon.fragment) into collinear hadrons; the underlying
-  event is added on top. Calorimeters are those of quark_gluon.
+- Each prong fragments like a jet (quark_gluon.fragment) into collinear hadrons; soft
+  underlying-event / pile-up particles are added on top (UE_MEAN ~55 above 0.1 GeV per image,
+  fewer than in the quark/gluon runs). Calorimeters, their noise and zero suppression are those
+  of quark_gluon.
 - Tracks carry impact parameters: prompt ones are resolution-limited, b-hadron daughters are
   displaced (d0 ~ exponential, c tau ~ 0.5 mm), pile-up tracks come from another vertex
   (dZ ~ the 5 cm beam spot): the dZ and d0 channels are heavy-tailed.
-- Pixel layers 1-3 (r = 4.4, 7.3, 10.2 cm) record a cluster charge (MIP units) where tracks cross.
+- Pixel layers 1-3 (r = 4.4, 7.3, 10.2 cm) record a cluster charge (MIP units) where charged
+  particles cross, also the soft ones that curl up before the ECAL (so no track there).
+- Occupancy: ~1,000 non-zero values of 125,000 per jet, mostly noise and soft-particle hits; they
+  set the size of a file, ~7.8 kB per jet as in the public top_gun_opendata_0 (1,171,158,319 B
+  for 150,327 jets), which UE_MEAN is set to and tests/test_synthetic.py checks.
 """
 from __future__ import annotations
 
@@ -19,15 +25,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from e2e.sources.registry import DATASETS
+from e2e.sources.registry import DATASETS, RawFile
+from e2e.sources.synthetic import parquet_io as pio
 from e2e.sources.synthetic import quark_gluon as qg
-from e2e.sources.synthetic.parquet_io import TruthCollector, chunk_rng, chunk_sizes, jet_file
+from e2e.sources.synthetic.parquet_io import TruthCollector, chunk_rng, chunk_sizes, jet_file, share_jets
 
 W_OVER_TOP = 80.4 / 172.8
 PIXEL_LAYERS_M = (0.044, 0.073, 0.102)
 MIN_PT_OVER_M = 1.25  # keeps m / pT <= 0.8: the prongs stay within the image
 CONTAINED = 0.8  # rad: prong axes within the 125-crystal (+-1.09 rad) window, minus a margin
 PILEUP_FRACTION = 0.7
+PRONG_MULTIPLICITY = 10.0  # mean hadrons per prong at 100 GeV (plus 2)
+UE_MEAN = 55.0  # soft particles (pT > 0.1 GeV) per image: set by the real file's bytes per jet
 CHUNK = 64
 
 
@@ -93,7 +102,7 @@ def _contained(prongs: list[np.ndarray]) -> np.ndarray:
 
 def _prong_axes(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pt = np.hypot(v[:, 1], v[:, 2])
-    return pt, np.arcsinh(v[:, 3] / np.maximum(pt, 1e-9)), np.arctan2(v[:, 2], v[:, 1])
+    return pt, pio.arcsinh(v[:, 3] / np.maximum(pt, 1e-9)), pio.arctan2(v[:, 2], v[:, 1])
 
 
 def sample_latents(rng: np.random.Generator, n: int, cfg: dict) -> dict[str, np.ndarray]:
@@ -104,7 +113,7 @@ def sample_latents(rng: np.random.Generator, n: int, cfg: dict) -> dict[str, np.
     eta = rng.uniform(-1.2, 1.2, n)
     return dict(m=m, pt_gen=rng.uniform(lo, pt_hi), eta_jet=eta, three_prong=(rng.random(n) < 0.5) * 1.0,
                 ieta=np.floor(eta / 0.087) + 28.0, iphi=rng.integers(0, 72, n) * 1.0,
-                n_ue=rng.poisson(qg.UE_MEAN, n) * 1.0)
+                n_ue=rng.poisson(UE_MEAN, n) * 1.0)
 
 
 def decay_products(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> tuple[qg.Particles, np.ndarray]:
@@ -115,8 +124,9 @@ def decay_products(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> tupl
         pt, eta, phi = _prong_axes(v)
         alive = pt > 1.0
         # prongs fragment like light jets: multiplicity grows slowly with prong energy
-        counts = np.where(alive, 2 + rng.poisson(10.0 * (np.maximum(pt, 1.0) / 100) ** 0.3), 0)
-        frag = qg.fragment(rng, counts, pt, 0.02 * (np.maximum(pt, 1.0) / 100) ** -0.5)
+        scale = np.maximum(pt, 1.0) / 100
+        counts = np.where(alive, 2 + rng.poisson(PRONG_MULTIPLICITY * pio.power(scale, 0.3)), 0)
+        frag = qg.fragment(rng, counts, pt, 0.02 * pio.power(scale, -0.5))
         frag.eta, frag.phi = frag.eta + eta[frag.jet], frag.phi + phi[frag.jet]
         parts.append(frag)
         from_b.append(np.full(len(frag.jet), k == 0) & (lat["three_prong"][frag.jet] > 0))
@@ -124,23 +134,22 @@ def decay_products(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> tupl
 
 
 def track_images(rng: np.random.Generator, p: qg.Particles, from_b: np.ndarray, pileup: np.ndarray,
-                 n: int) -> np.ndarray:
-    """(n, 5, 125, 125): dZ, d0 (mm) at the ECAL entry point, then pixel layers 1-3."""
+                 out: np.ndarray) -> None:
+    """Into `out` (n, 8, 125, 125) of zeros: dZ, d0 (mm) at the ECAL entry point (channels 1, 2),
+    then pixel layers 1-3 (channels 5-7)."""
     row, col, ok = qg.calo_position(p)
     trk = ok & (p.charge != 0)
     sigma = 0.01 + 0.1 / p.pt  # multiple scattering dominates the resolution of soft tracks
     d0 = sigma * rng.standard_normal(len(p.pt)) + np.where(from_b, rng.exponential(0.5, len(p.pt)), 0.0)
     d0 *= rng.choice([-1.0, 1.0], len(p.pt))
     dz = np.where(pileup, rng.normal(0.0, 50.0, len(p.pt)), 1.5 * sigma * rng.standard_normal(len(p.pt)))
-    out = np.zeros((n, 5, qg.IMG, qg.IMG))
-    np.add.at(out, (p.jet[trk], 0, row[trk], col[trk]), dz[trk])
-    np.add.at(out, (p.jet[trk], 1, row[trk], col[trk]), d0[trk])
+    np.add.at(out[:, 1], (p.jet[trk], row[trk], col[trk]), dz[trk])
+    np.add.at(out[:, 2], (p.jet[trk], row[trk], col[trk]), d0[trk])
     for layer, radius in enumerate(PIXEL_LAYERS_M):
         r, c, hit = qg.calo_position(p, radius)
         hit &= (p.charge != 0) & (rng.random(len(p.pt)) < 0.98)
         charge = np.maximum(rng.gumbel(1.0, 0.15, len(p.pt)), 0.5)  # Landau-like MIP cluster charge
-        np.add.at(out, (p.jet[hit], 2 + layer, r[hit], c[hit]), charge[hit])
-    return out
+        np.add.at(out[:, 5 + layer], (p.jet[hit], r[hit], c[hit]), charge[hit])
 
 
 def make_chunk(rng: np.random.Generator, n: int, cfg: dict) -> tuple[np.ndarray, dict, dict]:
@@ -151,20 +160,34 @@ def make_chunk(rng: np.random.Generator, n: int, cfg: dict) -> tuple[np.ndarray,
     from_b = np.concatenate([from_b, np.zeros(len(parts.jet) - len(from_b), bool)])
     # most soft extra particles come from pile-up collisions elsewhere along the beam line
     pileup = (np.arange(len(parts.jet)) >= len(decay.jet)) & (rng.random(len(parts.jet)) < PILEUP_FRACTION)
-    calo = qg.calorimeter_images(rng, parts, lat["eta_jet"], n)
-    tracks = track_images(rng, parts, from_b, pileup, n)
-    images = np.concatenate([calo[:, :1], tracks[:, :2], calo[:, 1:], tracks[:, 2:]], axis=1)
+    images = np.zeros((n, 8, qg.IMG, qg.IMG))  # track pT, dZ, d0, ECAL, HCAL, pixel layers 1-3
+    qg.calorimeter_images(rng, parts, lat["eta_jet"], n, out=images, channels=(0, 3, 4))
+    track_images(rng, parts, from_b, pileup, images)
     scalars = dict(m=lat["m"], pt=lat["pt_gen"], ieta=lat["ieta"], iphi=lat["iphi"])
     return images, scalars, lat
 
 
-def generate_jet_mass(out_dir: Path, cfg: dict, seed: int, progress: bool = True) -> list[Path]:
-    """Write top_gun_opendata_0.parquet (columns X_jet, m, iphi, pt, ieta like the public file)."""
+def generate_jet_mass(out_dir: Path, cfg: dict, seed: int, progress: bool = True,
+                      files: tuple[RawFile, ...] | None = None) -> list[Path]:
+    """Write the chosen top_gun_opendata_<i>.parquet files (default all seven; columns X_jet, m, iphi,
+    pt, ieta like the public files), n_jets divided among them in equal shares.
+
+    Each file's random streams are keyed by its name, so its content depends only on the seed, its
+    name and its jet count, not on which other files are written.
+    """
     n = int(cfg.get("n_jets", 2500))
-    path = Path(out_dir) / DATASETS["jet_mass"].files[0].name
+    files = DATASETS["jet_mass"].files if files is None else tuple(files)
+    written = []
+    with tqdm(total=n, desc="jet_mass", unit="jet", disable=not progress) as bar:
+        counts = share_jets(n, [f.name for f in files], [1.0] * len(files), "synthetic.jet_mass.n_jets")
+        for raw, count in zip(files, counts):
+            written += _write_file(Path(out_dir) / raw.name, count, cfg, seed, bar)
+    return written
+
+
+def _write_file(path: Path, n: int, cfg: dict, seed: int, bar: tqdm) -> list[Path]:
     truth = TruthCollector()
-    with tqdm(total=n, desc="jet_mass", unit="jet", disable=not progress) as bar, \
-            jet_file(path, "X_jet", ["m", "iphi", "pt", "ieta"]) as writer:
+    with jet_file(path, "X_jet", ["m", "iphi", "pt", "ieta"]) as writer:
         for i, size in enumerate(chunk_sizes(n, CHUNK)):
             images, scalars, lat = make_chunk(chunk_rng(seed, path.name, i), size, cfg)
             writer.write(images, scalars)

@@ -9,7 +9,16 @@ Physics of the toy:
 - 62 % charged hadrons (track + ECAL/HCAL, bent in phi by the 3.8 T field), 25 % photons from
   pi0 decays (ECAL, 3x3 crystal spread), 13 % neutral hadrons (HCAL only). HCAL towers cover
   5x5 crystals; every crystal of a tower holds tower energy / 25, as in the real images.
-- A few soft underlying-event / pile-up particles land anywhere in the image, whatever the class.
+- Soft particles from the underlying event and ~21 pile-up collisions (2012 conditions) land
+  anywhere in the image, whatever the class: ~1.6 particles per unit eta x phi per collision, so
+  ~160 above 0.1 GeV in the 2.2 x 2.2 window, with a steep pT spectrum (mean ~0.55 GeV). Charged
+  ones below ~0.7 GeV curl up inside the solenoid: no track at the ECAL, no calorimeter deposit.
+- Calorimeter read-out: every crystal gets electronics noise (sigma 40 MeV, as in the barrel ECAL)
+  and is zero-suppressed at 2.5 sigma, so ~100 noise-only crystals per image survive, as in real
+  rechit images; HCAL towers get 200 MeV of noise and a 0.5 GeV threshold.
+- Occupancy: ~1,000 non-zero values of 46,875 per jet (~98 % zeros, as public write-ups of the
+  real images say), mostly soft pile-up and noise hits: they set the size of a file, ~5.1 kB per
+  jet as in the real run files (184 MB / 36,272 jets), which tests/test_synthetic.py checks.
 - Class enters only through (n_constituents, width) given pT, so P(gluon | latents) is the
   Bayes-optimal discriminant, stored as `oracle` in the truth sidecar.
 """
@@ -23,10 +32,9 @@ import numpy as np
 from scipy.special import expit, gammaln
 from tqdm import tqdm
 
-from e2e.sources.registry import DATASETS
-from e2e.sources.synthetic.parquet_io import (
-    TruthCollector, chunk_rng, chunk_sizes, jet_file, split_counts,
-)
+from e2e.sources.registry import DATASETS, RawFile
+from e2e.sources.synthetic import parquet_io as pio
+from e2e.sources.synthetic.parquet_io import TruthCollector, chunk_rng, chunk_sizes, jet_file, share_jets
 
 IMG, TOWER = 125, 5
 PIXEL = 0.0174  # ECAL barrel crystal size in eta and phi
@@ -39,7 +47,10 @@ DISPERSION = 6.0  # NegBin shape: multiplicity fluctuates more than Poisson
 GIRTH = {0: 0.08, 1: 0.12}  # median width scale (rad) at pT = 100 GeV
 GIRTH_SIGMA = 0.3
 FRAG_ALPHA = 1.0  # Dirichlet concentration: < 1 gives a leading particle, 1 a flat sharing
-UE_MEAN = 5.0  # underlying-event + pile-up particles per image
+UE_MEAN = 160.0  # underlying-event + pile-up particles above UE_PT_MIN per image
+UE_PT_MIN, UE_PT_SLOPE = 0.1, 0.45  # GeV: pT = min + exponential(slope), mean ~0.55 GeV
+ECAL_NOISE, ECAL_THRESHOLD = 0.04, 0.1  # GeV per crystal: electronics noise, zero suppression
+HCAL_NOISE, HCAL_THRESHOLD = 0.2, 0.5  # GeV per tower
 CHUNK = 200
 
 
@@ -60,20 +71,20 @@ class Particles:
 
 def _multiplicity_mean(y: np.ndarray, pt: np.ndarray) -> np.ndarray:
     # multiplicity grows slowly, roughly like a power of the jet energy
-    return np.where(y == 1, MULTIPLICITY[1], MULTIPLICITY[0]) * (pt / 100.0) ** 0.3
+    return np.where(y == 1, MULTIPLICITY[1], MULTIPLICITY[0]) * pio.power(pt / 100.0, 0.3)
 
 
 def _width_median(y: np.ndarray, pt: np.ndarray) -> np.ndarray:
-    return np.where(y == 1, GIRTH[1], GIRTH[0]) * (pt / 100.0) ** -0.5
+    return np.where(y == 1, GIRTH[1], GIRTH[0]) * pio.power(pt / 100.0, -0.5)
 
 
 def sample_latents(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     y = (rng.random(n) < 0.5).astype(float)
-    pt = 70.0 * rng.random(n) ** -0.25  # dsigma/dpT ~ pT^-5 above the 70 GeV trigger
+    pt = 70.0 * pio.power(rng.random(n), -0.25)  # dsigma/dpT ~ pT^-5 above the 70 GeV trigger
     pt = np.minimum(pt, 400.0)
     mu = _multiplicity_mean(y, pt)
     n_const = 2 + rng.negative_binomial(DISPERSION, DISPERSION / (DISPERSION + mu))
-    width = _width_median(y, pt) * np.exp(GIRTH_SIGMA * rng.standard_normal(n))
+    width = _width_median(y, pt) * pio.exp(GIRTH_SIGMA * rng.standard_normal(n))
     return dict(y=y, pt_gen=pt, eta_jet=rng.uniform(-0.9, 0.9, n), n_constituents=n_const.astype(float),
                 width=width, n_ue=rng.poisson(UE_MEAN, n).astype(float))
 
@@ -82,8 +93,8 @@ def _log_likelihood(lat: dict[str, np.ndarray], label: int) -> np.ndarray:
     y = np.full_like(lat["pt_gen"], label)
     mu, k, m = _multiplicity_mean(y, lat["pt_gen"]), DISPERSION, lat["n_constituents"] - 2
     log_nb = (gammaln(m + k) - gammaln(k) - gammaln(m + 1)
-              + k * np.log(k / (k + mu)) + m * np.log(mu / (k + mu)))
-    z = np.log(lat["width"] / _width_median(y, lat["pt_gen"])) / GIRTH_SIGMA
+              + k * pio.log(k / (k + mu)) + m * pio.log(mu / (k + mu)))
+    z = pio.log(lat["width"] / _width_median(y, lat["pt_gen"])) / GIRTH_SIGMA
     return log_nb - 0.5 * z**2
 
 
@@ -104,7 +115,7 @@ def fragment(rng: np.random.Generator, counts: np.ndarray, pt: np.ndarray, width
     g = rng.gamma(FRAG_ALPHA, size=len(jet))
     z = g / np.bincount(jet, g)[jet]
     n_of = np.repeat(counts, counts)
-    sigma = np.minimum(np.repeat(width, counts) * (z * n_of) ** -0.35, 0.3)
+    sigma = np.minimum(np.repeat(width, counts) * pio.power(z * n_of, -0.35), 0.3)
     kind, charge = _kinds(rng, len(jet))
     return Particles(jet, z * np.repeat(pt, counts), sigma * rng.standard_normal(len(jet)),
                      sigma * rng.standard_normal(len(jet)), kind, charge)
@@ -115,7 +126,7 @@ def underlying_event(rng: np.random.Generator, counts: np.ndarray) -> Particles:
     jet = np.repeat(np.arange(len(counts)), counts)
     half = IMG * PIXEL / 2
     kind, charge = _kinds(rng, len(jet))
-    return Particles(jet, 0.3 + rng.exponential(0.7, len(jet)), rng.uniform(-half, half, len(jet)),
+    return Particles(jet, UE_PT_MIN + rng.exponential(UE_PT_SLOPE, len(jet)), rng.uniform(-half, half, len(jet)),
                      rng.uniform(-half, half, len(jet)), kind, charge)
 
 
@@ -123,7 +134,7 @@ def jet_kinematics(p: Particles, eta_jet: np.ndarray, n: int) -> tuple[np.ndarra
     """pT and invariant mass of the jet from its (massless) constituents."""
     eta = eta_jet[p.jet] + p.eta
     px, py = p.pt * np.cos(p.phi), p.pt * np.sin(p.phi)
-    pz, e = p.pt * np.sinh(eta), p.pt * np.cosh(eta)
+    pz, e = p.pt * pio.sinh(eta), p.pt * pio.cosh(eta)
     sums = [np.bincount(p.jet, w, minlength=n) for w in (px, py, pz, e)]
     m2 = sums[3] ** 2 - sums[0] ** 2 - sums[1] ** 2 - sums[2] ** 2
     return np.hypot(sums[0], sums[1]), np.sqrt(np.maximum(m2, 0.0))
@@ -132,7 +143,9 @@ def jet_kinematics(p: Particles, eta_jet: np.ndarray, n: int) -> tuple[np.ndarra
 def calo_position(p: Particles, radius: float = 1.29) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel (row=eta, col=phi) where each particle crosses `radius` (m), and whether it gets there."""
     reach = BEND * radius / 1.29
-    bend = np.where(p.charge != 0, p.charge * np.arcsin(np.minimum(reach / p.pt, 1.0)), 0.0)
+    bend = np.zeros(len(p.pt))
+    charged = p.charge != 0
+    bend[charged] = p.charge[charged] * pio.arcsin(np.minimum(reach / p.pt[charged], 1.0))
     row = np.floor(IMG / 2 + p.eta / PIXEL).astype(int)
     col = np.floor(IMG / 2 + (p.phi + bend) / PIXEL).astype(int)
     # charged particles below BEND loop inside the solenoid and never reach the calorimeters
@@ -140,34 +153,47 @@ def calo_position(p: Particles, radius: float = 1.29) -> tuple[np.ndarray, np.nd
     return row, col, ok
 
 
-def _ecal(rng: np.random.Generator, p: Particles, e: np.ndarray, row, col, ok, n: int) -> np.ndarray:
+def _ecal(rng: np.random.Generator, p: Particles, e: np.ndarray, row, col, ok, out: np.ndarray) -> None:
+    """ECAL energies into `out` (n, 125, 125), which holds zeros."""
     frac = np.where(p.kind == 1, 1.0, np.where(p.kind == 0, 0.3 * rng.random(len(e)) ** 2, 0.0))
-    point = np.zeros((n, IMG + 2, IMG + 2))
-    np.add.at(point, (p.jet[ok], row[ok] + 1, col[ok] + 1), (e * frac)[ok])
-    image = sum(ECAL_KERNEL[i, j] * point[:, 2 - i:IMG + 2 - i, 2 - j:IMG + 2 - j]
-                for i in range(3) for j in range(3))
-    image = rng.gamma(image / 0.01 + 1e-12) * 0.01  # ECAL stochastic term ~ 3 %/sqrt(E)
-    return np.where(image > 0.1, image, 0.0)  # zero suppression at ~ 2.5 sigma of noise
+    dep = (e * frac)[ok]
+    # each deposit spread over its 3x3 crystals (in a frame one crystal wider, then cropped)
+    di, dj = np.divmod(np.arange(9), 3)
+    padded = np.zeros((len(out), IMG + 2, IMG + 2))
+    np.add.at(padded, (p.jet[ok][:, None], row[ok][:, None] + di, col[ok][:, None] + dj),
+              dep[:, None] * ECAL_KERNEL.reshape(-1))
+    out += padded[:, 1:-1, 1:-1]
+    hit = out > 0
+    out[hit] = rng.gamma(out[hit] / 0.01) * 0.01  # ECAL stochastic term ~ 3 %/sqrt(E)
+    out += ECAL_NOISE * rng.standard_normal(out.shape)
+    out[out <= ECAL_THRESHOLD] = 0.0  # zero suppression at 2.5 sigma of noise
 
 
-def _hcal(rng: np.random.Generator, p: Particles, e: np.ndarray, row, col, ok, n: int) -> np.ndarray:
+def _hcal(rng: np.random.Generator, p: Particles, e: np.ndarray, row, col, ok, out: np.ndarray) -> None:
+    """HCAL tower energies / 25 into every crystal of `out` (n, 125, 125)."""
     frac = np.where(p.kind == 2, 1.0, np.where(p.kind == 0, 0.7 + 0.3 * rng.random(len(e)), 0.0))
-    towers = np.zeros((n, IMG // TOWER, IMG // TOWER))
+    towers = np.zeros((len(out), IMG // TOWER, IMG // TOWER))
     np.add.at(towers, (p.jet[ok], row[ok] // TOWER, col[ok] // TOWER), (e * frac)[ok])
     # sampling calorimeter: ~100 %/sqrt(E) resolution and 85 % response to hadrons
-    towers = rng.gamma(towers / 1.0 + 1e-12) * 0.85
-    towers = np.where(towers > 0.5, towers, 0.0)
-    return np.repeat(np.repeat(towers, TOWER, axis=1), TOWER, axis=2) / TOWER**2
+    hit = towers > 0
+    towers[hit] = rng.gamma(towers[hit] / 1.0) * 0.85
+    towers += HCAL_NOISE * rng.standard_normal(towers.shape)
+    towers[towers <= HCAL_THRESHOLD] = 0.0
+    out[...] = np.repeat(np.repeat(towers, TOWER, axis=1), TOWER, axis=2) / TOWER**2
 
 
-def calorimeter_images(rng: np.random.Generator, p: Particles, eta_jet: np.ndarray, n: int) -> np.ndarray:
-    """(n, 3, 125, 125): track pT at the ECAL entry point, ECAL energy, HCAL energy (towers / 25)."""
+def calorimeter_images(rng: np.random.Generator, p: Particles, eta_jet: np.ndarray, n: int,
+                       out: np.ndarray | None = None, channels: tuple[int, int, int] = (0, 1, 2)) -> np.ndarray:
+    """Track pT at the ECAL entry point, ECAL energy, HCAL energy (towers / 25), written into
+    `channels` of `out` (n, C, 125, 125) of zeros; by default a new (n, 3, 125, 125)."""
+    out = np.zeros((n, 3, IMG, IMG)) if out is None else out
     row, col, ok = calo_position(p)
-    e = p.pt * np.cosh(eta_jet[p.jet] + p.eta)
-    tracks = np.zeros((n, IMG, IMG))
+    e = p.pt * pio.cosh(eta_jet[p.jet] + p.eta)
     has_track = ok & (p.charge != 0)
-    np.add.at(tracks, (p.jet[has_track], row[has_track], col[has_track]), p.pt[has_track])
-    return np.stack([tracks, _ecal(rng, p, e, row, col, ok, n), _hcal(rng, p, e, row, col, ok, n)], axis=1)
+    np.add.at(out[:, channels[0]], (p.jet[has_track], row[has_track], col[has_track]), p.pt[has_track])
+    _ecal(rng, p, e, row, col, ok, out[:, channels[1]])
+    _hcal(rng, p, e, row, col, ok, out[:, channels[2]])
+    return out
 
 
 def make_chunk(rng: np.random.Generator, n: int) -> tuple[np.ndarray, dict, dict]:
@@ -191,11 +217,14 @@ def _write_file(path: Path, n: int, seed: int, bar: tqdm) -> list[Path]:
     return [path, truth.write(path)]
 
 
-def generate_quark_gluon(out_dir: Path, cfg: dict, seed: int, progress: bool = True) -> list[Path]:
-    """Write the three run files, jets divided as in the real ones (36272/47540/55494)."""
+def generate_quark_gluon(out_dir: Path, cfg: dict, seed: int, progress: bool = True,
+                         files: tuple[RawFile, ...] | None = None) -> list[Path]:
+    """Write the chosen run files (default all three), n_jets divided among them as in the real runs
+    (36272/47540/55494)."""
     n = int(cfg.get("n_jets", 3000))
-    files = DATASETS["quark_gluon"].files
-    counts = split_counts(n, [float(re.search(r"_n(\d+)\.", f.name).group(1)) for f in files])
+    files = DATASETS["quark_gluon"].files if files is None else tuple(files)
+    counts = share_jets(n, [f.name for f in files], [float(re.search(r"_n(\d+)\.", f.name).group(1)) for f in files],
+                        "synthetic.quark_gluon.n_jets")
     written = []
     with tqdm(total=n, desc="quark_gluon", unit="jet", disable=not progress) as bar:
         for raw, count in zip(files, counts):
