@@ -42,6 +42,7 @@ def fake_results(root: Path, seed: int) -> None:
     from e2e import evaluate
     from e2e.tasks import get_task
     from e2e.config import EvaluateParams
+    from e2e.sparse import SparseImages
     from e2e.tracking import open_live
 
     rng = np.random.default_rng(seed)
@@ -55,13 +56,13 @@ def fake_results(root: Path, seed: int) -> None:
             df = pd.DataFrame({"truth": t, "prediction": t * rng.normal(1, 0.1, n), "pt": rng.uniform(400, 1000, n)})
         df.insert(0, "split", np.where(np.arange(n) % 2, "test", "val"))
         df.insert(1, "row", np.arange(n))
-        images = rng.exponential(1.0, (n, channels, size, size)).astype(np.float16)
+        images = SparseImages.from_dense(rng.exponential(1.0, (n, channels, size, size)).astype(np.float16))
         data = types.SimpleNamespace(images=images, meta={"channel_names": [f"ch{c}" for c in range(channels)]})
         test = df[df["split"] == "test"].reset_index(drop=True)
         with open_live(root / "metrics" / name / "eval") as live:
             live.summary.update(evaluate.summarise(task, df, 250.0, EvaluateParams()))
             evaluate.log_plots(live, task, test, 200)
-            evaluate.log_images(live, task, data, test)
+            evaluate.log_images(live, task, data, test, list(range(channels)))
         with open_live(root / "metrics" / name / "train") as live:
             for _ in range(3):
                 for key in ("train/loss", "val/loss", f"val/{task.primary_metric}"):

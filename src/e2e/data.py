@@ -35,12 +35,12 @@ class Converted:
         self.observers = {k: load_array(self.path / f"{k}.npy") for k in self.meta["observers"]}
         self.truth = {k: load_array(self.path / f"truth_{k}.npy") for k in self.meta["truth"]}
 
-    def channels(self, selected) -> list[int]:
+    def channels(self, selected, key: str = "train.<task>.channels") -> list[int]:
         """Indices of the converted channels a model sees (params `train.<task>.channels`; None: all)."""
         n = self.images.image_shape[0]
         chosen = list(range(n)) if selected is None else list(selected)
         if not chosen or min(chosen) < 0 or max(chosen) >= n or len(set(chosen)) != len(chosen):
-            raise E2EError(f"params.yaml train channels: expected distinct indices into the {n} converted channels "
+            raise E2EError(f"params.yaml {key}: expected distinct indices into the {n} converted channels "
                            f"{self.meta['channel_names']}, found {chosen}")
         return chosen
 
@@ -79,12 +79,13 @@ class SparseBatches:
         self.device, self.hw = device, hw
         entries = _gather(images, self.rows, channels)
         fits = entries.values.nbytes + entries.index.nbytes <= resident_max_gb * 2**30
-        store = device if fits else torch.device("cpu")
-        self.counts = entries.counts  # on the host: each batch's size is known without a device sync
+        self.store = store = device if fits else torch.device("cpu")
+        self.counts_host = entries.counts  # each batch's size is known on the host: no device sync per batch
+        self.counts = torch.from_numpy(entries.counts).to(store)
         self.offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(entries.counts)])).to(store)
         self.values = torch.from_numpy(entries.values).to(store)
         self.index = torch.from_numpy(entries.index).to(store)
-        self.y = torch.from_numpy(np.ascontiguousarray(target[self.rows], dtype=np.float32)).to(device)
+        self.y = torch.from_numpy(np.ascontiguousarray(target[self.rows], dtype=np.float32)).to(store)
         empty = torch.zeros(0, dtype=torch.long, device=device)
         self.buffers = [(torch.zeros(batch_size * int(np.prod(self.shape)), device=device), empty) for _ in range(2)]
 
@@ -100,19 +101,19 @@ class SparseBatches:
         return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
 
     def __iter__(self):
-        for k, rows in enumerate(self.order().split(self.batch_size)):
-            yield self.densify(rows, k % 2), self.y[rows.to(self.device)]
+        order = self.order()
+        totals = np.add.reduceat(self.counts_host[order.numpy()], np.arange(0, self.n, self.batch_size))
+        order = order.to(self.store)  # one copy of the epoch's order: none per batch
+        for k, (rows, total) in enumerate(zip(order.split(self.batch_size), totals.tolist())):
+            yield self.densify(rows, total, k % 2), self.y[rows].to(self.device, non_blocking=True)
 
-    def densify(self, rows: torch.Tensor, slot: int) -> torch.Tensor:
-        """Scatter the entries of `rows` into buffer `slot`, after zeroing only what its last batch wrote."""
-        store = self.values.device
-        counts_host = self.counts[rows.numpy()]
-        total = int(counts_host.sum())
-        counts = torch.from_numpy(counts_host).to(store)
-        rows = rows.to(store)
+    def densify(self, rows: torch.Tensor, total: int, slot: int) -> torch.Tensor:
+        """Scatter the `total` entries of `rows` into buffer `slot`, after zeroing only what its last batch wrote."""
+        store, counts = self.store, self.counts[rows]
         event = torch.repeat_interleave(torch.arange(len(rows), device=store), counts, output_size=total)
         first = torch.cumsum(counts, 0) - counts
         src = (self.offsets[rows] - first)[event] + torch.arange(total, device=store)
+        # only the batch's entries travel when the split lives in host memory (kilobytes, not the dense batch)
         position = (event * (self.shape[0] * self.hw) + self.index[src]).to(self.device, non_blocking=True)
         buffer, written = self.buffers[slot]
         buffer[written] = 0

@@ -39,7 +39,7 @@ def init_distributed() -> tuple[int, int, int]:
 
 
 def model_spec(task: Task, data: Converted, tp) -> dict:
-    channels = data.channels(tp.channels)
+    channels = data.channels(tp.channels, f"train.{task.name}.channels")
     return {"model": tp.model, "model_kwargs": dict(tp.model_kwargs), "in_channels": len(channels),
             "channels": channels, "image_size": list(data.images.image_shape[1:]), "num_outputs": task.num_outputs,
             "classification": task.is_classification, "task": task.name,
