@@ -40,7 +40,8 @@ def train_one_epoch(model, batches, optimizer, scheduler, loss_fn, device, amp: 
     model.train()
     total, count = torch.zeros((), device=device), 0
     show = os.environ.get("LOCAL_RANK", "0") == "0"
-    for x, y in tqdm(batches, desc=desc, leave=False, disable=not show):
+    # disable=None: a bar on a terminal only; a piped log gets the one line per epoch that train prints
+    for x, y in tqdm(batches, desc=desc, leave=False, disable=None if show else True):
         with autocast(device, amp):
             out = model(augment(x))
             loss = loss_fn(out.float(), _unwrap(model).encode_target(y))

@@ -72,7 +72,7 @@ def predict_files(model, readers: list, cfg: ConvertParams, out: Path, batch_row
     import pyarrow.parquet as pq
 
     total, writer = sum(r.n_rows for r in readers), None
-    with atomic_path(out) as tmp, tqdm(total=total, desc=f"predict {out.name}", unit="img") as bar:
+    with atomic_path(out) as tmp, tqdm(total=total, desc=f"predict {out.name}", unit="img", disable=None) as bar:
         try:
             for reader in readers:
                 start = 0

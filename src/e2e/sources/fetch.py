@@ -138,7 +138,7 @@ def _stream(resp: requests.Response, url: str, part: Path, offset: int, total: i
             hasher = hashlib.file_digest(fh, "sha256")
     written = offset
     name = part.name.removesuffix(".part")
-    bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=name)
+    bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=name, disable=None)
     try:
         with bar, open(part, "ab" if offset else "wb") as fh:
             for chunk in resp.iter_content(chunk_size=max(1, int(dl.chunk_mb * 2**20))):

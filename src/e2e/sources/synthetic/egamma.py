@@ -179,7 +179,8 @@ def generate_electron_photon(out_dir: Path, cfg: dict, seed: int, progress: bool
     n = int(cfg.get("n_per_class", 8000))
     files = DATASETS["electron_photon"].files if files is None else tuple(files)
     written = []
-    with tqdm(total=len(files) * n, desc="electron_photon", unit="img", disable=not progress) as bar:
+    bar = tqdm(total=len(files) * n, desc="electron_photon", unit="img", disable=None if progress else True)
+    with bar:
         for raw in files:
             written += _write_class(Path(out_dir) / raw.name, n, raw.label == 1.0, seed, bar)
     return written

@@ -178,7 +178,7 @@ def generate_jet_mass(out_dir: Path, cfg: dict, seed: int, progress: bool = True
     n = int(cfg.get("n_jets", 2500))
     files = DATASETS["jet_mass"].files if files is None else tuple(files)
     written = []
-    with tqdm(total=n, desc="jet_mass", unit="jet", disable=not progress) as bar:
+    with tqdm(total=n, desc="jet_mass", unit="jet", disable=None if progress else True) as bar:
         counts = share_jets(n, [f.name for f in files], [1.0] * len(files), "synthetic.jet_mass.n_jets")
         for raw, count in zip(files, counts):
             written += _write_file(Path(out_dir) / raw.name, count, cfg, seed, bar)

@@ -226,7 +226,7 @@ def generate_quark_gluon(out_dir: Path, cfg: dict, seed: int, progress: bool = T
     counts = share_jets(n, [f.name for f in files], [float(re.search(r"_n(\d+)\.", f.name).group(1)) for f in files],
                         "synthetic.quark_gluon.n_jets")
     written = []
-    with tqdm(total=n, desc="quark_gluon", unit="jet", disable=not progress) as bar:
+    with tqdm(total=n, desc="quark_gluon", unit="jet", disable=None if progress else True) as bar:
         for raw, count in zip(files, counts):
             written += _write_file(Path(out_dir) / raw.name, count, seed, bar)
     return written
