@@ -101,6 +101,10 @@ class Params:
     train: dict[str, TrainParams]
     evaluate: EvaluateParams
 
+    def files_of(self, dataset: str) -> tuple[str, ...] | None:
+        """`datasets.<dataset>.files`: the chosen subset of the registry's files, or None for all of them."""
+        return self.datasets[dataset].files if dataset in self.datasets else None
+
 
 def _build(cls, raw: Any, where: str):
     """Build a dataclass from a mapping, refusing unknown keys so a typo in params.yaml is loud."""

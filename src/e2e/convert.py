@@ -45,17 +45,19 @@ def part_fingerprint(ds: Dataset, cfg: ConvertParams, sha256: str) -> str:
     return h.hexdigest()
 
 
-def convert_one(ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, part: Path, progress=None) -> dict:
+def convert_one(ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, part: Path,
+                progress=lambda n: None) -> dict:
     """The part of one raw file: reused when complete and made from the same bytes, params and code."""
-    sha256 = sha256_file(path) if path.is_file() else ""
+    sha256 = sha256_file(path) if path.is_file() else ""  # a missing file fails in convert_file, by name
     fingerprint = part_fingerprint(ds, cfg, sha256)
-    done = part / "part.json"
-    if done.is_file() and json.loads(done.read_text()).get("fingerprint") == fingerprint:
-        info = json.loads(done.read_text())
-        (progress or (lambda n: None))(info["rows"])
-        return {**info, "sha256": sha256, "resumed": True}
-    info = convert_file(ds, path, cfg, classify, part, fingerprint, progress or (lambda n: None))
-    return {**info, "sha256": sha256, "resumed": False}
+    done = part / "part.json"  # written last: present means complete
+    info = json.loads(done.read_text()) if done.is_file() else {}
+    resumed = info.get("fingerprint") == fingerprint
+    if resumed:
+        progress(info["rows"])
+    else:
+        info = convert_file(ds, path, cfg, classify, part, fingerprint, progress)
+    return {**info, "sha256": sha256, "resumed": resumed}
 
 
 _progress_queue = None
@@ -83,7 +85,8 @@ def _convert_in_worker(*args) -> dict:
 def convert_parts(ds: Dataset, files: list[Path], cfg: ConvertParams, classify: bool, parts: list[Path],
                   workers: int) -> list[dict]:
     """Convert every file to its part, `workers` files at a time; a progress bar counts rows."""
-    with tqdm(desc=f"convert {ds.name} ({len(files)} files)", unit="img", disable=None) as bar:  # None: terminals only
+    # disable=None: a bar on a terminal only, never carriage-return frames in a piped log
+    with tqdm(desc=f"convert {ds.name} ({len(files)} files)", unit="img", disable=None) as bar:
         if workers == 1:
             return [convert_one(ds, f, cfg, classify, p, bar.update) for f, p in zip(files, parts)]
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds threads
@@ -139,8 +142,7 @@ def part_dir(paths: Paths, dataset: str) -> Path:
 def main(params: Params, dataset: str, paths: Paths) -> None:
     ds = get_dataset(dataset)
     cfg = params.convert.get(dataset, ConvertParams())
-    names = params.datasets[dataset].files if dataset in params.datasets else None
-    files = [paths.raw(dataset) / f.name for f in select_files(ds, names)]
+    files = [paths.raw(dataset) / f.name for f in select_files(ds, params.files_of(dataset))]
     n_channels = check_config(ds, cfg)
     classify = get_task(dataset).is_classification  # the task of the same name: labels must be 0/1
     parts = [part_dir(paths, dataset) / f.name for f in files]

@@ -28,8 +28,8 @@ from .sources.registry import Dataset, RawFile, get_dataset, select_files
 
 def main(params: Params, dataset: str, paths: Paths) -> None:
     spec = _dataset(dataset)
-    names = params.datasets[dataset].files if dataset in params.datasets else None
-    spec = dataclasses.replace(spec, files=select_files(spec, names))  # only the chosen files, from here on
+    # only the chosen files, from here on
+    spec = dataclasses.replace(spec, files=select_files(spec, params.files_of(dataset)))
     out = paths.raw(dataset)
     source = params.data.source
     if source == "synthetic":

@@ -22,7 +22,6 @@ from numpy.lib import format as npformat
 from .npy import load_array, open_array
 
 INDEX_DTYPE = np.int32  # 8 x 125 x 125 = 125,000 positions per event
-FILES = ("values.npy", "index.npy", "offsets.npy")
 
 
 @dataclass
