@@ -1,4 +1,14 @@
-"""Shared fixtures: the reference files in the real formats, copied into a repository-like tmp root."""
+"""Shared fixtures: files in the real formats, from two independent sources, copied into a repository-like tmp root.
+
+`formats_dir` runs every test that uses it (directly or through `raw_root`) twice:
+- [own]: the project's own tiny files, written by tests/real_layout.py (h5py/pyarrow directly, no code
+  shared with the synthetic generator or our readers) into a session temp dir: always available, so a
+  fresh clone with nothing beside it tests the converter, the download and training on the real layouts;
+- [shared]: ../shared/formats (or $E2E_FORMATS), reference files written by someone else, as CI has
+  them; skipped, with the reason, where they are absent.
+A test that needs the shared files' real content (the real e/gamma crops) asks for them alone with
+`@pytest.mark.parametrize("formats_dir", ["shared"], indirect=True)`.
+"""
 from __future__ import annotations
 
 import os
@@ -6,18 +16,38 @@ import shutil
 from pathlib import Path
 
 import pytest
+from real_layout import write_formats
 
 from e2e.sources.registry import DATASETS
 
-FORMATS = Path(os.environ.get("E2E_FORMATS", Path(__file__).resolve().parents[2] / "shared" / "formats"))
+SHARED_FORMATS = Path(os.environ.get("E2E_FORMATS") or Path(__file__).resolve().parents[2] / "shared" / "formats")
+SOURCES = ("own", "shared")
 
 
 @pytest.fixture(scope="session")
-def formats_dir() -> Path:
-    """../shared/formats: tiny files in the real layouts, written independently of our generator."""
-    if not FORMATS.is_dir():
-        pytest.skip(f"reference format files not found in {FORMATS} (set E2E_FORMATS)")
-    return FORMATS
+def own_formats(tmp_path_factory) -> Path:
+    """The project's own files in the real layouts (tests/real_layout.py), written once per session."""
+    return write_formats(tmp_path_factory.mktemp("own-formats"))
+
+
+@pytest.fixture(scope="session")
+def shared_formats() -> Path:
+    """../shared/formats: tiny files in the real layouts, written independently of this project."""
+    if not SHARED_FORMATS.is_dir():
+        pytest.skip(f"shared reference files not found in {SHARED_FORMATS} (CI has them; set E2E_FORMATS to "
+                    f"their directory)")
+    return SHARED_FORMATS
+
+
+@pytest.fixture(params=SOURCES)
+def formats_dir(request) -> Path:
+    """A directory of files in the real layouts (see the module docstring): each test runs on both sources.
+
+    Function-scoped on purpose: a parametrized session fixture would make pytest regroup the whole run by
+    source. The files behind it are written (own) or checked (shared) once per session."""
+    if request.param not in SOURCES:
+        raise ValueError(f"formats_dir: unknown source {request.param!r}; choose among {SOURCES}")
+    return request.getfixturevalue(f"{request.param}_formats")
 
 
 @pytest.fixture

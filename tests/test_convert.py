@@ -1,4 +1,5 @@
-"""Stage `convert` on the reference files in the real formats (../shared/formats) and on bad input.
+"""Stage `convert` on the reference files in the real formats and on bad input. The reference files come
+from the formats_dir fixture: the project's own (tests/real_layout.py) and ../shared/formats where present.
 
 Every expectation comes from an independent read of the raw file (pyarrow `to_pylist`, h5py plus an
 explicit transpose), never from our readers.
@@ -283,7 +284,8 @@ def test_scale_zero_below_clip_and_channel_selection(raw_root):
 
 def test_nonfinite_zero_zeroes_and_counts(raw_root):
     path = raw(raw_root, EG, 0)
-    x, y = h5py.File(path, "r")["X"][:], np.zeros(98, np.float32)
+    x = h5py.File(path, "r")["X"][:]
+    y = np.zeros(len(x), np.float32)
     x[3, 4, 5, 0], x[7, 0, 0, 1], x[97, 31, 31, 0] = np.nan, np.inf, -np.inf
     write_egamma(path, x, y)
     arrays, meta = run_convert(raw_root, EG, nonfinite="zero")
@@ -292,7 +294,7 @@ def test_nonfinite_zero_zeroes_and_counts(raw_root):
     assert np.isfinite(images).all()
     assert images[3, 0, 4, 5] == 0 and images[7, 1, 0, 0] == 0 and images[97, 0, 31, 31] == 0
     clean = np.nan_to_num(x, nan=0, posinf=0, neginf=0).transpose(0, 3, 1, 2)
-    np.testing.assert_array_equal(images[:98], f16(clean))
+    np.testing.assert_array_equal(images[:len(x)], f16(clean))
 
 
 def test_bad_params_name_params_yaml(raw_root):
@@ -330,7 +332,7 @@ def test_every_row_group_is_read(raw_root, monkeypatch, threads, row_group_size)
 
 def test_channels_last_hdf5_is_transposed_not_reshaped(raw_root):
     """Regression: `.reshape`/`.view` of channels-last (N, H, W, C) data into (N, C, H, W) interleaves
-    the channels and scrambles every pixel; only a transpose keeps them. The reference files' time
+    the channels and scrambles every pixel; only a transpose keeps them. The shared reference files' time
     channel is all zero, so this file gives each channel distinct values."""
     n = 3
     x = np.arange(n * 32 * 32 * 2, dtype=np.float32).reshape(n, 32, 32, 2)

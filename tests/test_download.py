@@ -1,4 +1,5 @@
-"""The download stage against a loopback server that serves real-format files (../shared/formats)."""
+"""The download stage against a loopback server that serves real-format files (the formats_dir fixture: the
+project's own files, and ../shared/formats where present)."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,11 +25,14 @@ from e2e.errors import E2EError
 from e2e.sources import fetch as fetch_mod
 from e2e.sources.registry import DATASETS
 
-FORMATS = Path(os.environ.get("E2E_FORMATS", Path(__file__).resolve().parents[2] / "shared" / "formats"))
 DS = "electron_photon"
 FILES = DATASETS[DS].files
-if not (FORMATS / DS).is_dir():
-    pytest.skip(f"reference format files not found in {FORMATS}", allow_module_level=True)
+
+
+@pytest.fixture
+def ref(formats_dir) -> Path:
+    """The e/gamma files in the real layout that the server serves and the downloads must equal."""
+    return formats_dir / DS
 
 
 def url_path(file) -> str:
@@ -48,11 +52,11 @@ def params(*args, **kwargs):
     return parse_params(raw_params(*args, **kwargs))
 
 
-def assert_identical(paths: Paths) -> None:
+def assert_identical(paths: Paths, ref: Path) -> None:
     out = paths.raw(DS)
     assert sorted(p.name for p in out.iterdir()) == sorted(f.name for f in FILES)
     for f in FILES:
-        assert (out / f.name).read_bytes() == (FORMATS / DS / f.name).read_bytes()
+        assert (out / f.name).read_bytes() == (ref / f.name).read_bytes()
 
 
 def assert_nothing_in_raw(paths: Paths) -> None:
@@ -66,29 +70,29 @@ def paths(tmp_path) -> Paths:
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, ref):
     """The electron_photon files laid out as CERNBox serves them: <share>/<name>."""
     for f in FILES:
         (tmp_path / "srv" / f.share).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(FORMATS / DS / f.name, tmp_path / "srv" / f.share / f.name)
+        shutil.copyfile(ref / f.name, tmp_path / "srv" / f.share / f.name)
     with FileServer(tmp_path / "srv") as srv:
         yield srv
 
 
 @pytest.fixture
-def known_checksums(monkeypatch):
+def known_checksums(monkeypatch, ref):
     """Pretend the registry knows the true sha256/size of every file."""
-    files = tuple(dataclasses.replace(f, sha256=sha256(FORMATS / DS / f.name),
-                                      size=(FORMATS / DS / f.name).stat().st_size) for f in FILES)
+    files = tuple(dataclasses.replace(f, sha256=sha256(ref / f.name), size=(ref / f.name).stat().st_size)
+                  for f in FILES)
     monkeypatch.setitem(DATASETS, DS, dataclasses.replace(DATASETS[DS], files=files))
 
 
-def test_clean_download_records_checksums_then_verifies(server, paths, capsys):
+def test_clean_download_records_checksums_then_verifies(server, paths, ref, capsys):
     main(params(server.url), DS, paths)
-    assert_identical(paths)
+    assert_identical(paths, ref)
     sums = read_checksums(checksum_file(paths, DS))
     for f in FILES:
-        path = FORMATS / DS / f.name
+        path = ref / f.name
         assert sums[f.name] == (sha256(path), path.stat().st_size)
     assert "commit" in capsys.readouterr().err
     assert not partial_dir(paths, DS).exists()
@@ -96,18 +100,18 @@ def test_clean_download_records_checksums_then_verifies(server, paths, capsys):
 
     shutil.rmtree(paths.raw(DS))  # what `dvc repro` does before re-running the stage
     main(params(server.url), DS, paths)
-    assert_identical(paths)
+    assert_identical(paths, ref)
     assert "recorded" not in capsys.readouterr().err
 
 
-def test_cut_transfer_resumes_with_range(server, paths):
+def test_cut_transfer_resumes_with_range(server, paths, ref):
     first = url_path(FILES[0])
     server.fault(first, cut_after=300_000, cut_times=1)
     main(params(server.url), DS, paths)
     ranges = server.ranges(first)
     assert ranges[0] is None and len(ranges) == 2
     assert ranges[1].startswith("bytes=") and 0 < int(ranges[1][6:-1]) <= 300_000
-    assert_identical(paths)
+    assert_identical(paths, ref)
 
 
 KILLED_RUN = """
@@ -119,7 +123,7 @@ main(parse_params(json.loads(sys.argv[1])), sys.argv[2], Paths(root=Path(sys.arg
 """
 
 
-def test_killed_run_resumes_from_part(server, paths):
+def test_killed_run_resumes_from_part(server, paths, ref):
     first = url_path(FILES[0])
     server.fault(first, delay_s=0.05)  # about 2.5 s for the first file: time to kill the client
     proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, json.dumps(raw_params(server.url)), DS,
@@ -131,16 +135,16 @@ def test_killed_run_resumes_from_part(server, paths):
     proc.kill()
     proc.wait()
     have = part.stat().st_size
-    assert 0 < have < (FORMATS / DS / FILES[0].name).stat().st_size
+    assert 0 < have < (ref / FILES[0].name).stat().st_size
     assert_nothing_in_raw(paths)
 
     server.faults.clear()
     main(params(server.url), DS, paths)
     assert server.ranges(first) == [None, f"bytes={have}-"]
-    assert_identical(paths)
+    assert_identical(paths, ref)
 
 
-def test_corrupted_file_is_removed_and_nothing_lands(server, paths, known_checksums):
+def test_corrupted_file_is_removed_and_nothing_lands(server, paths, ref, known_checksums):
     second = url_path(FILES[1])
     server.fault(second, corrupt=True)
     with pytest.raises(E2EError, match="checksum mismatch") as info:
@@ -152,14 +156,14 @@ def test_corrupted_file_is_removed_and_nothing_lands(server, paths, known_checks
 
     server.faults.clear()
     main(params(server.url), DS, paths)
-    assert_identical(paths)
+    assert_identical(paths, ref)
     assert len(server.ranges(url_path(FILES[0]))) == 1  # the complete .part was verified locally
 
 
-def test_checksum_file_mismatch(server, paths):
+def test_checksum_file_mismatch(server, paths, ref):
     sumfile = checksum_file(paths, DS)
     sumfile.parent.mkdir(parents=True)
-    size = (FORMATS / DS / FILES[0].name).stat().st_size
+    size = (ref / FILES[0].name).stat().st_size
     sumfile.write_text(f"{'0' * 64}  {FILES[0].name}  {size}\n")
     with pytest.raises(E2EError, match=f"checksum mismatch.*{sumfile}"):
         main(params(server.url), DS, paths)
@@ -198,23 +202,23 @@ def test_truncated_transfer_gives_up_after_retries(server, paths):
     assert_nothing_in_raw(paths)
 
 
-def test_server_ignoring_range_restarts_from_zero(server, paths):
+def test_server_ignoring_range_restarts_from_zero(server, paths, ref):
     part = partial_dir(paths, DS) / f"{FILES[0].name}.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"junk that must not survive" * 100)
     server.fault(url_path(FILES[0]), ignore_range=True)
     main(params(server.url), DS, paths)
     assert server.seen[0].range is not None and server.seen[0].status == 200
-    assert_identical(paths)
+    assert_identical(paths, ref)
 
 
-def test_complete_part_gets_416_and_is_kept(server, paths):
+def test_complete_part_gets_416_and_is_kept(server, paths, ref):
     part = partial_dir(paths, DS) / f"{FILES[0].name}.part"
     part.parent.mkdir(parents=True)
-    shutil.copyfile(FORMATS / DS / FILES[0].name, part)
+    shutil.copyfile(ref / FILES[0].name, part)
     main(params(server.url), DS, paths)
     assert [s.status for s in server.seen] == [416, 200]
-    assert_identical(paths)
+    assert_identical(paths, ref)
     assert FILES[0].name in read_checksums(checksum_file(paths, DS))
 
 
@@ -243,23 +247,23 @@ def test_no_space_left_names_directory(server, paths, monkeypatch):
 
 
 @pytest.fixture
-def local_dir(tmp_path) -> Path:
+def local_dir(tmp_path, ref) -> Path:
     src = tmp_path / "downloads"
     src.mkdir()
     for f in FILES:
-        shutil.copyfile(FORMATS / DS / f.name, src / f.name)
+        shutil.copyfile(ref / f.name, src / f.name)
     return src
 
 
-def test_local_directory_is_hardlinked(local_dir, paths):
+def test_local_directory_is_hardlinked(local_dir, paths, ref):
     main(params("http://unused", source=str(local_dir)), DS, paths)
-    assert_identical(paths)
+    assert_identical(paths, ref)
     for f in FILES:
         assert (paths.raw(DS) / f.name).stat().st_ino == (local_dir / f.name).stat().st_ino
 
 
-def test_local_directory_verifies_known_checksums(local_dir, paths, known_checksums):
-    (local_dir / FILES[1].name).write_bytes(b"x" * (FORMATS / DS / FILES[1].name).stat().st_size)
+def test_local_directory_verifies_known_checksums(local_dir, paths, ref, known_checksums):
+    (local_dir / FILES[1].name).write_bytes(b"x" * (ref / FILES[1].name).stat().st_size)
     with pytest.raises(E2EError, match=f"{FILES[1].name}: sha256 .* does not match"):
         main(params("http://unused", source=str(local_dir)), DS, paths)
     assert_nothing_in_raw(paths)

@@ -19,9 +19,9 @@ def gpu_raw(**runtime):
     return raw
 
 
-def test_training_set_is_resident_on_the_gpu(tmp_path):
+def test_training_set_is_resident_on_the_gpu(tmp_path, formats_dir):
     raw = gpu_raw()
-    root = prepared_root(tmp_path, raw)
+    root = prepared_root(tmp_path, raw, formats_dir)
     params = parse_params(raw)
     data = Converted(root / "data" / "converted" / "electron_photon")
     batches = make_batches(data, list(range(100)), [0, 1], 16, torch.device("cuda"), True, 0, params.runtime)
@@ -31,9 +31,9 @@ def test_training_set_is_resident_on_the_gpu(tmp_path):
 
 
 @pytest.mark.parametrize("compile_", [False, True])
-def test_bf16_channels_last_training_on_gpu(tmp_path, compile_):
+def test_bf16_channels_last_training_on_gpu(tmp_path, formats_dir, compile_):
     raw = gpu_raw(compile=compile_)
-    root = prepared_root(tmp_path, raw)
+    root = prepared_root(tmp_path, raw, formats_dir)
     train.main(parse_params(raw), "electron_photon", Paths(root))
     summary = json.loads((root / "metrics/electron_photon/train/metrics.json").read_text())
     assert summary["val"]["roc_auc"] == summary["val"]["roc_auc"]  # finite, not NaN

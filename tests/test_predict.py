@@ -1,7 +1,8 @@
 """`e2e predict` on raw files in the real formats: same numbers as the model on the converted data.
 
 The model directory is built the way `train` builds it (model.pt plus preprocessing.json copied from
-the converted meta.json), on the reference files of ../shared/formats.
+the converted meta.json), on the files in the real formats of the formats_dir fixture (the project's own,
+and ../shared/formats where present).
 """
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ def test_predict_on_raw_files_matches_model_on_converted_images(raw_root, tmp_pa
         np.testing.assert_array_equal(table[k], v)
 
 
+@pytest.mark.parametrize("formats_dir", ["shared"], indirect=True)  # the real crops are only in the shared files
 def test_cli_predicts_the_real_electron_photon_sample(raw_root, formats_dir, tmp_path):
     model_path, _ = make_model_dir(raw_root, "electron_photon", tmp_path / "model")
     files = sorted((formats_dir / "electron_photon").glob("*.hdf5"))

@@ -16,7 +16,8 @@ from e2e.sources.synthetic import parquet_io
 from e2e.sources.synthetic.parquet_io import nested_images, split_counts
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "electron-photon.npz"
-needs_real = pytest.mark.skipif(not REALDATA.is_file(), reason="shared/realdata not available")
+needs_real = pytest.mark.skipif(not REALDATA.is_file(), reason=f"the real e/gamma crops are not in the repository "
+                                f"and not found at {REALDATA} (CI has ../shared/realdata)")
 SIZES = {"electron_photon": {"n_per_class": 1000}, "quark_gluon": {"n_jets": 400}, "jet_mass": {"n_jets": 70}}
 # bytes per jet of the real files, from their published sizes and jet counts
 REAL_BYTES_PER_JET = {"quark_gluon": 184e6 / 36272, "jet_mass": 1_171_158_319 / 150_327}

@@ -15,16 +15,16 @@ import yaml
 from e2e import convert, split, train
 from e2e.config import Paths, parse_params
 
-FORMATS = Path(__file__).resolve().parents[2] / "shared" / "formats" / "electron_photon"
-RAW = {"split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25}, "runtime": {"device": "cpu"},
+RAW = {"split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25}, "runtime": {"device": "cpu", "threads": 1},
        "train": {"electron_photon": {"model": "resnet15", "model_kwargs": {"width": 4}, "epochs": 2,
                                      "batch_size": 16, "augment": ["flip_eta", "flip_phi"],
                                      "label_smoothing": 0.05}}}
 
 
-def prepared_root(root: Path, raw: dict) -> Path:
-    """A repo-like root holding the real-format e/gamma fixtures, converted and split."""
-    shutil.copytree(FORMATS, root / "data" / "raw" / "electron_photon")
+def prepared_root(root: Path, raw: dict, formats: Path) -> Path:
+    """A repo-like root holding the real-format e/gamma files of `formats` (the formats_dir fixture: the
+    project's own files, and ../shared/formats where present), converted and split."""
+    shutil.copytree(formats / "electron_photon", root / "data" / "raw" / "electron_photon")
     params = parse_params(raw)
     convert.main(params, "electron_photon", Paths(root))
     split.main(params, "electron_photon", Paths(root))
@@ -43,8 +43,8 @@ def cli(root: Path, *args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def test_same_seed_gives_identical_metrics(tmp_path):
-    a, b = (prepared_root(tmp_path / n, RAW) for n in "ab")
+def test_same_seed_gives_identical_metrics(tmp_path, formats_dir):
+    a, b = (prepared_root(tmp_path / n, RAW, formats_dir) for n in "ab")
     for root in (a, b):
         train.main(parse_params(RAW), "electron_photon", Paths(root))
     assert history(a) and history(a) == history(b)
@@ -54,10 +54,10 @@ def test_same_seed_gives_identical_metrics(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_to_the_same_result(tmp_path):
+def test_killed_training_resumes_to_the_same_result(tmp_path, formats_dir):
     raw = json.loads(json.dumps(RAW))
     raw["train"]["electron_photon"].update(epochs=6, batch_size=4, model_kwargs={"width": 8})
-    ref, cut = prepared_root(tmp_path / "ref", raw), prepared_root(tmp_path / "cut", raw)
+    ref, cut = prepared_root(tmp_path / "ref", raw, formats_dir), prepared_root(tmp_path / "cut", raw, formats_dir)
     assert cli(ref, "train", "electron_photon").wait() == 0
     proc = cli(cut, "train", "electron_photon")
     last = cut / ".cache" / "train" / "electron_photon" / "last.pt"
@@ -80,10 +80,10 @@ def test_killed_training_resumes_to_the_same_result(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_with_two_gloo_processes_records_metrics_once(tmp_path):
+def test_ddp_with_two_gloo_processes_records_metrics_once(tmp_path, formats_dir):
     raw = json.loads(json.dumps(RAW))
     raw["runtime"]["nproc"] = 2
-    root = prepared_root(tmp_path / "ddp", raw)
+    root = prepared_root(tmp_path / "ddp", raw, formats_dir)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = cli(root, "train", "electron_photon", env=env)
     text = proc.communicate(timeout=300)[0]
