@@ -3,8 +3,9 @@
 Each raw file becomes a part in .cache/convert/<dataset>/ (outside the DVC outputs, which `dvc repro`
 deletes before a rerun), converted in parallel over files (`runtime.convert_workers` processes, each
 streaming one file with bounded memory: memory grows with the workers, never with the files). A killed
-conversion resumes with the parts already complete; the parts are then joined in registry order (electron_photon: photons then electrons; quark_gluon: run0,
-run1, run2), so the output is byte-identical whatever the number of workers.
+conversion resumes with the parts already complete; the parts are then joined in registry order
+(electron_photon: photons then electrons; quark_gluon: run0, run1, run2), so the output is
+byte-identical whatever the number of workers.
 """
 from __future__ import annotations
 

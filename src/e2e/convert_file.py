@@ -19,7 +19,7 @@ from .config import ConvertParams
 from .errors import E2EError
 from .sources.readers import Batch, open_reader
 from .sources.registry import Dataset
-from .sparse import SparseBatch, select_channels, sparsify
+from .sparse import SparseBatch, keep_entries, select_channels, sparsify
 
 
 def preprocess(images: np.ndarray, cfg: ConvertParams, where: str) -> tuple[SparseBatch, int]:
@@ -32,7 +32,7 @@ def preprocess(images: np.ndarray, cfg: ConvertParams, where: str) -> tuple[Spar
     shape = images.shape[1:]
     channels = list(cfg.channels) if cfg.channels is not None else list(range(shape[0]))
     entries = select_channels(sparsify(images), channels, shape)
-    v, channel = entries.values, entries.index // (shape[1] * shape[2])
+    v = entries.values
     bad = ~np.isfinite(v)
     n_bad = int(bad.sum())
     if n_bad:
@@ -41,7 +41,7 @@ def preprocess(images: np.ndarray, cfg: ConvertParams, where: str) -> tuple[Spar
                            "(set convert.<dataset>.nonfinite: zero to zero them)")
         v = np.where(bad, 0.0, v)
     if cfg.scale is not None and any(s != 1 for s in cfg.scale):
-        v = v * np.asarray(cfg.scale, dtype=np.float32)[channel]
+        v = v * np.asarray(cfg.scale, dtype=np.float32)[entries.index // (shape[1] * shape[2])]
     if cfg.zero_below:
         v = np.where(np.abs(v) < cfg.zero_below, 0.0, v)
     if cfg.clip is not None:
@@ -56,11 +56,7 @@ def to_storage(entries: SparseBatch, dtype: str, where: str, dataset: str) -> Sp
         stored = entries.values.astype(dtype, copy=False)
     if np.dtype(dtype).kind == "f" and not np.isfinite(stored).all():
         raise E2EError(f"{where}: values overflow {dtype}; lower convert.{dataset}.scale or use float32")
-    keep = stored != 0
-    if keep.all():
-        return SparseBatch(stored, entries.index, entries.counts)
-    rows = np.repeat(np.arange(len(entries.counts)), entries.counts)[keep]
-    return SparseBatch(stored[keep], entries.index[keep], np.bincount(rows, minlength=len(entries.counts)))
+    return keep_entries(SparseBatch(stored, entries.index, entries.counts), stored != 0)
 
 
 def check_labels(target: np.ndarray, where: str) -> None:
@@ -164,7 +160,5 @@ def convert_file(ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, pa
         for k, v in observers.items():
             np.save(tmp / f"{k}.npy", np.concatenate(v))
         info = {"file": path.name, "fingerprint": fingerprint, "rows": rows, "nonfinite_zeroed": zeroed}
-        values.close()
-        index.close()
         (tmp / "part.json").write_text(json.dumps(info))
     return info

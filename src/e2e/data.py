@@ -2,8 +2,9 @@
 each batch densified where the model runs.
 
 On a GPU the sparse split lives on the device (the jet-mass train and validation splits of all seven
-files at the model's 4 channels are ~1.4 GB), so an epoch makes no host-to-device copies of images; when it exceeds `runtime.resident_max_gb` it stays in host memory
-and each batch's entries (kilobytes) are copied over before densifying. On a CPU it is the same code.
+files at the model's 4 channels are ~1.4 GB), so an epoch makes no host-to-device copies of images;
+when it exceeds `runtime.resident_max_gb` it stays in host memory and each batch's entries (kilobytes)
+are copied over before densifying. On a CPU it is the same code.
 """
 from __future__ import annotations
 
@@ -72,11 +73,11 @@ class SparseBatches:
 
     def __init__(self, images: SparseImages, target, idx, channels, batch_size: int, device: torch.device,
                  shuffle: bool, seed: int, resident_max_gb: float):
-        hw = images.image_shape[1] * images.image_shape[2]
         self.shape = (len(channels), *images.image_shape[1:])
+        self.size = int(np.prod(self.shape))  # values per dense image
         self.rows = np.sort(np.asarray(idx))  # batch i of an unshuffled pass holds rows[i*b:(i+1)*b]
         self.n, self.batch_size, self.shuffle, self.seed, self.epoch = len(idx), batch_size, shuffle, seed, 0
-        self.device, self.hw = device, hw
+        self.device = device
         entries = _gather(images, self.rows, channels)
         fits = entries.values.nbytes + entries.index.nbytes <= resident_max_gb * 2**30
         self.store = store = device if fits else torch.device("cpu")
@@ -87,7 +88,7 @@ class SparseBatches:
         self.index = torch.from_numpy(entries.index).to(store)
         self.y = torch.from_numpy(np.ascontiguousarray(target[self.rows], dtype=np.float32)).to(store)
         empty = torch.zeros(0, dtype=torch.long, device=device)
-        self.buffers = [(torch.zeros(batch_size * int(np.prod(self.shape)), device=device), empty) for _ in range(2)]
+        self.buffers = [(torch.zeros(batch_size * self.size, device=device), empty) for _ in range(2)]
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
@@ -114,12 +115,12 @@ class SparseBatches:
         first = torch.cumsum(counts, 0) - counts
         src = (self.offsets[rows] - first)[event] + torch.arange(total, device=store)
         # only the batch's entries travel when the split lives in host memory (kilobytes, not the dense batch)
-        position = (event * (self.shape[0] * self.hw) + self.index[src]).to(self.device, non_blocking=True)
+        position = (event * self.size + self.index[src]).to(self.device, non_blocking=True)
         buffer, written = self.buffers[slot]
         buffer[written] = 0
         buffer[position] = self.values[src].to(self.device, non_blocking=True).float()
         self.buffers[slot] = (buffer, position)
-        return buffer[: len(rows) * int(np.prod(self.shape))].view(len(rows), *self.shape)
+        return buffer[: len(rows) * self.size].view(len(rows), *self.shape)
 
 
 def _gather(images: SparseImages, rows: np.ndarray, channels: list[int], chunk: int = 65536) -> SparseBatch:

@@ -111,7 +111,7 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
     device = select_device(params.runtime.device)
     model, ckpt = load_checkpoint(paths.models(task_name) / "model.pt", device)
     data, split = Converted(paths.converted(task.dataset)), load_split(paths.splits(task_name))
-    channels = data.channels(ckpt["spec"].get("channels"))
+    channels = data.channels(ckpt["spec"].get("channels"), f"train.{task_name}.channels of {paths.models(task_name)}")
     df = predictions(model, data, split, channels, params, device)
     train_mean = float(data.target[split["train"]].mean())
     results = summarise(task, df, train_mean, params.evaluate)

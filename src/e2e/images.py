@@ -1,8 +1,8 @@
 """PNG views of the detector images: the mean image per class and channel, and a few example events.
 
 Images are read from the converted sparse format by the `row` column of the predictions: mean images
-are summed from the non-zero entries, and only the few example events are densified. Matplotlib figures are built without pyplot (no global
-state, no display).
+are summed from the non-zero entries, and only the few example events are densified. Matplotlib
+figures are built without pyplot (no global state, no display).
 """
 from __future__ import annotations
 
@@ -61,8 +61,8 @@ def mean_figure(images, channels: list[int], grouped: dict[str, np.ndarray], cha
     return fig
 
 
-def examples_figure(images, channels: list[int], grouped: dict[str, np.ndarray], test: pd.DataFrame, channel_names: list[str],
-                    classification: bool) -> Figure:
+def examples_figure(images, channels: list[int], grouped: dict[str, np.ndarray], test: pd.DataFrame,
+                    channel_names: list[str], classification: bool) -> Figure:
     picked = [(name, int(row)) for name, rows in grouped.items() for row in rows[:EXAMPLES_PER_GROUP]]
     by_row = test.set_index("row")
     fig, axes = _grid(len(picked), len(channel_names))

@@ -140,7 +140,14 @@ def select_channels(batch: SparseBatch, channels: list[int], shape: tuple[int, i
     remap = np.full(shape[0], -1, np.int64)
     remap[list(channels)] = np.arange(len(channels))
     channel = remap[batch.index // hw]
-    keep = channel >= 0
-    rows = np.repeat(np.arange(len(batch.counts)), batch.counts)[keep]
-    index = (channel[keep] * hw + batch.index[keep] % hw).astype(INDEX_DTYPE)
-    return SparseBatch(batch.values[keep], index, np.bincount(rows, minlength=len(batch.counts)).astype(np.int64))
+    index = (channel * hw + batch.index % hw).astype(INDEX_DTYPE)
+    return keep_entries(SparseBatch(batch.values, index, batch.counts), channel >= 0)
+
+
+def keep_entries(batch: SparseBatch, keep: np.ndarray) -> SparseBatch:
+    """The entries where `keep` is true, with each event's count updated."""
+    if keep.all():
+        return batch
+    events = np.repeat(np.arange(len(batch.counts)), batch.counts)[keep]
+    return SparseBatch(batch.values[keep], batch.index[keep],
+                       np.bincount(events, minlength=len(batch.counts)).astype(np.int64))
