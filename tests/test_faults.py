@@ -132,6 +132,7 @@ def test_training_killed_midway_resumes_to_the_same_model(tmp_path):
     proc = start(["dvc", "repro", f"train@{EG}"], repo)
     kill_when(proc, last.exists, what="the first epoch's resumable checkpoint")
     assert not (repo / "models" / EG).exists()
+    assert not (repo / "metrics" / EG / "train").exists(), "a killed training left a stray metrics output"
     assert f"train@{EG}" in status(repo)
     assert_cache_is_exactly_the_lock(repo)  # download, convert and split only
 
@@ -145,6 +146,17 @@ def test_training_killed_midway_resumes_to_the_same_model(tmp_path):
     run(["dvc", "repro", "-f", "--no-run-cache", "-s", f"train@{EG}"], repo)  # uninterrupted
     assert lock_outs(repo)[f"models/{EG}"] == model, "the resumed run trained a different model"
     assert history(repo) == logged
+
+    # a changed experiment killed midway: DVC had deleted the outputs; `dvc checkout` brings the last good back
+    params["train"][EG]["lr"] = 3e-4
+    write_params(repo, params)
+    proc = start(["dvc", "repro", f"train@{EG}"], repo)
+    kill_when(proc, last.exists, what="the changed run's first checkpoint")
+    assert not (repo / "metrics" / EG / "train").exists() and not (repo / "models" / EG).exists()
+    run(["dvc", "checkout", f"train@{EG}"], repo)  # the README's recovery command
+    assert history(repo) == logged
+    # only the param is stale: the outputs are the lock's again
+    assert status(repo)[f"train@{EG}"] == [{"changed deps": {"params.yaml": {f"train.{EG}": "modified"}}}]
 
 
 # ---- a full disk ------------------------------------------------------------------------------------

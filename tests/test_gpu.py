@@ -36,6 +36,6 @@ def test_bf16_channels_last_training_on_gpu(tmp_path, formats_dir, compile_):
     root = prepared_root(tmp_path, raw, formats_dir)
     train.main(parse_params(raw), "electron_photon", Paths(root))
     summary = json.loads((root / "metrics/electron_photon/train/metrics.json").read_text())
-    assert summary["val"]["roc_auc"] == summary["val"]["roc_auc"]  # finite, not NaN
+    assert summary["best_val_roc_auc"] == summary["best_val_roc_auc"]  # finite, not NaN
     ckpt = torch.load(root / "models/electron_photon/model.pt", weights_only=True)
     assert all(v.device.type == "cpu" for v in ckpt["state_dict"].values())

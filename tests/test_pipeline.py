@@ -73,7 +73,7 @@ def test_repro_runs_every_stage_and_writes_finite_metrics(repo):
         assert names <= set(test), f"{task}: missing {names - set(test)}"
         assert all(math.isfinite(test[n]) for n in names)
         train = json.loads((repo / "metrics" / task / "train" / "metrics.json").read_text())
-        assert math.isfinite(train["train"]["loss"]) and math.isfinite(train["val"]["loss"])
+        assert math.isfinite(train["best_val_loss"]) and 1 <= train["best_epoch"] <= train["epochs_run"]
         assert (repo / "models" / task / "model.pt").is_file()
     assert "up to date" in run(["dvc", "status"], repo)
 

@@ -95,9 +95,11 @@ def make_results_repo(root: Path) -> Path:
 def find_browser() -> tuple[str, str]:
     chrome = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
     driver = shutil.which("chromedriver")
-    if not (chrome and driver):  # a failure, not a skip: CI must never pass without this check
-        pytest.fail("headless Chromium and chromedriver are needed: `make browser` "
-                    "(apt-get install chromium chromium-driver)")
+    if not (chrome and driver):
+        why = "headless Chromium and chromedriver are not on PATH (`make browser` installs them on Debian)"
+        if os.environ.get("E2E_REQUIRE_BROWSER") == "1":  # set by .ci/run: CI never passes without this check
+            pytest.fail(why)
+        pytest.skip(why)
     return chrome, driver
 
 

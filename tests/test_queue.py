@@ -54,8 +54,8 @@ def test_queued_sweep_runs_both_settings_and_exp_show_lists_their_metrics(repo):
         for m in metrics:
             assert 0.0 <= float(r[m]) <= 1.0, (r["Experiment"], m, r[m])
         # each experiment trained its own model: its own training history, not the baseline's
-        assert r["train.loss"] != baseline["train.loss"], r["Experiment"]
+        assert r["best_val_loss"] != baseline["best_val_loss"], r["Experiment"]
         log = run(["dvc", "queue", "logs", r["Experiment"]], repo)
         assert f"Running stage 'train@{TASK}'" in log and f"Running stage 'evaluate@{TASK}'" in log, log
         assert "Running stage 'convert@" not in log and "Running stage 'download@" not in log, log
-    assert exps[0]["train.loss"] != exps[1]["train.loss"]
+    assert exps[0]["best_val_loss"] != exps[1]["best_val_loss"]

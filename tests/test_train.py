@@ -53,6 +53,39 @@ def test_same_seed_gives_identical_metrics(tmp_path, formats_dir):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_train_metrics_count_epochs_from_1_and_hold_the_chosen_epoch(tmp_path, formats_dir):
+    root = prepared_root(tmp_path, RAW, formats_dir)
+    train.main(parse_params(RAW), "electron_photon", Paths(root))
+    base = root / "metrics" / "electron_photon" / "train"
+    rows = [r.split("\t") for r in (base / "plots/metrics/val/roc_auc.tsv").read_text().splitlines()]
+    assert rows[0] == ["step", "roc_auc"] and [r[0] for r in rows[1:]] == ["1", "2"]
+    summary = json.loads((base / "metrics.json").read_text())
+    best = max(range(2), key=lambda i: float(rows[1 + i][1]))  # the epoch with the best validation AUC
+    assert summary["best_epoch"] == best + 1 and summary["best_val_roc_auc"] == float(rows[1 + best][1])
+    # the per-epoch values are plots, not metrics: `val.roc_auc` is evaluate's, of the best model only
+    assert "val" not in summary and "train" not in summary and summary["epochs_run"] == 2
+
+
+def test_a_failed_training_leaves_no_stray_output(tmp_path, formats_dir, monkeypatch):
+    root = prepared_root(tmp_path, RAW, formats_dir)
+    real = train.train_one_epoch
+    calls = []
+
+    def fail_in_epoch_2(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated failure in epoch 2")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(train, "train_one_epoch", fail_in_epoch_2)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train.main(parse_params(RAW), "electron_photon", Paths(root))
+    # no metrics.json holding `{}`, no half-written plots, no temporary directory: nothing for DVC to trip on
+    assert [p for p in (root / "metrics").rglob("*") if not p.is_dir()] == []
+    assert not (root / "metrics" / "electron_photon" / "train").exists()
+    assert not (root / "models" / "electron_photon").exists()
+
+
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_same_result(tmp_path, formats_dir):
     raw = json.loads(json.dumps(RAW))
@@ -90,8 +123,8 @@ def test_ddp_with_two_gloo_processes_records_metrics_once(tmp_path, formats_dir)
     assert proc.returncode == 0, text[-3000:]
     assert "relaunching" in text
     summary = json.loads((root / "metrics/electron_photon/train/metrics.json").read_text())
-    assert summary["step"] == 1  # two epochs logged once each: steps 0 and 1, not four rows
+    assert summary["epochs_run"] == summary["step"] == 2  # two epochs logged once each, not four rows
     loss_rows = (root / "metrics/electron_photon/train/plots/metrics/train/loss.tsv").read_text().splitlines()
-    assert len(loss_rows) == 1 + 2
+    assert len(loss_rows) == 1 + 2 and [r.split("\t")[0] for r in loss_rows[1:]] == ["1", "2"]
     assert all(float(r.split("\t")[-1]) == float(r.split("\t")[-1]) for r in loss_rows[1:])  # finite, not NaN
     assert (root / "models/electron_photon/model.pt").is_file()

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -111,10 +112,42 @@ def load_resume(path, fp: str, model, optimizer, scheduler) -> dict | None:
     return state
 
 
-def log_epoch(live, row: dict) -> None:
+def log_epoch(live, epoch: int, row: dict) -> None:
+    live.step = epoch + 1  # the plots' x axis counts epochs from 1, as the logs and best_epoch do
     for key, value in row.items():
         live.log_metric(key, value)
     live.next_step()
+
+
+def summarize(live, task: Task, best: dict, history: list[dict]) -> None:
+    """metrics.json of train: what the training chose, not the last epoch's values (those are the plots).
+    val metrics of the best model, under the same names as every other split's, come from evaluate."""
+    m = task.primary_metric
+    live.summary.clear()
+    live.summary.update({"best_epoch": best["epoch"] + 1, f"best_val_{m}": best["value"],
+                         "best_val_loss": history[best["epoch"]]["val/loss"], "epochs_run": len(history),
+                         "seconds_per_epoch": float(np.mean([r["epoch_seconds"] for r in history]))})
+    live.step = len(history)
+
+
+@contextlib.contextmanager
+def live_output(path, workdir, rank: int):
+    """DVCLive writing into `workdir`, moved to `path` only when training succeeds: a failed or killed run
+    leaves nothing in the outputs (DVC deleted the old ones before running it), so `dvc checkout` works."""
+    if rank != 0:
+        yield None
+        return
+    tmp = workdir / "live"
+    shutil.rmtree(tmp, ignore_errors=True)  # a killed run's; resuming replays the history from last.pt
+    try:
+        with open_live(tmp) as live:
+            yield live
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(tmp, path)
 
 
 def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, fp) -> dict:
@@ -126,8 +159,8 @@ def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, f
     resumed = load_resume(workdir / "last.pt", fp, model, optimizer, scheduler)
     if resumed:
         best, history = resumed["best"], resumed["history"]
-        for row in history if live is not None else []:  # DVC deleted the old DVCLive files: replay them
-            log_epoch(live, row)
+        for epoch, row in enumerate(history if live is not None else []):  # DVC deleted the old files: replay
+            log_epoch(live, epoch, row)
     for epoch in range(len(history), tp.epochs):
         train_b.set_epoch(epoch)
         t0 = time.perf_counter()
@@ -143,7 +176,7 @@ def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, f
             if live is not None:
                 save_checkpoint(workdir / "best.pt", model, spec, epoch=epoch, metrics={f"val_{m}": val[m]})
         if live is not None:
-            log_epoch(live, row)
+            log_epoch(live, epoch, row)
             print(f"{task.name} epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
                   f"val {m} {val[m]:.4f}  ({train_b.n / seconds:.0f} img/s)")
             save_checkpoint(workdir / "last.pt", model, spec, epoch=epoch, best=best, history=history,
@@ -151,7 +184,7 @@ def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, f
                             rng=torch.get_rng_state())
         if tp.patience and epoch - best["epoch"] >= tp.patience:
             break
-    return best
+    return best, history
 
 
 def main(params: Params, task_name: str, paths: Paths) -> None:
@@ -169,11 +202,11 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
     val_b = make_batches(data, split["val"], channels, 4 * tp.batch_size, device, False, 0, rt)
     # outside the DVC outputs, which `dvc repro` deletes before a rerun: this is what makes resume possible
     workdir = paths.root / ".cache" / "train" / task_name
-    with open_live(paths.train_metrics(task_name)) if rank == 0 else contextlib.nullcontext() as live:
-        best = fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec,
-                   fingerprint(tp, data, split))
+    with live_output(paths.train_metrics(task_name), workdir, rank) as live:
+        best, history = fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec,
+                            fingerprint(tp, data, split))
         if live is not None:
-            live.summary.update({"best_epoch": best["epoch"] + 1, f"best_val_{task.primary_metric}": best["value"]})
+            summarize(live, task, best, history)
             with atomic_path(paths.models(task_name), is_dir=True) as tmp:
                 os.replace(workdir / "best.pt", tmp / "model.pt")
                 # `e2e predict` applies exactly this to new raw files, never re-deriving it from params.yaml
