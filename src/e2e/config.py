@@ -1,7 +1,7 @@
-"""Read params.yaml once into frozen dataclasses, and name every path the stages use. No torch here."""
+"""Read params.yaml once into frozen dataclasses, checked (e2e.config_schema), and name every path the stages
+use. No torch here."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,32 +106,12 @@ class Params:
         return self.datasets[dataset].files if dataset in self.datasets else None
 
 
-def _build(cls, raw: Any, where: str):
-    """Build a dataclass from a mapping, refusing unknown keys so a typo in params.yaml is loud."""
-    raw = raw or {}
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise E2EError(f"params.yaml: unknown key(s) {unknown} in {where}; expected some of {sorted(names)}")
-    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    try:
-        return cls(**fixed)
-    except TypeError as exc:
-        raise E2EError(f"params.yaml: {where}: {exc}") from None
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """params.yaml's content as Params, every value checked by type and range (e2e.config_schema) before
+    any stage reads data; the first mistake is an E2EError of one line naming `source`, key and value."""
+    from .config_schema import check  # pydantic: imported only when params are read
 
-
-def parse_params(raw: dict) -> Params:
-    return Params(
-        data=_build(DataParams, raw.get("data"), "data"),
-        datasets={k: _build(DatasetParams, v, f"datasets.{k}") for k, v in (raw.get("datasets") or {}).items()},
-        download=_build(DownloadParams, raw.get("download"), "download"),
-        synthetic=dict(raw.get("synthetic") or {}),
-        convert={k: _build(ConvertParams, v, f"convert.{k}") for k, v in (raw.get("convert") or {}).items()},
-        split=_build(SplitParams, raw.get("split"), "split"),
-        runtime=_build(RuntimeParams, raw.get("runtime"), "runtime"),
-        train={k: _build(TrainParams, v, f"train.{k}") for k, v in (raw.get("train") or {}).items()},
-        evaluate=_build(EvaluateParams, raw.get("evaluate"), "evaluate"),
-    )
+    return check(raw, source)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -142,7 +122,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise E2EError(f"{path}: not found; run from the repository root") from None
     except yaml.YAMLError as exc:
         raise E2EError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_params(raw or {})
+    return parse_params(raw, str(path))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,20 @@
+"""The names params.yaml may use, for e2e.config_schema to check at load time, before any data is read.
+
+The registries themselves live above config (tasks, sources.registry) or import torch (optim, augment,
+models), so their names are repeated here; tests/test_params.py fails when the two disagree.
+Adding a model, optimizer, scheduler or augmentation means adding its name here too.
+"""
+from __future__ import annotations
+
+# task -> kind (e2e.tasks.TASKS); each task reads the dataset of the same name (e2e.sources.registry)
+TASK_KINDS = {"electron_photon": "classification", "quark_gluon": "classification", "jet_mass": "regression"}
+DATASETS = tuple(TASK_KINDS)
+MODELS = ("resnet15", "lenet5", "vgg12", "resnet18_mass", "mlp", "multikernel_cnn", "convnext_small", "vit_small",
+          "resnet18", "resnet34", "mobilenet_v3_small", "efficientnet_b0", "densenet121", "shufflenet_v2",
+          "squeezenet")  # e2e.models.MODELS
+OPTIMIZERS = ("adam", "adamw", "sgd")  # e2e.optim.OPTIMIZERS
+SCHEDULERS = ("none", "step", "cosine", "cosine_restarts", "onecycle")  # e2e.optim.SCHEDULERS
+AUGMENTATIONS = ("flip_eta", "flip_phi", "roll_phi")  # e2e.augment.AUGMENTATIONS
+DTYPES = ("float16", "float32", "float64")  # numpy storage dtypes of the converted values (no bfloat16 in numpy)
+NONFINITE = ("error", "zero")  # e2e.convert_file.preprocess
+DEVICES = ("auto", "cpu", "cuda")  # and cuda:<index> (e2e.engine.select_device)
