@@ -47,6 +47,9 @@ def main(params: Params, dataset: str, paths: Paths) -> None:
             partial_dir(paths, dataset).rmdir()
     else:
         _assemble(out, verify_local(spec, _local_dir(source, paths), paths))
+    files = sorted(out.iterdir())
+    print(f"{dataset} from {source}: {len(files)} file(s), {sum(f.stat().st_size for f in files) / 1e6:.1f} MB "
+          f"in {out}")
 
 
 def partial_dir(paths: Paths, dataset: str) -> Path:

@@ -5,8 +5,6 @@ views read the converted images by the `row` column).
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
@@ -123,4 +121,6 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
             test = df[df["split"] == "test"].reset_index(drop=True)
             log_plots(live, task, test, params.evaluate.roc_points)
             log_images(live, task, data, test, channels)
-    print(json.dumps({task_name: results["test"]}, indent=2))
+    test = results["test"]
+    shown = "  ".join(f"{k} {test[k]:.4g}" for k in metrics.HEADLINE if k in test)
+    print(f"evaluated {task_name} (best epoch {int(ckpt['epoch']) + 1}), test: {shown}  n {test['n']}")

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# the test metrics that the stage logs and `e2e summary` show, where a task has them
+HEADLINE = ("roc_auc", "accuracy", "oracle_auc", "mae", "mae_of_training_mean", "mean_relative_error", "resolution")
+
 
 def roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fpr, tpr, thresholds) at every distinct score, highest threshold first."""

@@ -4,9 +4,8 @@ from __future__ import annotations
 import json
 
 from .config import Paths
+from .metrics import HEADLINE
 from .tasks import TASKS
-
-HEADLINE = ("roc_auc", "accuracy", "oracle_auc", "mae", "mae_of_training_mean", "mean_relative_error", "resolution")
 
 
 def main(paths: Paths) -> None:

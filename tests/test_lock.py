@@ -1,0 +1,189 @@
+"""The DVC contract: dvc.lock matches the committed code and params, each stage's deps cover every module
+it imports, hardware knobs invalidate nothing, and the data stages give the lock's md5s on any x86-64 CPU.
+
+`dvc status` is run on a copy of dvc.yaml, dvc.lock, params.yaml and src/ (no outputs, no git): the
+outputs then read "not in cache" when their md5 matches the lock and "modified" when it does not, and a
+code or param change shows as a changed dep.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+NAMES = ("electron_photon", "quark_gluon", "jet_mass")
+# `python -m e2e <stage>` goes through these: argument parsing and dispatch only, nothing that reaches a
+# stage's outputs; as deps they would rerun all 15 stages for every new subcommand
+DISPATCH = {"e2e", "e2e.__main__", "e2e.cli"}
+# numpy >= 2.4 names the groups X86_V3/X86_V4, older releases the single features: disable both, so numpy
+# dispatches its SSE kernels (as on a machine without AVX2 or AVX-512)
+NO_AVX = "X86_V3 X86_V4 AVX2 FMA3 AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
+HARDWARE_KNOBS = {"runtime.device": "cpu", "runtime.threads": 1, "runtime.resident_max_gb": 1.0,
+                  "runtime.nproc": 2, "runtime.convert_workers": 3}
+NUMERIC_KNOBS = {"runtime.amp": ("train", "evaluate"), "runtime.channels_last": ("train", "evaluate"),
+                 "runtime.compile": ("train",)}
+
+
+def module_path(name: str) -> Path | None:
+    base = SRC.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def imported(name: str) -> set[str]:
+    """The e2e modules that module `name` imports anywhere in its body (lazy imports in functions too)."""
+    path = module_path(name)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}  # `from . import metrics` names modules
+    modules = {m for m in found if m.split(".")[0] == "e2e" and module_path(m)}
+    # importing a.b.c runs the __init__ of a.b too
+    return modules | {".".join(m.split(".")[:i]) for m in modules for i in range(1, m.count(".") + 1)}
+
+
+def closure(root: str) -> set[str]:
+    seen, todo = set(), [root]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(imported(name) - seen)
+    return seen - DISPATCH
+
+
+def stages() -> dict[str, dict]:
+    """dvc.yaml's stages, the foreach expanded: {"train@quark_gluon": {"cmd": ..., "deps": [...], ...}}."""
+    out = {}
+    for stage, spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
+        for item in spec["foreach"]:
+            text = json.dumps(spec["do"]).replace("${item}", item)
+            out[f"{stage}@{item}"] = json.loads(text)
+    return out
+
+
+def covered(path: Path, deps: list[str]) -> bool:
+    rel = path.relative_to(ROOT)
+    return any(rel == Path(d) or Path(d) in rel.parents for d in deps)
+
+
+@pytest.mark.parametrize("stage", list(stages()))
+def test_deps_cover_every_module_the_stage_imports(stage):
+    spec = stages()[stage]
+    name = re.fullmatch(r"python -m e2e (\w+) \w+", spec["cmd"]).group(1)
+    modules = closure(f"e2e.{name}")
+    missing = sorted(str(module_path(m).relative_to(ROOT)) for m in modules if not covered(module_path(m), spec["deps"]))
+    assert not missing, f"{stage}: dvc.yaml deps miss imported modules {missing}"
+    code_deps = [d for d in spec["deps"] if d.startswith("src/")]
+    unused = [d for d in code_deps if not any(covered(module_path(m), [d]) for m in modules)]
+    assert not unused, f"{stage}: dvc.yaml deps list modules the stage never imports {unused}"
+
+
+def test_the_closure_follows_lazy_and_relative_imports():
+    evaluate = closure("e2e.evaluate")
+    assert {"e2e.metrics", "e2e.models", "e2e.models.resnet", "e2e.config", "e2e.errors"} <= evaluate
+    assert "e2e.cli" not in evaluate and "e2e.download" not in evaluate
+    assert "e2e.sources.synthetic.parquet_io" in closure("e2e.download")
+
+
+def dvc_status(repo: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout or "{}")
+
+
+def changed_deps(status: dict) -> dict[str, dict]:
+    """{stage: {dep: change}} for code and params deps; the absent data outputs of other stages are ignored."""
+    out = {}
+    for stage, entries in status.items():
+        for entry in entries:
+            deps = {k: v for k, v in entry.get("changed deps", {}).items() if not k.startswith(("data/", "models/"))}
+            if deps:
+                out[stage] = deps
+    return out
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """dvc.yaml, dvc.lock, params.yaml and src/ of this checkout in a DVC project without git or outputs."""
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(SRC, tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    return tmp_path
+
+
+def edit_params(repo: Path, **dotted) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for key, value in dotted.items():
+        *parents, last = key.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_the_committed_lock_matches_the_code_and_params(project):
+    """A clone that pulls the outputs must find every stage up to date (`dvc status` clean)."""
+    assert changed_deps(dvc_status(project)) == {}, "dvc.lock is older than the code: run `dvc repro`, commit it"
+
+
+def stale_after(project: Path, **dotted) -> dict[str, dict]:
+    """The deps that changing `dotted` params makes stale, beyond what was stale before (so these tests
+    stay independent of whether the lock is up to date)."""
+    before = changed_deps(dvc_status(project))
+    edit_params(project, **dotted)
+    after = changed_deps(dvc_status(project))
+    return {stage: {k: v for k, v in deps.items() if before.get(stage, {}).get(k) != v}
+            for stage, deps in after.items() if deps != before.get(stage)}
+
+
+def test_hardware_knobs_invalidate_no_stage(project):
+    assert stale_after(project, **HARDWARE_KNOBS) == {}
+
+
+@pytest.mark.parametrize("knob", list(NUMERIC_KNOBS))
+def test_knobs_that_change_numerics_rerun_train_and_evaluate(project, knob):
+    current = yaml.safe_load((project / "params.yaml").read_text())["runtime"][knob.split(".")[1]]
+    stale = stale_after(project, **{knob: not current})
+    expected = {f"{stage}@{n}" for stage in NUMERIC_KNOBS[knob] for n in NAMES}
+    assert set(stale) == expected and all(knob in deps["params.yaml"] for deps in stale.values())
+
+
+@pytest.mark.slow
+def test_data_stages_give_the_locked_md5s_without_avx(project):
+    """download (synthetic), convert and split at full default size, with numpy's AVX2/AVX-512 kernels
+    disabled, produce exactly the md5s in the committed dvc.lock (made on an AVX-512 machine)."""
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": NO_AVX}
+    for name in NAMES:
+        for stage in ("download", "convert", "split"):
+            subprocess.run([sys.executable, "-m", "e2e", stage, name], cwd=project, env=env, check=True,
+                           capture_output=True, timeout=600)
+    status = dvc_status(project)
+    for name in NAMES:
+        for stage in ("download", "convert", "split"):
+            outs = [e.get("changed outs", {}) for e in status.get(f"{stage}@{name}", [])]
+            # "not in cache": the md5 equals the lock's, only DVC's cache (empty here) lacks it
+            assert all(v == "not in cache" for o in outs for v in o.values()), f"{stage}@{name}: {outs}"
