@@ -4,7 +4,7 @@ Holds `dvc metrics diff --md`, `dvc params diff --md` and the key plots of `dvc 
 and workspace overlaid, the same Vega-Lite specs the browser page shows) rendered to PNG offline
 by vl-convert, which embeds its own JavaScript engine: no browser, no network.
 
-    python scripts/review.py main               # -> review/report.md, review/plots/*.png
+    python scripts/review.py main               # -> review/report.md, review/plots/*.png (and *.vl.json)
     python scripts/review.py HEAD~1 --out /tmp/r
 """
 from __future__ import annotations
@@ -69,6 +69,8 @@ def render_plots(base: str, out: Path) -> list[tuple[str, str]]:
             png = vl_convert.vegalite_to_png(spec, vl_version=VEGA_LITE, scale=1.5, allowed_base_urls=[])
             path = plots_dir / f"{slug(plot_id)}.png"
             path.write_bytes(png)
+            # the spec beside the picture: its data says which revisions the plot holds; opens in any Vega editor
+            path.with_suffix(".vl.json").write_text(json.dumps(spec), encoding="utf-8")
             title = spec.get("title", {}).get("text") if isinstance(spec.get("title"), dict) else None
             rendered.append((title or plot_id, path.relative_to(out).as_posix()))
     return rendered
