@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 BASE   ?= main
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install repro test test-fast full push pull plots clean-venv browser review plots-html
+.PHONY: install repro test test-fast full push pull plots clean-venv browser review plots-html compare
 
 install: $(STAMP)
 
@@ -53,6 +53,14 @@ pull: $(STAMP)
 
 plots: $(STAMP)
 	dvc plots show
+
+# `dvc exp show` cut to one screen: the params that differ between the experiments shown and each changed
+# task's headline test metric (ROC-AUC or MAE); the other metrics, the data/model hashes and the queue's
+# executor dropped. DVC matches --drop from the start of a column name, which is `key`, or `file:key` when
+# several metrics files have that key. `dvc exp show` alone shows everything.
+COMPARE_DROP := (.*:)?(val\.|test\.(?!(roc_auc|mae)$$)|best_|epochs_run$$|seconds_per_epoch$$|step$$)|data/|models/|Executor$$
+compare: $(STAMP)
+	dvc exp show --only-changed --md --drop '$(COMPARE_DROP)' $(ARGS)
 
 # metrics and params diffs and the key plots (PNG, rendered offline) of the workspace vs $(BASE)
 review: $(STAMP)

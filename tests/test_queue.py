@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
+
 import pytest
 
-from pipeline_repo import clone, run
+from pipeline_repo import ROOT, clone, run
 from pipeline_repo import golden_repo as build_golden
 
 pytestmark = pytest.mark.slow
@@ -59,3 +61,12 @@ def test_queued_sweep_runs_both_settings_and_exp_show_lists_their_metrics(repo):
         assert f"Running stage 'train@{TASK}'" in log and f"Running stage 'evaluate@{TASK}'" in log, log
         assert "Running stage 'convert@" not in log and "Running stage 'download@" not in log, log
     assert exps[0]["best_val_loss"] != exps[1]["best_val_loss"]
+
+    # the README's comparison (`make compare`): what changed and what it did, one screen wide
+    shutil.copy(ROOT / "Makefile", repo / "Makefile")
+    table = run(["make", "-s", "-o", ".venv/.installed", "compare"], repo)
+    lines = [line for line in table.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    shown = [c.rpartition(":")[2] for c in header if c not in ("Experiment", "Created", "State")]
+    assert shown == ["test.roc_auc", lr], table
+    assert len(lines) == 2 + 2 + 2 and max(map(len, lines)) <= 160, table  # header, workspace, baseline, 2 exps
