@@ -19,6 +19,7 @@ from pathlib import Path
 
 # the plots a reviewer looks at first; the full set is in `dvc plots diff` (dvc_plots/index.html)
 KEY_PLOTS = (
+    "train/plots/metrics/train/val/loss",  # train and validation loss, one plot
     "train/plots/metrics/val/",
     "eval/plots/custom/roc.json",
     "eval/plots/custom/rejection.json",

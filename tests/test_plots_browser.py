@@ -65,7 +65,7 @@ def fake_results(root: Path, seed: int) -> None:
             evaluate.log_images(live, task, data, test, list(range(channels)))
         with open_live(root / "metrics" / name / "train") as live:
             for _ in range(3):
-                for key in ("train/loss", "val/loss", f"val/{task.primary_metric}"):
+                for key in ("train/loss", "val/loss", f"val/{task.primary_metric}", "lr", "epoch_seconds"):
                     live.log_metric(key, float(rng.uniform(0.2, 1.0)))
                 live.next_step()
 

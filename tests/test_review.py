@@ -44,7 +44,7 @@ def test_make_review_writes_a_report_with_diffs_and_offline_plots(repo):
     names = {Path(link).stem for link in links}
     for expected in ("electron_photon_eval_plots_custom_roc", "quark_gluon_eval_plots_custom_rejection",
                      "jet_mass_eval_plots_custom_resolution_vs_true_mass", "jet_mass_eval_plots_custom_pred_vs_true",
-                     "electron_photon_train_plots_metrics_val_loss"):
+                     "electron_photon_train_plots_metrics_train_val_loss"):
         assert expected in names
     for link in links:  # relative to the report, so the folder can be attached as it is
         assert (repo / "review" / link).read_bytes()[:8] == PNG

@@ -13,6 +13,23 @@ from matplotlib.figure import Figure
 
 MAX_MEAN_EVENTS = 20000  # per group: far more than a mean image needs to be smooth
 EXAMPLES_PER_GROUP = 3
+# What a pixel of each channel holds (colour-bar labels), as the dataset notes and the generator in
+# src/e2e/sources/synthetic describe the files; a channel not listed is labelled by its name.
+CHANNEL_UNITS = {
+    "energy": "ECAL energy [crop units, 1 ~ 50 GeV]",
+    "time": "ECAL time [as stored]",
+    "track_pt": "track pT [GeV]",
+    "track_dz": "track dZ [mm]",
+    "track_d0": "track d0 [mm]",
+    "ecal": "ECAL energy [GeV]",
+    "hcal": "HCAL energy [GeV] (tower / 25 per crystal)",
+    "pix1": "pixel layer 1 charge [MIP]",
+    "pix2": "pixel layer 2 charge [MIP]",
+    "pix3": "pixel layer 3 charge [MIP]",
+}
+ETA_LABEL = r"$i\eta$ (crystal row)"
+PHI_LABEL = r"$i\phi$ (crystal column)"
+PIXEL = r"one pixel = one ECAL crystal, 0.0174 x 0.0174 in $\eta$ x $\phi$"
 
 
 def groups(test: pd.DataFrame, names: tuple[str, str] | None) -> dict[str, np.ndarray]:
@@ -39,25 +56,50 @@ def _norm(values: np.ndarray) -> SymLogNorm:
     return SymLogNorm(linthresh=top * 1e-2, vmin=bottom, vmax=top)
 
 
-def _grid(n_rows: int, n_cols: int) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(2.4 * n_cols + 0.6, 2.2 * n_rows + 0.4), dpi=80, layout="constrained")
-    axes = np.asarray(fig.subplots(n_rows, n_cols, squeeze=False))
+def channel_label(channel: str) -> str:
+    return CHANNEL_UNITS.get(channel, f"{channel} per pixel")
+
+
+def _grid(n_rows: int, n_cols: int, size: tuple[int, int], row_labels: list[str] | None = None
+          ) -> tuple[Figure, np.ndarray]:
+    """Panels on the detector's axes: rows are eta, columns phi, one pixel per ECAL crystal (0.0174 x 0.0174);
+    tick labels and axis titles on the outer panels only, `row_labels` above the eta title of each row."""
+    fig = Figure(figsize=(2.6 * n_cols + 0.8, 2.3 * n_rows + 0.6), dpi=80, layout="constrained")
+    axes = np.asarray(fig.subplots(n_rows, n_cols, squeeze=False, sharex=True, sharey=True))
+    height, width = size
     for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set_xticks([0, width // 2, width - 1])
+        ax.set_yticks([0, height // 2, height - 1])
+        ax.tick_params(labelsize=7, length=2)
+    for ax in axes[-1]:
+        ax.set_xlabel(PHI_LABEL, fontsize=8)
+    for r, ax in enumerate(axes[:, 0]):
+        ax.set_ylabel(f"{row_labels[r]}\n{ETA_LABEL}" if row_labels else ETA_LABEL, fontsize=8)
+    for ax in axes.flat:
+        ax.label_outer()
     return fig, axes
+
+
+def _show(ax, image: np.ndarray, norm):
+    # origin lower: eta grows upwards, as on any other plot's y axis; signed channels (time, dZ, d0) get a
+    # diverging map, so that zero (no hit) is white rather than the middle of viridis
+    cmap = "RdBu_r" if norm.vmin < 0 else "viridis"
+    return ax.imshow(image, cmap=cmap, norm=norm, origin="lower", interpolation="nearest")
 
 
 def mean_figure(images, channels: list[int], grouped: dict[str, np.ndarray], channel_names: list[str]) -> Figure:
     means = {name: mean_image(images, channels, rows) for name, rows in grouped.items() if len(rows)}
-    fig, axes = _grid(len(means), len(channel_names))
+    counts = {name: min(len(rows), MAX_MEAN_EVENTS) for name, rows in grouped.items() if len(rows)}
+    fig, axes = _grid(len(means), len(channel_names), next(iter(means.values())).shape[1:])
     for c, channel in enumerate(channel_names):
         norm = _norm(np.stack([m[c] for m in means.values()]))  # one scale per channel: classes compare
         for r, (name, m) in enumerate(means.items()):
-            im = axes[r, c].imshow(m[c], cmap="viridis", norm=norm)
-            axes[r, c].set_title(f"{name}: {channel}", fontsize=9)
-        fig.colorbar(im, ax=axes[:, c], shrink=0.6)
-    fig.suptitle("mean image per class and channel", fontsize=10)
+            im = _show(axes[r, c], m[c], norm)
+            axes[r, c].set_title(f"{name} ({counts[name]} events): {channel}", fontsize=8)
+        bar = fig.colorbar(im, ax=axes[:, c], shrink=0.6)
+        bar.set_label(f"mean {channel_label(channel)}", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    fig.suptitle(f"mean test image per class and channel\n({PIXEL})", fontsize=10)
     return fig
 
 
@@ -65,14 +107,23 @@ def examples_figure(images, channels: list[int], grouped: dict[str, np.ndarray],
                     channel_names: list[str], classification: bool) -> Figure:
     picked = [(name, int(row)) for name, rows in grouped.items() for row in rows[:EXAMPLES_PER_GROUP]]
     by_row = test.set_index("row")
-    fig, axes = _grid(len(picked), len(channel_names))
-    for r, (name, row) in enumerate(picked):
-        event = images[row][channels]
+    events = np.stack([images[row][channels] for _, row in picked])
+    # the score is the probability of class 1, the second group of a classification
+    score = f"P({list(grouped)[1]})" if classification and len(grouped) == 2 else "score"
+    labels = []
+    for name, row in picked:
         truth, pred = by_row.at[row, "truth"], by_row.at[row, "prediction"]
-        shown = f"score {pred:.2f}" if classification else f"true {truth:.0f}, predicted {pred:.0f} GeV"
-        for c, channel in enumerate(channel_names):
-            axes[r, c].imshow(event[c], cmap="viridis", norm=_norm(event[c]))
-            axes[r, c].set_title(f"{shown}: {channel}" if c == 0 else channel, fontsize=8)
-        axes[r, 0].set_ylabel(name, fontsize=8)
-    fig.suptitle("example events", fontsize=10)
+        labels.append(f"{name}: {score} = {pred:.2f}" if classification
+                      else f"{name}\ntrue {truth:.0f}, predicted {pred:.0f} GeV")
+    fig, axes = _grid(len(picked), len(channel_names), events.shape[2:], labels)
+    for c, channel in enumerate(channel_names):
+        norm = _norm(events[:, c])  # one scale per channel: the events compare
+        for r in range(len(picked)):
+            im = _show(axes[r, c], events[r, c], norm)
+            axes[r, c].set_title(channel, fontsize=8)
+        bar = fig.colorbar(im, ax=axes[:, c], shrink=0.5, aspect=40)
+        bar.set_label(channel_label(channel), fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    fig.suptitle(f"example test events: true {'class' if classification else 'mass range'} and prediction "
+                 f"left of each row\n({PIXEL})", fontsize=10)
     return fig

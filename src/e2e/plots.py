@@ -2,6 +2,9 @@
 
 Each plot is a small table on fixed, prediction-independent axes and bins, so `dvc plots diff`
 overlays experiments point for point. Rendering is DVC's job (templates in dvc.yaml and .dvc/plots/).
+Histograms are densities at the bin centres, drawn as steps by .dvc/plots/step_histogram.json, which
+gives every series (each class of the score distribution) its own colour and every revision its own
+dash; DVC's simple template colours by revision only, so the classes of one revision would share one.
 """
 from __future__ import annotations
 
@@ -83,7 +86,7 @@ def score_distribution(y, s, names: tuple[str, str]) -> Plot:
     for k, name in enumerate(names):
         sel = s[y == k]
         rows[name] = np.histogram(sel, SCORE_BINS, density=True)[0] if len(sel) else 0.0
-    return Plot("score_distribution", rows, "score", list(names), "simple", "score per true class, density")
+    return Plot("score_distribution", rows, "score", list(names), "step_histogram", "score per true class, density")
 
 
 def calibration(y, s) -> Plot:
@@ -123,7 +126,7 @@ def residuals(t: np.ndarray, p: np.ndarray) -> Plot:
     density = np.histogram(r, RELATIVE_RESIDUAL_BINS, density=True)[0]
     centres = (RELATIVE_RESIDUAL_BINS[:-1] + RELATIVE_RESIDUAL_BINS[1:]) / 2
     rows = pd.DataFrame({"relative_residual": centres, "density": density})
-    return Plot("residuals", rows, "relative_residual", "density", "simple",
+    return Plot("residuals", rows, "relative_residual", "density", "step_histogram",
                 "(predicted - true) / true, density; overflow in the end bins")
 
 
