@@ -13,12 +13,32 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import processes
 from real_layout import write_formats
 
 from e2e.sources.registry import DATASETS
+
+def pytest_sessionstart(session):
+    # every process a test starts inherits this mark (pipeline_repo.env copies os.environ); a pytest run
+    # by a test (test_fresh_clone) gets a mark of its own for its own check
+    os.environ[processes.MARK] = f"{os.getpid()}-{time.time_ns()}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No test may leave a process behind, pass or fail: any still alive is killed and fails the run."""
+    left = processes.marked(os.environ[processes.MARK])
+    if left:
+        processes.kill(left)
+        print(f"\nerror: {len(left)} process(es) started by tests outlived them (killed now):", file=sys.stderr)
+        for pid, cmd in left.items():
+            print(f"  {pid} {cmd[:200]}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 SHARED_FORMATS = Path(os.environ.get("E2E_FORMATS") or Path(__file__).resolve().parents[2] / "shared" / "formats")
 SOURCES = ("own", "shared")

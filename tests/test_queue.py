@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
 
+import processes
 import pytest
 
 from pipeline_repo import ROOT, clone, run
@@ -25,7 +27,10 @@ def repo(tmp_path_factory):
     repo = clone(golden, golden.parent / "sweep")
     run(["dvc", "pull"], repo)
     yield repo
-    run(["dvc", "queue", "stop", "--kill"], repo, check=False)  # no worker outlives the test
+    # no worker outlives the test, pass, fail or timeout: `dvc queue stop --kill` does not always end the
+    # daemonised `dvc exp queue-worker` and the `dvc exp run` it serves, so kill whatever runs in the repo
+    run(["dvc", "queue", "stop", "--kill"], repo, check=False, timeout=60)
+    processes.kill(processes.under(repo.parent, os.environ[processes.MARK]))
 
 
 def exp_rows(repo) -> list[dict]:
