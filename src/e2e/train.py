@@ -150,7 +150,7 @@ def live_output(path, workdir, rank: int):
     shutil.move(tmp, path)
 
 
-def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, fp) -> dict:
+def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, fp) -> tuple[dict, list[dict]]:
     optimizer = make_optimizer(model, tp)
     scheduler = make_scheduler(optimizer, tp, len(train_b))
     train_loss_fn, loss_fn = make_loss(task.loss, tp.label_smoothing), make_loss(task.loss)
