@@ -31,7 +31,8 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish(session, exitstatus):
     """No test may leave a process behind, pass or fail: any still alive is killed and fails the run."""
-    left = processes.marked(os.environ[processes.MARK])
+    left = {pid: cmd for pid, cmd in processes.marked(os.environ[processes.MARK]).items()
+            if not processes.ends_with_us(pid, cmd)}
     if left:
         processes.kill(left)
         print(f"\nerror: {len(left)} process(es) started by tests outlived them (killed now):", file=sys.stderr)

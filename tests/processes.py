@@ -36,6 +36,16 @@ def marked(mark: str) -> dict[int, str]:
     return found
 
 
+def ends_with_us(pid: int, cmd: str) -> bool:
+    """multiprocessing's resource tracker, started by a spawn-based pool run in this process (convert's
+    workers): it serves this process and exits with it, so it is no leftover."""
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return False
+    return ppid == os.getpid() and "multiprocessing.resource_tracker" in cmd
+
+
 def kill(pids) -> None:
     for pid in pids:
         try:

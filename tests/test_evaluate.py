@@ -62,6 +62,37 @@ def test_auc_interval_covers_the_true_auc_about_95_percent_of_the_time():
     assert hits >= 52  # 95 % of 60 is 57; binomial spread about 2
 
 
+def delong_se(y: np.ndarray, s: np.ndarray) -> float:
+    """DeLong's standard error of the AUC (ties counted one half): the spread the bootstrap estimates."""
+    pos, neg = np.sort(s[y == 1]), np.sort(s[y == 0])
+    below = (np.searchsorted(neg, pos, "left") + np.searchsorted(neg, pos, "right")) / 2 / len(neg)
+    above = 1 - (np.searchsorted(pos, neg, "left") + np.searchsorted(pos, neg, "right")) / 2 / len(pos)
+    return float(np.sqrt(below.var() / len(pos) + above.var() / len(neg)))
+
+
+def test_reported_intervals_are_95_percent_wide():
+    """Guards against: the bootstrap's confidence level lowered from 95 % to 90 % (in
+    metrics.bootstrap_interval or where evaluate asks for it), which the coverage test above accepts.
+    For 2000 events per split the bootstrap distributions are normal to a good approximation: the MAE's
+    with sd std(|pred - true|)/sqrt(n), the AUC's with DeLong's sd. A 95 % interval is then 2 x 1.96 sd
+    wide and a 90 % one 2 x 1.645 sd; with 1000 resamples the measured half-widths scatter by about
+    0.06 sd around those values, so 1.80-2.15 sd per interval (1.88-2.04 on average) takes the first
+    and refuses the second."""
+    half_widths = []
+    df = classified(4000)
+    out = evaluate.summarise(get_task("quark_gluon"), df, 0.5, EvaluateParams())
+    for part, frame in df.groupby("split"):
+        y, s = frame["truth"].to_numpy(), frame["prediction"].to_numpy()
+        half_widths.append((out[part]["roc_auc_ci_hi"] - out[part]["roc_auc_ci_lo"]) / 2 / delong_se(y, s))
+    df = regressed(4000)
+    out = evaluate.summarise(get_task("jet_mass"), df, float(df["truth"].mean()), EvaluateParams())
+    for part, frame in df.groupby("split"):
+        err = np.abs(frame["prediction"] - frame["truth"]).to_numpy()
+        half_widths.append((out[part]["mae_ci_hi"] - out[part]["mae_ci_lo"]) / 2 / (err.std() / math.sqrt(len(err))))
+    assert all(1.80 < z < 2.15 for z in half_widths), half_widths
+    assert 1.88 < np.mean(half_widths) < 2.04, half_widths
+
+
 def test_intervals_are_deterministic_and_shrink_with_more_events():
     y, s = scored(400)
     assert metrics.roc_auc_interval(y, s) == metrics.roc_auc_interval(y, s)
@@ -181,6 +212,24 @@ def test_regression_summary_bins_share_keys_across_splits_and_are_json_safe():
     json.dumps(out, allow_nan=False)
 
 
+def test_binned_resolution_reports_only_bins_of_at_least_10_events():
+    """Guards against: the minimum count per bin of the binned resolution lowered from 10 (to 1, say), so
+    that resolution_by_mass shows a "resolution" made of a handful of jets. Bins of 5 and 9 events must
+    be left out, bins of exactly 10 and of 40 kept, with the resolution of their own events."""
+    rng = np.random.default_rng(0)
+    counts = {(100, 150): 5, (150, 200): 10, (200, 250): 9, (250, 300): 40}
+    edges = np.array([100.0, 150, 200, 250, 300])
+    t = np.concatenate([rng.uniform(lo, hi, n) for (lo, hi), n in counts.items()])
+    p = t * (1 + rng.normal(0, 0.1, len(t)))
+    df = pd.DataFrame({"split": "test", "row": np.arange(len(t)), "truth": t, "prediction": p})
+    out = evaluate.regression_metrics(df, 250.0, {"truth": edges}, n_boot=10)
+    assert set(out["resolution_by_mass"]) == {"150-200", "250-300"}, out["resolution_by_mass"]
+    for (lo, hi) in ((150, 200), (250, 300)):
+        sel = (t >= lo) & (t < hi)
+        assert out["resolution_by_mass"][f"{lo}-{hi}"] == pytest.approx(metrics.resolution(t[sel], p[sel]))
+    assert [b["n"] for b in metrics.binned(metrics.resolution, t, p, t, edges)] == [10, 40]
+
+
 def test_infinite_rejection_becomes_null():
     df = classified()
     df["prediction"] = df["truth"]  # perfect separation: no background passes at 50 % efficiency
@@ -244,3 +293,54 @@ def test_stage_writes_predictions_metrics_plots_and_images(raw_root):
     assert custom == {"roc", "rejection", "precision_recall", "confusion", "score_distribution", "calibration"}
     for image in ("mean_per_class.png", "examples.png"):
         assert (out / "plots" / "images" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """evaluate.main applies no runtime.threads: on a busy 2-core machine torch's spinning threads make
+    a tiny ResNet 200x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
+def test_every_prediction_sits_on_the_line_of_its_row_truth_and_observers(raw_root, formats_dir, one_torch_thread):
+    """Guards against: the evaluation batches shuffled (make_batches(shuffle=True) in evaluate), or any
+    reordering that makes `row`, `truth` and the observers stop lining up with the prediction on the same
+    line of predictions.parquet. Each line's truth must be the converted target of its row, and its
+    prediction what the checkpoint gives for that row's image alone."""
+    import torch
+    from test_predict import make_model_dir
+
+    from e2e.config import Paths, parse_params
+    from e2e.data import Converted
+    from e2e.modelio import load_checkpoint
+
+    task = "electron_photon"
+    model_path, _ = make_model_dir(raw_root, task, raw_root / "models" / task)
+    data = Converted(raw_root / "data" / "converted" / task)
+    order = np.random.default_rng(1).permutation(len(data.target))
+    parts = dict(zip(("train", "val", "test"), (np.sort(i) for i in np.split(order, [100, 150]))))
+    splits = raw_root / "data" / "splits" / task
+    splits.mkdir(parents=True)
+    for part, idx in parts.items():
+        np.save(splits / f"{part}.npy", idx)
+    evaluate.main(parse_params({"runtime": {"device": "cpu"}, "evaluate": {"batch_size": 16}}), task, Paths(raw_root))
+    df = pd.read_parquet(raw_root / "metrics" / task / "eval" / "predictions.parquet")
+    for part in ("val", "test"):
+        assert sorted(df.loc[df["split"] == part, "row"]) == parts[part].tolist()
+    rows = df["row"].to_numpy()
+    np.testing.assert_array_equal(df["truth"].to_numpy(), data.target[rows])
+    for name, values in {**data.observers, **{f"truth_{k}": v for k, v in data.truth.items()}}.items():
+        np.testing.assert_array_equal(df[name].to_numpy(), values[rows])
+    model, ckpt = load_checkpoint(model_path)
+    channels = data.channels(ckpt["spec"].get("channels"))
+    lines = df.iloc[[0, 5, 17, 40, 51, 66, 83, len(df) - 1]]  # both splits, several batches of 16
+    with torch.no_grad():
+        alone = [float(model.decode(model(torch.from_numpy(data.images[[r]][:, channels])))) for r in lines["row"]]
+    np.testing.assert_allclose(lines["prediction"].to_numpy(), alone, rtol=0, atol=1e-6)
+    assert np.ptp(df["prediction"]) > 1e-3  # predictions differ from event to event: a swap would show

@@ -24,6 +24,8 @@ from pipeline_repo import (assert_objects_intact, cache_dir, commit, failing, ki
 
 pytestmark = pytest.mark.slow
 EG, QG = "electron_photon", "quark_gluon"
+# the download's faults are not about the file layouts: the project's own files only ([shared] would repeat them)
+OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
 
 
 def assert_cache_is_exactly_the_lock(repo: Path) -> None:
@@ -55,6 +57,7 @@ def assert_reference_files(repo: Path, formats_dir: Path) -> None:
         assert (raw / f.name).read_bytes() == (formats_dir / EG / f.name).read_bytes()
 
 
+@OWN
 def test_download_killed_midway_resumes_and_caches_only_the_verified_files(tmp_path, egamma_server, formats_dir):
     first = DATASETS[EG].files[0]
     url_path = f"/{first.share}/{first.name}"
@@ -225,6 +228,7 @@ def test_full_disk_during_conversion_and_push_leaves_cache_and_workspace_consist
     assert "Traceback" not in convert_out and "no space left on device" in convert_out, convert_out[-2000:]
 
 
+@OWN
 def test_full_disk_during_download_fails_clearly_and_resumes_once_space_is_freed(small_fs, egamma_server,
                                                                                  formats_dir):
     repo = make_repo(small_fs / "repo", cernbox_params(egamma_server.url))

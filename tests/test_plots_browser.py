@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -62,12 +63,32 @@ def fake_results(root: Path, seed: int) -> None:
         with open_live(root / "metrics" / name / "eval") as live:
             live.summary.update(evaluate.summarise(task, df, 250.0, EvaluateParams()))
             evaluate.log_plots(live, task, test, 200)
-            evaluate.log_images(live, task, data, test, list(range(channels)))
+            log_images_once(live, root / "metrics" / name / "eval", task, data, test, channels)
         with open_live(root / "metrics" / name / "train") as live:
             for _ in range(3):
                 for key in ("train/loss", "val/loss", f"val/{task.primary_metric}", "lr", "epoch_seconds"):
                     live.log_metric(key, float(rng.uniform(0.2, 1.0)))
                 live.next_step()
+
+
+_IMAGES: dict[str, Path] = {}  # task -> a directory holding the PNGs evaluate drew for it once
+
+
+def log_images_once(live, out: Path, task, data, test, channels: int) -> None:
+    """evaluate's image views, drawn once per task and session (drawing them costs seconds a figure,
+    and they are the same kind of picture in every fake revision), then logged from the copy."""
+    from e2e import evaluate
+
+    if task.name not in _IMAGES:
+        evaluate.log_images(live, task, data, test, list(range(channels)))
+        live.sync()
+        keep = Path(tempfile.mkdtemp(prefix=f"e2e-images-{task.name}-"))
+        for png in (out / "plots" / "images").glob("*.png"):
+            shutil.copy(png, keep / png.name)
+        _IMAGES[task.name] = keep
+        return
+    for png in sorted(_IMAGES[task.name].glob("*.png")):
+        live.log_image(png.name, png)
 
 
 def make_results_repo(root: Path) -> Path:

@@ -1,6 +1,7 @@
 """`make review BASE=...`: review/report.md with metrics and params diffs and the key plots as PNG."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -33,9 +34,16 @@ def make(repo: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def test_make_review_writes_a_report_with_diffs_and_offline_plots(repo):
+@pytest.fixture(scope="module")
+def reviewed(repo) -> Path:
+    """The repo after one `make review BASE=HEAD` (committed results at HEAD, other ones in the workspace)."""
     proc = make(repo, "review", "BASE=HEAD")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return repo
+
+
+def test_make_review_writes_a_report_with_diffs_and_offline_plots(reviewed):
+    repo = reviewed
     report = (repo / "review" / "report.md").read_text()
     assert report.startswith("# Review: workspace vs `HEAD`")
     assert "| Path" in report and "test.roc_auc_ci_lo" in report and "test.resolution_by_mass." in report
@@ -48,6 +56,32 @@ def test_make_review_writes_a_report_with_diffs_and_offline_plots(repo):
         assert expected in names
     for link in links:  # relative to the report, so the folder can be attached as it is
         assert (repo / "review" / link).read_bytes()[:8] == PNG
+
+
+def data_rows(spec) -> list[dict]:
+    """Every inline data row of a Vega-Lite spec, wherever in the spec (top level, layers, ...) it sits."""
+    if isinstance(spec, dict):
+        values = spec.get("values")
+        rows = values if isinstance(values, list) and all(isinstance(v, dict) for v in values) else []
+        return rows + [r for k, v in spec.items() if k != "values" for r in data_rows(v)]
+    return [r for v in spec for r in data_rows(v)] if isinstance(spec, list) else []
+
+
+def test_every_key_plot_overlays_base_and_workspace(reviewed):
+    """Guards against: a key plot in the review that shows one revision (the workspace's `dvc plots show`,
+    or the base's rows dropped) where the README promises base and workspace on the same axes. Each
+    PNG's Vega-Lite spec (review/plots/<name>.vl.json) must hold rows of both revisions, and the two
+    revisions' rows must differ (HEAD and the workspace hold different results)."""
+    report = (reviewed / "review" / "report.md").read_text()
+    pngs = [reviewed / "review" / link for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)]
+    assert pngs, report
+    for png in pngs:
+        spec = json.loads(png.with_name(png.name.removesuffix(".png") + ".vl.json").read_text())
+        by_rev: dict[str, list] = {}
+        for row in data_rows(spec):
+            by_rev.setdefault(row.get("rev"), []).append(sorted((k, str(v)) for k, v in row.items() if k != "rev"))
+        assert set(by_rev) == {"HEAD", "workspace"}, f"{png.name}: revisions {sorted(map(str, by_rev))}"
+        assert sorted(by_rev["HEAD"]) != sorted(by_rev["workspace"]), f"{png.name}: both revisions hold the same data"
 
 
 def test_review_of_an_unknown_base_is_one_error_line(repo, tmp_path):

@@ -34,6 +34,8 @@ from e2e.sources.registry import DATASETS
 from e2e.split import load_split
 
 EG = "electron_photon"
+# not about the file layouts: these run on the project's own files only ([shared] would repeat them)
+OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
 PARAMS = {"split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25}, "runtime": {"device": "cpu"},
           "train": {EG: {"model": "resnet15", "model_kwargs": {"width": 4}, "epochs": 1, "batch_size": 16}}}
 
@@ -88,6 +90,7 @@ def test_malicious_checkpoint_is_refused_by_load_checkpoint(tmp_path):
     assert_payload_is_live(f"import torch; torch.load({str(ckpt)!r}, weights_only=False)", marker)
 
 
+@OWN
 def test_evaluate_and_predict_refuse_a_malicious_model_and_exit_non_zero(root):
     marker = root / "pwned"
     ckpt = malicious_checkpoint(root / "models" / EG / "model.pt", marker)
@@ -106,6 +109,7 @@ def test_evaluate_and_predict_refuse_a_malicious_model_and_exit_non_zero(root):
     assert not marker.exists(), "the checkpoint's payload ran"
 
 
+@OWN
 def test_training_never_unpickles_a_planted_resume_checkpoint(root):
     """.cache/train/<task>/last.pt sits outside DVC's outputs, so anything could have put it there."""
     marker = root / "pwned"
@@ -126,6 +130,7 @@ def poison(path: Path, marker: Path) -> None:
 
 @pytest.mark.parametrize("name, stages", [("values.npy", ["train"]), ("offsets.npy", ["train"]),
                                          ("target.npy", ["split", "train"])])
+@OWN
 def test_object_dtype_array_in_converted_data_is_refused(root, name, stages):
     marker = root / "pwned"
     target = root / "data" / "converted" / EG / name
@@ -143,6 +148,7 @@ def test_object_dtype_array_in_converted_data_is_refused(root, name, stages):
     assert not tracebacks, f"{tracebacks}: a traceback instead of a one-line error"
 
 
+@OWN
 def test_object_dtype_split_is_refused(root):
     marker = root / "pwned"
     poison(root / "data" / "splits" / EG / "train.npy", marker)

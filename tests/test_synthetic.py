@@ -102,6 +102,17 @@ def test_quark_gluon_jets_are_divided_like_the_real_runs(generated):
     assert counts == split_counts(400, [36272, 47540, 55494]) and sum(counts) == 400
 
 
+def test_quark_gluon_run_files_hold_jets_in_the_real_runs_proportions(generated):
+    """Guards against: n_jets divided among the three run files in equal thirds instead of in proportion
+    to the real files' 36272/47540/55494 jets (e.g. split_counts ignoring its weights), which the test
+    above, comparing with split_counts itself, lets through. 400 jets: 104.15, 136.5, 159.35 by
+    proportion, so each file's count is within one jet of its share."""
+    folder, _ = generated["quark_gluon"]
+    counts = [pq.ParquetFile(folder / raw.name).metadata.num_rows for raw in DATASETS["quark_gluon"].files]
+    real = np.array([36272, 47540, 55494])
+    assert sum(counts) == 400 and np.all(np.abs(np.array(counts) - 400 * real / real.sum()) < 1), counts
+
+
 def test_jet_mass_writes_seven_files_in_equal_shares(generated):
     folder, written = generated["jet_mass"]
     names = [f"top_gun_opendata_{i}.parquet" for i in range(7)]
@@ -229,6 +240,25 @@ def test_hcal_is_made_of_5x5_towers_divided_by_25(generated, name, channel):
     blocks = hcal.reshape(len(hcal), 25, 5, 25, 5)
     assert np.all(blocks == blocks[:, :, :1, :, :1])
     assert (hcal > 0).any() and hcal.min() >= 0.0
+
+
+@pytest.mark.parametrize("name,ecal,hcal", [("quark_gluon", 1, 2), ("jet_mass", 3, 4)])
+def test_calorimeter_images_add_up_to_the_jet_energy(generated, name, ecal, hcal):
+    """Guards against: the HCAL towers not divided by 25. Each 5x5 tower's crystals hold the tower's energy
+    / 25 (DESIGN.md, as in the real files), so the HCAL image summed over its crystals is the HCAL energy:
+    with the ECAL sum it is about the jet's energy pT cosh(eta) (plus pile-up and noise, less the 85 %
+    hadron response), and the HCAL holds about the hadronic share of it. Undivided towers would make the
+    calorimeters measure ~20x the jet energy, ~97 % of it in the HCAL. The 5x5 block test above cannot
+    tell: undivided towers are blocks too."""
+    folder, _ = generated[name]
+    raw = folder / DATASETS[name].files[0].name
+    images = read_jets(raw, DATASETS[name].image_keys[0])
+    e_ecal, e_hcal = images[:, ecal].sum((1, 2)), images[:, hcal].sum((1, 2))
+    pt, eta = pq.read_table(raw).column("pt").to_numpy(), pq.read_table(truth_path(raw)).column("eta_jet").to_numpy()
+    energy = pt * np.cosh(eta)
+    measured = np.median((e_ecal + e_hcal) / energy)
+    hadronic = np.median(e_hcal / (e_ecal + e_hcal))
+    assert 0.7 < measured < 2.0 and 0.35 < hadronic < 0.8, (measured, hadronic)
 
 
 def test_quark_gluon_physics(generated):

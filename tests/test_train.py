@@ -1,4 +1,5 @@
 """Training: reproducible on CPU, resumable after SIGKILL, and DistributedDataParallel with gloo."""
+import dataclasses
 import json
 import os
 import shutil
@@ -8,13 +9,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from e2e import convert, split, train
 from e2e.config import Paths, parse_params
+from e2e.data import Converted
+from e2e.tasks import get_task
 
+# training's behaviour does not depend on the file layouts: the project's own files only ([shared] would repeat it)
+OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
 RAW = {"split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25}, "runtime": {"device": "cpu", "threads": 1},
        "train": {"electron_photon": {"model": "resnet15", "model_kwargs": {"width": 4}, "epochs": 2,
                                      "batch_size": 16, "augment": ["flip_eta", "flip_phi"],
@@ -43,6 +49,7 @@ def cli(root: Path, *args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
+@OWN
 def test_same_seed_gives_identical_metrics(tmp_path, formats_dir):
     a, b = (prepared_root(tmp_path / n, RAW, formats_dir) for n in "ab")
     for root in (a, b):
@@ -53,6 +60,7 @@ def test_same_seed_gives_identical_metrics(tmp_path, formats_dir):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@OWN
 def test_train_metrics_count_epochs_from_1_and_hold_the_chosen_epoch(tmp_path, formats_dir):
     root = prepared_root(tmp_path, RAW, formats_dir)
     train.main(parse_params(RAW), "electron_photon", Paths(root))
@@ -66,6 +74,7 @@ def test_train_metrics_count_epochs_from_1_and_hold_the_chosen_epoch(tmp_path, f
     assert "val" not in summary and "train" not in summary and summary["epochs_run"] == 2
 
 
+@OWN
 def test_a_failed_training_leaves_no_stray_output(tmp_path, formats_dir, monkeypatch):
     root = prepared_root(tmp_path, RAW, formats_dir)
     real = train.train_one_epoch
@@ -87,6 +96,7 @@ def test_a_failed_training_leaves_no_stray_output(tmp_path, formats_dir, monkeyp
 
 
 @pytest.mark.slow
+@OWN
 def test_killed_training_resumes_to_the_same_result(tmp_path, formats_dir):
     raw = json.loads(json.dumps(RAW))
     raw["train"]["electron_photon"].update(epochs=6, batch_size=4, model_kwargs={"width": 8})
@@ -113,6 +123,7 @@ def test_killed_training_resumes_to_the_same_result(tmp_path, formats_dir):
 
 
 @pytest.mark.slow
+@OWN
 def test_ddp_with_two_gloo_processes_records_metrics_once(tmp_path, formats_dir):
     raw = json.loads(json.dumps(RAW))
     raw["runtime"]["nproc"] = 2
@@ -128,3 +139,107 @@ def test_ddp_with_two_gloo_processes_records_metrics_once(tmp_path, formats_dir)
     assert len(loss_rows) == 1 + 2 and [r.split("\t")[0] for r in loss_rows[1:]] == ["1", "2"]
     assert all(float(r.split("\t")[-1]) == float(r.split("\t")[-1]) for r in loss_rows[1:])  # finite, not NaN
     assert (root / "models/electron_photon/model.pt").is_file()
+
+
+# ---------------------------------------------------------------- guards of the numbers (issue 12)
+
+def raw_with(**train_overrides) -> dict:
+    raw = json.loads(json.dumps(RAW))
+    raw["train"]["electron_photon"].update(train_overrides)
+    return raw
+
+
+@OWN
+def test_inputs_are_standardised_with_the_training_rows_statistics_only(tmp_path, formats_dir):
+    """Guards against: the per-channel input mean and std computed over every row of the dataset instead
+    of the training split alone (validation and test events leaking into what the model was fitted with)."""
+    raw = raw_with(epochs=1)
+    root = prepared_root(tmp_path, raw, formats_dir)
+    train.main(parse_params(raw), "electron_photon", Paths(root))
+    state = torch.load(root / "models/electron_photon/model.pt", weights_only=True)["state_dict"]
+    data = Converted(root / "data" / "converted" / "electron_photon")
+
+    def per_channel(rows):  # recomputed independently: dense images, every pixel of every row, zeros included
+        x = data.images[np.asarray(rows)].astype(np.float64)
+        return x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3))
+
+    mean, std = per_channel(np.load(root / "data" / "splits" / "electron_photon" / "train.npy"))
+    np.testing.assert_allclose(state["in_mean"].double().flatten().numpy(), mean, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(state["in_std"].double().flatten().numpy(), std, rtol=1e-5, atol=1e-9)
+    # the data tell the two apart: statistics over all rows would not pass the checks above
+    all_mean, all_std = per_channel(np.arange(len(data.target)))
+    assert not (np.allclose(all_mean, mean, rtol=1e-3) and np.allclose(all_std, std, rtol=1e-3))
+
+
+@OWN
+@pytest.mark.parametrize("metric,scripted", [("roc_auc", [0.70, 0.90, 0.60, 0.80]),
+                                             ("log_loss", [0.70, 0.50, 0.80, 0.60])],
+                         ids=["higher-is-better", "lower-is-better"])
+def test_the_epoch_with_the_best_validation_metric_is_the_model_kept(tmp_path, formats_dir, monkeypatch,
+                                                                     metric, scripted):
+    """Guards against: the best-epoch comparison reversed (or not made), so that the worst or the last
+    epoch's weights become models/<task>/model.pt. The validation metric is scripted to be best in epoch 2
+    of 4: an AUC (higher is better, as for the classifiers) and a log loss standing in for a metric where
+    lower is better (jet_mass's MAE; the task's table entry is patched, the e/gamma files are tiny)."""
+    kept = []
+    real = train.score
+    if metric == "log_loss":
+        lower = dataclasses.replace(get_task("electron_photon"), primary_metric=metric, higher_is_better=False)
+        monkeypatch.setattr(train, "get_task", lambda name: lower)
+
+    def scripted_score(task, model, *args, **kw):
+        out = real(task, model, *args, **kw)
+        kept.append({k: v.detach().clone() for k, v in model.state_dict().items()})  # the weights scored
+        return {**out, task.primary_metric: scripted[len(kept) - 1]}
+
+    monkeypatch.setattr(train, "score", scripted_score)
+    raw = raw_with(epochs=4)
+    root = prepared_root(tmp_path, raw, formats_dir)
+    train.main(parse_params(raw), "electron_photon", Paths(root))
+    summary = json.loads((root / "metrics/electron_photon/train/metrics.json").read_text())
+    assert (summary["best_epoch"], summary[f"best_val_{metric}"], summary["epochs_run"]) == (2, scripted[1], 4)
+    ckpt = torch.load(root / "models/electron_photon/model.pt", weights_only=True)
+    assert ckpt["epoch"] + 1 == 2  # evaluate reports best_epoch as the checkpoint's epoch + 1
+    assert ckpt["metrics"] == {f"val_{metric}": scripted[1]}
+    assert len(kept) == 4 and all(torch.equal(ckpt["state_dict"][k], kept[1][k]) for k in kept[1])
+    assert not all(torch.equal(ckpt["state_dict"][k], kept[3][k]) for k in kept[3])  # the epochs did differ
+
+
+@OWN
+@pytest.mark.parametrize("changed,resumes", [({}, True), ({"lr": 0.0005}, False)], ids=["same-params", "lr-changed"])
+def test_an_interrupted_training_resumes_only_the_same_experiment(tmp_path, formats_dir, monkeypatch, capsys,
+                                                                  changed, resumes):
+    """Guards against: the resume fingerprint ignoring the train params, or not being checked at all (a
+    changed experiment then continues from another experiment's last.pt), and against resume never
+    happening. A run fails in epoch 2, leaving .cache/train/<task>/last.pt; the rerun with the same params
+    must resume after epoch 1, the rerun with a changed learning rate must start afresh from epoch 1."""
+    real, epochs_run = train.train_one_epoch, []
+
+    def fail_in_epoch_2(*args, **kw):
+        epochs_run.append(kw["desc"])
+        if len(epochs_run) == 2:
+            raise RuntimeError("simulated failure in epoch 2")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(train, "train_one_epoch", fail_in_epoch_2)
+    root = prepared_root(tmp_path, RAW, formats_dir)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train.main(parse_params(RAW), "electron_photon", Paths(root))
+    assert (root / ".cache" / "train" / "electron_photon" / "last.pt").is_file()
+    capsys.readouterr()
+
+    def count(*args, **kw):
+        epochs_run.append(kw["desc"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(train, "train_one_epoch", count)
+    epochs_run.clear()
+    train.main(parse_params(raw_with(**changed)), "electron_photon", Paths(root))
+    printed = capsys.readouterr().out
+    if resumes:
+        assert epochs_run == ["electron_photon epoch 2/2"] and "resuming after epoch 1" in printed, printed
+    else:
+        assert epochs_run == ["electron_photon epoch 1/2", "electron_photon epoch 2/2"], epochs_run
+        assert "resuming" not in printed, printed
+    summary = json.loads((root / "metrics/electron_photon/train/metrics.json").read_text())
+    assert summary["epochs_run"] == 2

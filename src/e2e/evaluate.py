@@ -12,7 +12,7 @@ from . import images, metrics, plots
 from .atomic import atomic_path
 from .config import Params, Paths
 from .data import Converted, make_batches
-from .engine import predict, select_device
+from .engine import predict, prepare, select_device
 from .modelio import load_checkpoint
 from .split import load_split
 from .tasks import Task, get_task
@@ -108,6 +108,7 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
     task = get_task(task_name)
     device = select_device(params.runtime.device)
     model, ckpt = load_checkpoint(paths.models(task_name) / "model.pt", device)
+    model = prepare(model, device, params.runtime)  # threads, and channels_last on a GPU, as in training
     data, split = Converted(paths.converted(task.dataset)), load_split(paths.splits(task_name))
     channels = data.channels(ckpt["spec"].get("channels"), f"train.{task_name}.channels of {paths.models(task_name)}")
     df = predictions(model, data, split, channels, params, device)
