@@ -26,11 +26,15 @@ repro: $(STAMP)
 	time dvc repro
 	python -m e2e summary
 
+# the suite on one process per core, at most 4 (pytest-xdist); each test file stays on one process, so its
+# module fixtures are built once. `python -m pytest` alone runs it on one process.
+PYTEST := python -m pytest -q -n auto --maxprocesses=4 --dist loadfile
+
 test: $(STAMP)
-	python -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # headless Chromium and its driver for tests/test_plots_browser.py (Debian packages, needs root or sudo),
 # when missing; `make test` never runs it: without a browser that one test is skipped. .ci/run calls it.

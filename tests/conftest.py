@@ -30,7 +30,11 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """No test may leave a process behind, pass or fail: any still alive is killed and fails the run."""
+    """No test may leave a process behind, pass or fail: any still alive is killed and fails the run.
+    Under pytest-xdist each worker checks its own tests; the controller runs none (and its workers carry
+    its mark)."""
+    if session.config.pluginmanager.hasplugin("dsession"):
+        return
     left = {pid: cmd for pid, cmd in processes.marked(os.environ[processes.MARK]).items()
             if not processes.ends_with_us(pid, cmd)}
     if left:

@@ -230,15 +230,25 @@ def golden_repo(tmp_path_factory, task: str = "electron_photon") -> Path:
     """One repository per test session whose `task` graph has been reproduced, committed and pushed to
     its default remote (`../e2e-dvc-storage`, beside it). Tests clone it into its parent directory
     (`clone(golden, golden.parent / name)`), so the clones resolve the same remote, and pull.
-    Built once and shared by test_remote and test_queue; never modify it."""
+    Built once and shared by test_remote and test_queue, also across pytest-xdist workers (in the
+    directory above the workers' temp dirs, under a file lock, as pytest-xdist's documentation does);
+    never modify it."""
     if task not in _GOLDEN:
-        repo = tmp_path_factory.mktemp(f"golden-{task}") / "repo"
-        make_repo(repo)
-        restrict_to(repo, task)
-        commit(repo, f"only the {task} stages")
-        run(["dvc", "repro"], repo)
-        commit(repo, "results")
-        run(["dvc", "push"], repo)
+        from filelock import FileLock
+
+        base = tmp_path_factory.getbasetemp()
+        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        repo, done = shared / f"golden-{task}" / "repo", shared / f"golden-{task}.done"
+        with FileLock(str(done) + ".lock"):
+            if not done.exists():
+                shutil.rmtree(repo.parent, ignore_errors=True)  # a half-built one, from an interrupted run
+                make_repo(repo)
+                restrict_to(repo, task)
+                commit(repo, f"only the {task} stages")
+                run(["dvc", "repro"], repo)
+                commit(repo, "results")
+                run(["dvc", "push"], repo)
+                done.touch()
         _GOLDEN[task] = repo
     return _GOLDEN[task]
 

@@ -164,6 +164,15 @@ def test_hardware_knobs_invalidate_no_stage(project):
     assert stale_after(project, **HARDWARE_KNOBS) == {}
 
 
+@pytest.mark.parametrize("param, value, stale", [
+    ("evaluate.batch_size", 64, {f"evaluate@{n}" for n in NAMES}),  # re-evaluates, never retrains
+    ("train.quark_gluon.lr", 0.0003, {"train@quark_gluon"}),  # evaluate@quark_gluon follows its new model
+    ("convert.jet_mass.clip", 20.0, {"convert@jet_mass"}),
+])
+def test_a_param_makes_stale_only_the_stages_that_read_it(project, param, value, stale):
+    assert set(stale_after(project, **{param: value})) == stale
+
+
 @pytest.mark.parametrize("knob", list(NUMERIC_KNOBS))
 def test_knobs_that_change_numerics_rerun_train_and_evaluate(project, knob):
     current = yaml.safe_load((project / "params.yaml").read_text())["runtime"][knob.split(".")[1]]

@@ -101,16 +101,3 @@ def test_repro_trains_a_model_that_learned(repo):
     assert test["n"] >= 80, test
     assert test["roc_auc"] > 0.65 and test["roc_auc_ci_lo"] > 0.5, test
     assert test["log_loss"] < 0.68, test
-
-
-@pytest.mark.slow
-def test_exp_run_reruns_only_what_changed_and_is_listed(repo):
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "results"], repo)
-    out = run(["dvc", "exp", "run", "-n", "smaller-eval-batches", "-S", "evaluate.batch_size=64"], repo)
-    assert "Running stage 'evaluate@quark_gluon'" in out
-    assert "Running stage 'train@" not in out and "Running stage 'convert@" not in out
-    shown = run(["dvc", "exp", "show", "--csv"], repo)
-    assert "smaller-eval-batches" in shown and "roc_auc" in shown
-    run(["dvc", "plots", "show"], repo)
-    assert (repo / "dvc_plots" / "index.html").is_file()

@@ -143,9 +143,32 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+_TEMPLATE: list[Path] = []
+
+
+def results_repo(tmp_path_factory, name: str) -> Path:
+    """A private copy of one make_results_repo per test session (the review tests use it too), built once
+    also across pytest-xdist workers, under a file lock (as pipeline_repo.golden_repo)."""
+    if not _TEMPLATE:
+        from filelock import FileLock
+
+        base = tmp_path_factory.getbasetemp()
+        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        template, done = shared / "results-template" / "repo", shared / "results-template.done"
+        with FileLock(str(done) + ".lock"):
+            if not done.exists():
+                shutil.rmtree(template.parent, ignore_errors=True)
+                make_results_repo(template)
+                done.touch()
+        _TEMPLATE.append(template)
+    dest = tmp_path_factory.mktemp(name) / "repo"
+    shutil.copytree(_TEMPLATE[0], dest, symlinks=True)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    return make_results_repo(tmp_path_factory.mktemp("plots") / "repo")
+    return results_repo(tmp_path_factory, "plots")
 
 
 def open_page(browser, page: Path, expected: int, timeout: float = 30.0) -> tuple[list[float], list[dict]]:

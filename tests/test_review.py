@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_plots_browser import ROOT, make_results_repo
+from test_plots_browser import ROOT, results_repo
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    repo = make_results_repo(tmp_path_factory.mktemp("review") / "repo")
+    repo = results_repo(tmp_path_factory, "review")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["evaluate"]["roc_points"] = 100  # a parameter change for the params diff
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
