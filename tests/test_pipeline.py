@@ -37,7 +37,7 @@ def tiny_params() -> dict:
 
 def run(cmd: list[str], cwd: Path) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # evaluate reads no runtime.threads
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # also the stages without runtime.threads
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
