@@ -46,10 +46,11 @@ def tiny_params(**dotted) -> dict:
 
 
 def set_param(params: dict, dotted: str, value) -> None:
+    """params["a"]["b"]["c"] = value for dotted "a.b.c", making the sections that are missing."""
     *parents, last = dotted.split(".")
     node = params
     for key in parents:
-        node = node[key]
+        node = node.setdefault(key, {})
     node[last] = copy.deepcopy(value)
 
 

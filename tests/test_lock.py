@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_repo import set_param, status
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -106,13 +107,6 @@ def test_the_closure_follows_lazy_and_relative_imports():
     assert "e2e.sources.synthetic.parquet_io" in closure("e2e.download")
 
 
-def dvc_status(repo: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout or "{}")
-
-
 def changed_deps(status: dict) -> dict[str, dict]:
     """{stage: {dep: change}} for code and params deps; the absent data outputs of other stages are ignored."""
     out = {}
@@ -137,25 +131,21 @@ def project(tmp_path) -> Path:
 def edit_params(repo: Path, **dotted) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for key, value in dotted.items():
-        *parents, last = key.split(".")
-        node = params
-        for part in parents:
-            node = node[part]
-        node[last] = value
+        set_param(params, key, value)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_the_committed_lock_matches_the_code_and_params(project):
     """A clone that pulls the outputs must find every stage up to date (`dvc status` clean)."""
-    assert changed_deps(dvc_status(project)) == {}, "dvc.lock is older than the code: run `dvc repro`, commit it"
+    assert changed_deps(status(project)) == {}, "dvc.lock is older than the code: run `dvc repro`, commit it"
 
 
 def stale_after(project: Path, **dotted) -> dict[str, dict]:
     """The deps that changing `dotted` params makes stale, beyond what was stale before (so these tests
     stay independent of whether the lock is up to date)."""
-    before = changed_deps(dvc_status(project))
+    before = changed_deps(status(project))
     edit_params(project, **dotted)
-    after = changed_deps(dvc_status(project))
+    after = changed_deps(status(project))
     return {stage: {k: v for k, v in deps.items() if before.get(stage, {}).get(k) != v}
             for stage, deps in after.items() if deps != before.get(stage)}
 
@@ -190,9 +180,9 @@ def test_data_stages_give_the_locked_md5s_without_avx(project):
         for stage in ("download", "convert", "split"):
             subprocess.run([sys.executable, "-m", "e2e", stage, name], cwd=project, env=env, check=True,
                            capture_output=True, timeout=600)
-    status = dvc_status(project)
+    found = status(project)
     for name in NAMES:
         for stage in ("download", "convert", "split"):
-            outs = [e.get("changed outs", {}) for e in status.get(f"{stage}@{name}", [])]
+            outs = [e.get("changed outs", {}) for e in found.get(f"{stage}@{name}", [])]
             # "not in cache": the md5 equals the lock's, only DVC's cache (empty here) lacks it
             assert all(v == "not in cache" for o in outs for v in o.values()), f"{stage}@{name}: {outs}"

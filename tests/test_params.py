@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline_repo import set_param
+
 from e2e import config, config_names, config_schema
 from e2e.config import load_params, parse_params
 from e2e.errors import E2EError
@@ -23,11 +25,7 @@ BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
 def edited(dotted: str, yaml_value: str) -> dict:
     """params.yaml with `dotted` set to `yaml_value` as PyYAML reads it (`1e-4` is a string to PyYAML)."""
     raw = copy.deepcopy(BASE)
-    *parents, last = dotted.split(".")
-    node = raw
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[last] = yaml.safe_load(f"v: {yaml_value}")["v"]
+    set_param(raw, dotted, yaml.safe_load(f"v: {yaml_value}")["v"])
     return raw
 
 
