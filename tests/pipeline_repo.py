@@ -235,23 +235,32 @@ def golden_repo(tmp_path_factory, task: str = "electron_photon") -> Path:
     directory above the workers' temp dirs, under a file lock, as pytest-xdist's documentation does);
     never modify it."""
     if task not in _GOLDEN:
-        from filelock import FileLock
+        def build(repo: Path) -> None:
+            make_repo(repo)
+            restrict_to(repo, task)
+            commit(repo, f"only the {task} stages")
+            run(["dvc", "repro"], repo)
+            commit(repo, "results")
+            run(["dvc", "push"], repo)
 
-        base = tmp_path_factory.getbasetemp()
-        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-        repo, done = shared / f"golden-{task}" / "repo", shared / f"golden-{task}.done"
-        with FileLock(str(done) + ".lock"):
-            if not done.exists():
-                shutil.rmtree(repo.parent, ignore_errors=True)  # a half-built one, from an interrupted run
-                make_repo(repo)
-                restrict_to(repo, task)
-                commit(repo, f"only the {task} stages")
-                run(["dvc", "repro"], repo)
-                commit(repo, "results")
-                run(["dvc", "push"], repo)
-                done.touch()
-        _GOLDEN[task] = repo
+        _GOLDEN[task] = built_once(tmp_path_factory, f"golden-{task}", build)
     return _GOLDEN[task]
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """`<name>/repo`, made by `build(path)` once per test run, also across pytest-xdist workers: in the
+    directory above the workers' temp dirs, under a file lock (as pytest-xdist's documentation does)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    repo, done = shared / name / "repo", shared / f"{name}.done"
+    with FileLock(str(done) + ".lock"):
+        if not done.exists():
+            shutil.rmtree(repo.parent, ignore_errors=True)  # a half-built one, from an interrupted run
+            build(repo)
+            done.touch()
+    return repo
 
 
 def remote_dir(repo: Path) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pipeline_repo import built_once
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {"electron_photon": (2, 32), "quark_gluon": (3, 125), "jet_mass": (4, 125)}  # channels, size
@@ -148,19 +149,9 @@ _TEMPLATE: list[Path] = []
 
 def results_repo(tmp_path_factory, name: str) -> Path:
     """A private copy of one make_results_repo per test session (the review tests use it too), built once
-    also across pytest-xdist workers, under a file lock (as pipeline_repo.golden_repo)."""
+    also across pytest-xdist workers (pipeline_repo.built_once)."""
     if not _TEMPLATE:
-        from filelock import FileLock
-
-        base = tmp_path_factory.getbasetemp()
-        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-        template, done = shared / "results-template" / "repo", shared / "results-template.done"
-        with FileLock(str(done) + ".lock"):
-            if not done.exists():
-                shutil.rmtree(template.parent, ignore_errors=True)
-                make_results_repo(template)
-                done.touch()
-        _TEMPLATE.append(template)
+        _TEMPLATE.append(built_once(tmp_path_factory, "results-template", make_results_repo))
     dest = tmp_path_factory.mktemp(name) / "repo"
     shutil.copytree(_TEMPLATE[0], dest, symlinks=True)
     return dest
