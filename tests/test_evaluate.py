@@ -295,20 +295,8 @@ def test_stage_writes_predictions_metrics_plots_and_images(raw_root):
         assert (out / "plots" / "images" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def one_torch_thread():
-    """evaluate.main applies no runtime.threads: on a busy 2-core machine torch's spinning threads make
-    a tiny ResNet 200x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
-def test_every_prediction_sits_on_the_line_of_its_row_truth_and_observers(raw_root, formats_dir, one_torch_thread):
+def test_every_prediction_sits_on_the_line_of_its_row_truth_and_observers(raw_root, formats_dir):
     """Guards against: the evaluation batches shuffled (make_batches(shuffle=True) in evaluate), or any
     reordering that makes `row`, `truth` and the observers stop lining up with the prediction on the same
     line of predictions.parquet. Each line's truth must be the converted target of its row, and its
@@ -329,7 +317,9 @@ def test_every_prediction_sits_on_the_line_of_its_row_truth_and_observers(raw_ro
     splits.mkdir(parents=True)
     for part, idx in parts.items():
         np.save(splits / f"{part}.npy", idx)
-    evaluate.main(parse_params({"runtime": {"device": "cpu"}, "evaluate": {"batch_size": 16}}), task, Paths(raw_root))
+    # one torch thread: on a busy 2-core machine spinning threads make a tiny ResNet 200x slower
+    params = parse_params({"runtime": {"device": "cpu", "threads": 1}, "evaluate": {"batch_size": 16}})
+    evaluate.main(params, task, Paths(raw_root))
     df = pd.read_parquet(raw_root / "metrics" / task / "eval" / "predictions.parquet")
     for part in ("val", "test"):
         assert sorted(df.loc[df["split"] == part, "row"]) == parts[part].tolist()

@@ -73,19 +73,23 @@ def test_train_metrics_count_epochs_from_1_and_hold_the_chosen_epoch(tmp_path, f
     assert "val" not in summary and "train" not in summary and summary["epochs_run"] == 2
 
 
-@OWN
-def test_a_failed_training_leaves_no_stray_output(tmp_path, formats_dir, monkeypatch):
-    root = prepared_root(tmp_path, RAW, formats_dir)
+def fail_in_epoch_2(monkeypatch, seen: list) -> None:
+    """Make train's second epoch raise; `seen` collects each epoch's progress label as it starts."""
     real = train.train_one_epoch
-    calls = []
 
-    def fail_in_epoch_2(*args, **kw):
-        calls.append(1)
-        if len(calls) == 2:
+    def patched(*args, **kw):
+        seen.append(kw["desc"])
+        if len(seen) == 2:
             raise RuntimeError("simulated failure in epoch 2")
         return real(*args, **kw)
 
-    monkeypatch.setattr(train, "train_one_epoch", fail_in_epoch_2)
+    monkeypatch.setattr(train, "train_one_epoch", patched)
+
+
+@OWN
+def test_a_failed_training_leaves_no_stray_output(tmp_path, formats_dir, monkeypatch):
+    root = prepared_root(tmp_path, RAW, formats_dir)
+    fail_in_epoch_2(monkeypatch, [])
     with pytest.raises(RuntimeError, match="simulated"):
         train.main(parse_params(RAW), "electron_photon", Paths(root))
     # no metrics.json holding `{}`, no half-written plots, no temporary directory: nothing for DVC to trip on
@@ -186,14 +190,7 @@ def test_an_interrupted_training_resumes_only_the_same_experiment(tmp_path, form
     happening. A run fails in epoch 2, leaving .cache/train/<task>/last.pt; the rerun with the same params
     must resume after epoch 1, the rerun with a changed learning rate must start afresh from epoch 1."""
     real, epochs_run = train.train_one_epoch, []
-
-    def fail_in_epoch_2(*args, **kw):
-        epochs_run.append(kw["desc"])
-        if len(epochs_run) == 2:
-            raise RuntimeError("simulated failure in epoch 2")
-        return real(*args, **kw)
-
-    monkeypatch.setattr(train, "train_one_epoch", fail_in_epoch_2)
+    fail_in_epoch_2(monkeypatch, epochs_run)
     root = prepared_root(tmp_path, RAW, formats_dir)
     with pytest.raises(RuntimeError, match="simulated"):
         train.main(parse_params(RAW), "electron_photon", Paths(root))
