@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from pipeline_repo import ROOT, env
+from test_review import image_links, rows_by_revision
 
 pytestmark = pytest.mark.slow  # about 50 s on 2 busy cores: three stage runs, two reviews rendered
 
@@ -151,14 +152,6 @@ def metric_row(report: str, path: str, metric: str) -> tuple[float, float]:
     return float(row.group(1)), float(row.group(2))
 
 
-def revisions(spec: dict) -> dict[str, list]:
-    """The plot's data rows by revision (DVC adds `rev` to every row it overlays)."""
-    rows: dict[str, list] = {}
-    for value in spec["data"]["values"]:
-        rows.setdefault(value["rev"], []).append({k: v for k, v in value.items() if k != "rev"})
-    return rows
-
-
 @pytest.mark.parametrize("branch, lr, how", [("pr-pushed", PUSHED_LR, "pulled from the DVC remote"),
                                              ("pr-unpushed", UNPUSHED_LR, "reproduced by the review run")])
 def test_review_of_a_pull_request_compares_it_with_main(origin, tmp_path, branch, lr, how):
@@ -179,12 +172,12 @@ def test_review_of_a_pull_request_compares_it_with_main(origin, tmp_path, branch
     assert re.search(rf"\| params.yaml\s+\| train.{TASK}.lr\s+\| {BASE_LR}\s+\| {lr}\s+\|", report)
 
     # the key plots: linked PNGs whose specs overlay main and the PR, with different data
-    links = {Path(link).stem: link for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)}
+    links = {Path(link).stem: link for link in image_links(report)}
     assert set(KEY_PLOTS) <= set(links) and any(f"{TASK}_train_" in name for name in links), sorted(links)
     for name, link in links.items():
         png = clone / "review" / link
         assert png.read_bytes()[:8] == PNG
-        by_rev = revisions(json.loads(png.with_suffix(".vl.json").read_text()))
+        by_rev = rows_by_revision(json.loads(png.with_suffix(".vl.json").read_text()))
         assert set(by_rev) == {"origin/main", "workspace"}, name
         assert by_rev["origin/main"] != by_rev["workspace"], f"{name}: both revisions have the same data"
 
