@@ -87,6 +87,13 @@ def _show(ax, image: np.ndarray, norm):
     return ax.imshow(image, cmap=cmap, norm=norm, origin="lower", interpolation="nearest")
 
 
+def _colorbar(fig, im, axes, label: str, **size) -> None:
+    """One colour scale for a column of panels (one channel), labelled with what a pixel holds."""
+    bar = fig.colorbar(im, ax=axes, **size)
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+
+
 def mean_figure(images, channels: list[int], grouped: dict[str, np.ndarray], channel_names: list[str]) -> Figure:
     means = {name: mean_image(images, channels, rows) for name, rows in grouped.items() if len(rows)}
     counts = {name: min(len(rows), MAX_MEAN_EVENTS) for name, rows in grouped.items() if len(rows)}
@@ -96,9 +103,7 @@ def mean_figure(images, channels: list[int], grouped: dict[str, np.ndarray], cha
         for r, (name, m) in enumerate(means.items()):
             im = _show(axes[r, c], m[c], norm)
             axes[r, c].set_title(f"{name} ({counts[name]} events): {channel}", fontsize=8)
-        bar = fig.colorbar(im, ax=axes[:, c], shrink=0.6)
-        bar.set_label(f"mean {channel_label(channel)}", fontsize=8)
-        bar.ax.tick_params(labelsize=7)
+        _colorbar(fig, im, axes[:, c], f"mean {channel_label(channel)}", shrink=0.6)
     fig.suptitle(f"mean test image per class and channel\n({PIXEL})", fontsize=10)
     return fig
 
@@ -121,9 +126,7 @@ def examples_figure(images, channels: list[int], grouped: dict[str, np.ndarray],
         for r in range(len(picked)):
             im = _show(axes[r, c], events[r, c], norm)
             axes[r, c].set_title(channel, fontsize=8)
-        bar = fig.colorbar(im, ax=axes[:, c], shrink=0.5, aspect=40)
-        bar.set_label(channel_label(channel), fontsize=8)
-        bar.ax.tick_params(labelsize=7)
+        _colorbar(fig, im, axes[:, c], channel_label(channel), shrink=0.5, aspect=40)
     fig.suptitle(f"example test events: true {'class' if classification else 'mass range'} and prediction "
                  f"left of each row\n({PIXEL})", fontsize=10)
     return fig
