@@ -79,6 +79,8 @@ class TrainParams:
     channels: tuple[int, ...] | None = None  # the converted channels the model sees; None: all
     patience: int = 0  # early stopping after this many epochs without a better val metric; 0 disables
     seed: int = 0
+    # members: N models averaged; mode: seeds (each on the whole training split, seed + k) or subsets (disjoint)
+    ensemble: dict = field(default_factory=lambda: {"members": 1, "mode": "seeds"})
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,24 @@ class EvaluateParams:
     roc_points: int = 200
     bootstrap: int = 1000  # resamples for the 95 % intervals (fixed seed: reruns are identical)
     summary_bins: int = 5  # bins of true mass and pT for the binned resolution in metrics.json
+    working_points: tuple[float, ...] = (0.5, 0.8)  # signal efficiencies of the rejections and binned plots
+    bins: dict = field(default_factory=dict)  # task -> variable -> bin edges, or a number of equal bins
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    batch_size: int = 256  # images per batch of the parity check
+    parity_batches: int = 4  # first test-split batches on which onnxruntime must match PyTorch
+    tolerance: float = 1e-4  # |onnx - torch| <= tolerance * max(1, |torch|): absolute on probabilities
+    opset: int = 18
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    """`e2e tune <task>`: read by no stage, so changing it invalidates nothing."""
+    sampler: str = "tpe"  # tpe | random
+    seed: int = 0
+    space: dict = field(default_factory=dict)  # params key -> {low, high[, log, step]} or {choices: [...]}
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,8 @@ class Params:
     runtime: RuntimeParams
     train: dict[str, TrainParams]
     evaluate: EvaluateParams
+    export: ExportParams = ExportParams()
+    tune: dict[str, TuneParams] = field(default_factory=dict)
 
     def files_of(self, dataset: str) -> tuple[str, ...] | None:
         """`datasets.<dataset>.files`: the chosen subset of the registry's files, or None for all of them."""

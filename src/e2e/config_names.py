@@ -12,9 +12,12 @@ DATASETS = tuple(TASK_KINDS)
 MODELS = ("resnet15", "lenet5", "vgg12", "resnet18_mass", "mlp", "multikernel_cnn", "convnext_small", "vit_small",
           "resnet18", "resnet34", "mobilenet_v3_small", "efficientnet_b0", "densenet121", "shufflenet_v2",
           "squeezenet")  # e2e.models.MODELS
+TIMM_MODEL = r"timm/[A-Za-z0-9_.]+"  # any model of the timm library by name (e2e.models.timm_zoo)
 OPTIMIZERS = ("adam", "adamw", "sgd")  # e2e.optim.OPTIMIZERS
 SCHEDULERS = ("none", "step", "cosine", "cosine_restarts", "onecycle")  # e2e.optim.SCHEDULERS
 AUGMENTATIONS = ("flip_eta", "flip_phi", "roll_phi")  # e2e.augment.AUGMENTATIONS
 DTYPES = ("float16", "float32", "float64")  # numpy storage dtypes of the converted values (no bfloat16 in numpy)
 NONFINITE = ("error", "zero")  # e2e.convert_file.preprocess
+ENSEMBLE_MODES = ("seeds", "subsets")  # e2e.ensemble.member_rows
+SAMPLERS = ("tpe", "random")  # e2e.tune.SAMPLERS (Optuna's TPESampler, RandomSampler)
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:<index> (e2e.engine.select_device)

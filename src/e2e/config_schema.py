@@ -12,112 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import math
-import re
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, ConfigDict, Field, PlainValidator, ValidationError, create_model
-from pydantic_core import PydanticCustomError
+from pydantic import ConfigDict, PlainValidator, ValidationError, create_model
 
 from . import config_names as names
-from .config import (ConvertParams, DataParams, DatasetParams, DownloadParams, EvaluateParams, Params,
-                     RuntimeParams, SplitParams, TrainParams)
+from .config_values import (BOOL, COUNT, INDICES, KWARGS, PROBLEMS, SEED, SIZE, TEXT, Rule, _choice, _int, _list,
+                            _number, _optional, _to_bins, _to_ensemble, _to_space, _to_str, show)
+from .config import (ConvertParams, DataParams, DatasetParams, DownloadParams, EvaluateParams, ExportParams,
+                     Params, RuntimeParams, SplitParams, TrainParams, TuneParams)
 from .errors import E2EError
-
-Rule = tuple[Any, str]  # (pydantic type, what it expects in words)
-OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-PROBLEMS = {"missing": "missing", "too_short": "is empty", "tuple_type": "is not a list", "list_type": "is not a list",
-            "dict_type": "is not a mapping", "string_type": "is not a string",
-            **dict.fromkeys(("greater_than", "greater_than_equal", "less_than", "less_than_equal"), "is out of range")}
-
-
-def _refuse(problem: str) -> PydanticCustomError:
-    return PydanticCustomError("e2e", "{problem}", {"problem": problem})
-
-
-def _to_int(v):
-    if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v):
-        return int(v)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise _refuse("is not an integer")
-    return v
-
-
-def _to_number(v):
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            raise _refuse("is not a number") from None
-    elif isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise _refuse("is not a number")
-    if not math.isfinite(v):
-        raise _refuse("is not a finite number")
-    return v
-
-
-def _to_bool(v):
-    if not isinstance(v, bool):
-        raise _refuse("is not true or false")
-    return v
-
-
-def _to_str(v):
-    if not isinstance(v, str):
-        raise _refuse("is not a string")
-    return v
-
-
-def _to_text(v):
-    if not _to_str(v).strip():
-        raise _refuse("is empty")
-    return v
-
-
-def _distinct(v: tuple) -> tuple:
-    if len(set(v)) != len(v):
-        raise _refuse("repeats an index")
-    return v
-
-
-def _bounds(c: dict) -> str:
-    return " and ".join(f"{OPS[k]} {v}" for k, v in c.items())
-
-
-def _int(**c) -> Rule:
-    return Annotated[int, PlainValidator(_to_int), Field(**c)], f"an integer {_bounds(c)}"
-
-
-def _number(**c) -> Rule:
-    return Annotated[float, PlainValidator(_to_number), Field(**c)], f"a number {_bounds(c)}"
-
-
-def _choice(choices: tuple[str, ...], pattern: str | None = None, shown: str = "") -> Rule:
-    def check(v):
-        if not isinstance(v, str):
-            raise _refuse("is not a string")
-        if v not in choices and not (pattern and re.fullmatch(pattern, v)):
-            raise _refuse("is unknown")
-        return v
-
-    return Annotated[str, PlainValidator(check)], "one of " + ", ".join(choices + ((shown,) if shown else ()))
-
-
-def _list(item: Rule, expected: str, empty: bool = False, distinct: bool = False) -> Rule:
-    t = Annotated[tuple[item[0], ...], Field(min_length=0 if empty else 1)]
-    return (Annotated[t, AfterValidator(_distinct)] if distinct else t), expected
-
-
-def _optional(rule: Rule) -> Rule:
-    return Optional[rule[0]], rule[1] + ", or null"
-
-
-BOOL: Rule = Annotated[bool, PlainValidator(_to_bool)], "true or false"
-TEXT: Rule = Annotated[str, PlainValidator(_to_text)], "a non-empty string"
-KWARGS: Rule = dict[str, Any], "a mapping of keyword arguments"
-SEED, SIZE, COUNT = _int(ge=0), _int(ge=1), _int(ge=0)
-INDICES = _optional(_list(_int(ge=0), "a non-empty list of distinct indices >= 0", distinct=True))
 
 RULES: dict[type, dict[str, Rule]] = {
     DataParams: {"source": (TEXT[0], "synthetic, cernbox or a directory that holds the real files"), "seed": SEED},
@@ -134,14 +38,24 @@ RULES: dict[type, dict[str, Rule]] = {
     RuntimeParams: {"device": _choice(names.DEVICES, r"cuda:\d+", "cuda:<index>"), "amp": BOOL,
                     "channels_last": BOOL, "compile": BOOL, "resident_max_gb": _number(ge=0),
                     "convert_workers": COUNT, "threads": COUNT, "nproc": SIZE},
-    TrainParams: {"model": _choice(names.MODELS), "model_kwargs": KWARGS, "epochs": SIZE, "batch_size": SIZE,
+    TrainParams: {"model": _choice(names.MODELS, names.TIMM_MODEL, "timm/<name> (any timm model)"), "model_kwargs": KWARGS, "epochs": SIZE, "batch_size": SIZE,
                   "optimizer": _choice(names.OPTIMIZERS), "lr": _number(gt=0), "weight_decay": _number(ge=0),
                   "scheduler": _choice(names.SCHEDULERS), "scheduler_kwargs": KWARGS, "grad_clip": _number(ge=0),
                   "label_smoothing": _number(ge=0, lt=1),
                   "augment": _list(_choice(names.AUGMENTATIONS),
                                    "a list of names among " + ", ".join(names.AUGMENTATIONS), empty=True),
-                  "channels": INDICES, "patience": COUNT, "seed": SEED},
-    EvaluateParams: {"batch_size": SIZE, "roc_points": _int(ge=2), "bootstrap": SIZE, "summary_bins": SIZE},
+                  "channels": INDICES, "patience": COUNT, "seed": SEED,
+                  "ensemble": (Annotated[dict, PlainValidator(_to_ensemble)], "{members: an integer >= 1, mode: "
+                               + " or ".join(names.ENSEMBLE_MODES) + "}")},
+    EvaluateParams: {"batch_size": SIZE, "roc_points": _int(ge=2), "bootstrap": SIZE, "summary_bins": SIZE,
+                     "working_points": _list(_number(gt=0, lt=1), "a non-empty list of signal efficiencies "
+                                             "between 0 and 1", distinct=True),
+                     "bins": (Annotated[dict, PlainValidator(_to_bins)], "a number of bins >= 1 or a list of at "
+                              "least two increasing bin edges, per task and variable")},
+    TuneParams: {"sampler": _choice(names.SAMPLERS), "seed": SEED,
+                 "space": (Annotated[dict, PlainValidator(_to_space)], "per params key {low, high} with optional "
+                           "log: true and step, or {choices: [...]}")},
+    ExportParams: {"batch_size": SIZE, "parity_batches": SIZE, "tolerance": _number(gt=0), "opset": _int(ge=17)},
 }
 
 
@@ -155,16 +69,6 @@ def _model(cls: type):
     required = {n for n, f in fields.items() if f.default is f.default_factory is dataclasses.MISSING}
     return create_model(f"{cls.__name__}Schema", __config__=ConfigDict(extra="forbid"),
                         **{n: (RULES[cls][n][0], ... if n in required else None) for n in fields})
-
-
-def show(v) -> str:
-    """A value as params.yaml would spell it, on one line and short."""
-    try:
-        s = repr(v) if isinstance(v, str) else json.dumps(v)
-    except (TypeError, ValueError):
-        s = repr(v)
-    s = s.replace("\n", " ")
-    return s if len(s) <= 80 else s[:77] + "..."
 
 
 def _message(errors: list[dict], cls: type, where: str, source: str) -> str:
@@ -266,6 +170,8 @@ def check(raw: Any, source: str = "params.yaml") -> Params:
         runtime=_section(RuntimeParams, raw.get("runtime"), "runtime", source),
         train=each(TrainParams, "train"),
         evaluate=_section(EvaluateParams, raw.get("evaluate"), "evaluate", source),
+        export=_section(ExportParams, raw.get("export"), "export", source),
+        tune=each(TuneParams, "tune"),
     )
     _across(params, source)
     return params
