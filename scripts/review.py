@@ -28,6 +28,10 @@ KEY_PLOTS = (
     "eval/plots/custom/resolution_vs_true_mass.json",
     "eval/plots/custom/resolution_vs_pt.json",
     "eval/plots/custom/residuals.json",
+    # performance in the bins of params.yaml evaluate.bins, one plot per variable
+    "eval/plots/custom/rejection_vs_",
+    "eval/plots/custom/efficiency_vs_",
+    "eval/plots/custom/response_vs_",
 )
 VEGA_LITE = "5.21"  # the v5 line that DVC's templates are written for
 

@@ -16,6 +16,7 @@ from sklearn import metrics as skm
 
 from e2e import evaluate, metrics, plots
 from e2e.config import EvaluateParams
+from e2e.errors import E2EError
 from e2e.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,14 +284,27 @@ def test_stage_writes_predictions_metrics_plots_and_images(raw_root):
     splits.mkdir(parents=True)
     for part, idx in zip(("train", "val", "test"), np.split(order, [100, 150])):
         np.save(splits / f"{part}.npy", np.sort(idx))
-    evaluate.main(parse_params({"runtime": {"device": "cpu"}}), task, Paths(raw_root))
     out = raw_root / "metrics" / task / "eval"
+    unknown = parse_params({"runtime": {"device": "cpu"}, "evaluate": {"bins": {task: {"pt": 3}}}})
+    with pytest.raises(E2EError, match=f"evaluate.bins.{task}.pt: .*energy_total, energy_max"):
+        evaluate.main(unknown, task, Paths(raw_root))  # e/gamma files have no pT
+    assert not out.exists()
+    bins = {task: {"energy_total": 2, "energy_max": 1}}  # equal bins over the test split's range
+    evaluate.main(parse_params({"runtime": {"device": "cpu"}, "evaluate": {"bins": bins, "bootstrap": 50}}), task,
+                  Paths(raw_root))
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["test"]["n"] == 50 and summary["val"]["n"] == 50 and summary["best_epoch"] == 1
+    assert [len(summary["test"]["binned"][v]) for v in ("energy_total", "energy_max")] == [2, 1]
+    assert "binned" not in summary["val"]
     df = pd.read_parquet(out / "predictions.parquet")
     assert len(df) == 100 and {"split", "row", "truth", "prediction"} <= set(df.columns)
+    energy = data.images[df["row"].to_numpy()][:, data.meta["channel_names"].index("energy")].astype(np.float64)
+    np.testing.assert_allclose(df["energy_total"], energy.sum((1, 2)), rtol=1e-12)
+    np.testing.assert_array_equal(df["energy_max"], energy.max((1, 2)))
     custom = {p.stem for p in (out / "plots" / "custom").glob("*.json")}
-    assert custom == {"roc", "rejection", "precision_recall", "confusion", "score_distribution", "calibration"}
+    assert custom == {"roc", "rejection", "precision_recall", "confusion", "score_distribution", "calibration",
+                      "efficiency_vs_energy_total", "rejection_vs_energy_total", "efficiency_vs_energy_max",
+                      "rejection_vs_energy_max"}
     for image in ("mean_per_class.png", "examples.png"):
         assert (out / "plots" / "images" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

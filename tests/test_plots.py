@@ -8,6 +8,7 @@ git+DVC repository with made-up results; vl-convert draws them offline, and the 
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -22,7 +23,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from e2e import images, plots
+from e2e import evaluate, images, plots
+from e2e.config import load_params
 from e2e.tasks import TASKS, get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,8 @@ TRAIN_DIR = "metrics/{task}/train/plots/metrics"
 SCORE_PLOT = "metrics/{task}/eval/plots/custom/score_distribution.json"
 LOSS_PLOT = TRAIN_DIR + "/train/val/loss"  # a plot name (y lists two files), not a file
 PNG = b"\x89PNG\r\n\x1a\n"
+# params.yaml's bins and working points, with few resamples: the bands' widths do not matter here
+EVALUATE = dataclasses.replace(load_params(ROOT / "params.yaml").evaluate, bootstrap=20)
 
 
 def run(cmd: list[str], cwd: Path) -> str:
@@ -69,15 +73,16 @@ def write_results(root: Path, seed: int, epochs: int = 4) -> None:
         if task.is_classification:
             y = rng.integers(0, 2, n).astype(float)
             test = pd.DataFrame({"truth": y, "prediction": 1 / (1 + np.exp(-rng.normal(2 * y - 1, 1.0)))})
-            made = plots.classification_plots(test, name, 100)
         else:
             t = rng.uniform(85, 500, n)
-            test = pd.DataFrame({"truth": t, "prediction": t * rng.normal(1, 0.1, n), "pt": rng.uniform(400, 1000, n)})
-            made = plots.regression_plots(test)
+            test = pd.DataFrame({"truth": t, "prediction": t * rng.normal(1, 0.1, n)})
+        for var, spec in EVALUATE.bins[name].items():  # every binning variable of params.yaml, over its bins
+            lo, hi = (spec[0], spec[-1]) if isinstance(spec, list) else (0.0, 50.0)
+            test[var] = rng.uniform(lo, hi, n)
         custom = root / "metrics" / name / "eval" / "plots" / "custom"
         custom.mkdir(parents=True, exist_ok=True)
-        for p in made:
-            (custom / f"{p.name}.json").write_text(json.dumps(p.rows.to_dict("records")))
+        for p in evaluate.plot_tables(task, test, 100, EVALUATE):
+            (custom / f"{p.name}.json").write_text(json.dumps(evaluate.records(p.rows)))
         for image in ("mean_per_class.png", "examples.png"):
             (custom.parent / "images").mkdir(exist_ok=True)
             (custom.parent / "images" / image).write_bytes(PNG)
@@ -153,6 +158,27 @@ def test_score_distribution_diff_keeps_classes_by_colour_and_revisions_by_dash(d
     assert len(lines) == 4 and len(set(lines)) == 4, lines  # class x revision, each drawn its own way
     assert len({stroke for stroke, _ in lines}) == 2 and len({dash for _, dash in lines}) == 2
     assert {"workspace", "HEAD", *plots.class_names(task)} <= set(texts)
+
+
+# ---------------------------------------------------------------- binned plots: a colour per series
+
+BINNED = {"metrics/quark_gluon/eval/plots/custom/rejection_vs_pt.json": ["global 50%", "per-bin 50%", "global 80%",
+                                                                        "per-bin 80%"],
+          "metrics/electron_photon/eval/plots/custom/efficiency_vs_energy_total.json": ["global 50%", "global 80%"]}
+
+
+@pytest.mark.parametrize("plot_id", list(BINNED))
+def test_binned_plots_colour_each_series_and_dash_each_revision(shown, diffed, plot_id):
+    series = BINNED[plot_id]
+    lines, texts = drawn(shown[plot_id])
+    assert len(lines) == len(series) and len({stroke for stroke, _ in lines}) == len(series), lines
+    assert set(series) <= set(texts)
+    lines, texts = drawn(diffed[plot_id])
+    assert len(lines) == 2 * len(series) and len(set(lines)) == 2 * len(series), lines  # series x revision
+    assert len({stroke for stroke, _ in lines}) == len(series) and len({dash for _, dash in lines}) == 2
+    assert {"workspace", "HEAD", *series} <= set(texts)
+    log = shown[plot_id]["encoding"]["y"]["scale"].get("type") == "log"
+    assert log == ("rejection_vs_" in plot_id)  # rejections span decades
 
 
 def test_residuals_histogram_is_drawn_as_steps(shown):

@@ -41,13 +41,17 @@ def run(cmd: list[str], cwd: Path) -> str:
 
 def fake_results(root: Path, seed: int) -> None:
     """metrics/<task>/{train,eval} as the stages write them, from made-up predictions (no training)."""
+    import dataclasses
+
     from e2e import evaluate
     from e2e.tasks import get_task
-    from e2e.config import EvaluateParams
+    from e2e.config import load_params
     from e2e.sparse import SparseImages
     from e2e.tracking import open_live
 
     rng = np.random.default_rng(seed)
+    # params.yaml's bins (every *_vs_<variable> plot dvc.yaml declares), few resamples: widths do not matter here
+    ep = dataclasses.replace(load_params(ROOT / "params.yaml").evaluate, bootstrap=50)
     for name, (channels, size) in TASKS.items():
         task, n = get_task(name), 400
         if task.is_classification:
@@ -56,14 +60,17 @@ def fake_results(root: Path, seed: int) -> None:
         else:
             t = rng.uniform(85, 500, n)
             df = pd.DataFrame({"truth": t, "prediction": t * rng.normal(1, 0.1, n), "pt": rng.uniform(400, 1000, n)})
+        for var, spec in ep.bins[name].items():  # the binning variables, over their bins
+            lo, hi = (spec[0], spec[-1]) if isinstance(spec, list) else (0.0, 50.0)
+            df[var] = rng.uniform(lo, hi, n)
         df.insert(0, "split", np.where(np.arange(n) % 2, "test", "val"))
         df.insert(1, "row", np.arange(n))
         images = SparseImages.from_dense(rng.exponential(1.0, (n, channels, size, size)).astype(np.float16))
         data = types.SimpleNamespace(images=images, meta={"channel_names": [f"ch{c}" for c in range(channels)]})
         test = df[df["split"] == "test"].reset_index(drop=True)
         with open_live(root / "metrics" / name / "eval") as live:
-            live.summary.update(evaluate.summarise(task, df, 250.0, EvaluateParams()))
-            evaluate.log_plots(live, task, test, 200)
+            live.summary.update(evaluate.summarise(task, df, 250.0, ep))
+            evaluate.log_plots(live, task, test, 200, ep)
             log_images_once(live, root / "metrics" / name / "eval", task, data, test, channels)
         with open_live(root / "metrics" / name / "train") as live:
             for _ in range(3):

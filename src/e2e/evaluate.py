@@ -5,18 +5,41 @@ views read the converted images by the `row` column).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
-from . import images, metrics, plots
+from . import binned, images, metrics, plots
 from .atomic import atomic_path
-from .config import Params, Paths
+from .config import EvaluateParams, Params, Paths
 from .data import Converted, make_batches
 from .engine import predict, prepare, select_device
 from .modelio import load_checkpoint
 from .split import load_split
 from .tasks import Task, get_task
 from .tracking import open_live
+
+
+def event_columns(data: Converted, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The columns of `rows` that come from the dataset, not the model: observers, truth_*, and the crop
+    energies where a channel is named "energy" (e/gamma files have no observers to bin in)."""
+    cols = {k: v[rows] for k, v in data.observers.items()}
+    cols.update({f"truth_{k}": v[rows] for k, v in data.truth.items()})
+    cols.update(binned.crop_energies(data.images, data.meta["channel_names"], rows))
+    return cols
+
+
+def member_columns(model, raw) -> dict[str, np.ndarray]:
+    """An ensemble's per-event spread (`uncertainty`: the std of its members' predictions) and each member's
+    prediction (`prediction_member<k>`); nothing for a single model."""
+    if not hasattr(model, "decode_members"):
+        return {}
+    each = model.decode_members(raw).cpu().numpy()
+    cols = {"uncertainty": each.std(axis=1)}
+    cols.update({f"prediction_member{k + 1}": each[:, k] for k in range(each.shape[1])})
+    return cols
+
 
 def predictions(model, data: Converted, split: dict, channels: list[int], params: Params, device) -> pd.DataFrame:
     frames = []
@@ -27,18 +50,18 @@ def predictions(model, data: Converted, split: dict, channels: list[int], params
         raw, truth = predict(model, batches, device, params.runtime.amp)
         est, truth = model.decode(raw).cpu().numpy(), truth.cpu().numpy()
         cols = {"split": part, "row": idx, "truth": truth, "prediction": est}
-        cols.update({k: v[idx] for k, v in data.observers.items()})
-        cols.update({f"truth_{k}": v[idx] for k, v in data.truth.items()})
+        cols.update(member_columns(model, raw))
+        cols.update(event_columns(data, idx))
         frames.append(pd.DataFrame(cols))
     return pd.concat(frames, ignore_index=True)
 
 
-def classification_metrics(df: pd.DataFrame, n_boot: int) -> dict:
+def classification_metrics(df: pd.DataFrame, n_boot: int, working_points) -> dict:
     y, s = df["truth"].to_numpy(np.float64), df["prediction"].to_numpy(np.float64)
     out = {name: fn(y, s) for name, fn in metrics.CLASSIFICATION.items()}
     out["roc_auc_ci_lo"], out["roc_auc_ci_hi"] = metrics.roc_auc_interval(y, s, n_boot=n_boot)
-    for eff in (0.5, 0.8):
-        out[f"rejection_at_{int(eff * 100)}"] = metrics.background_rejection(y, s, eff)
+    for eff in working_points:
+        out[binned.rejection_key(eff)] = metrics.background_rejection(y, s, eff)
     if "truth_oracle" in df:
         out["oracle_auc"] = metrics.roc_auc(y, df["truth_oracle"].to_numpy(np.float64))
         out["gap_to_oracle"] = out["oracle_auc"] - out["roc_auc"]
@@ -65,6 +88,13 @@ def regression_metrics(df: pd.DataFrame, train_mean: float, edges: dict[str, np.
     return out
 
 
+def member_mean(task: Task, df: pd.DataFrame) -> dict:
+    """The mean over an ensemble's members of each one's metrics, beside which the ensemble's gain shows."""
+    truth, fns = df["truth"].to_numpy(np.float64), metrics.CLASSIFICATION if task.is_classification else metrics.REGRESSION
+    members = [df[c].to_numpy(np.float64) for c in df if c.startswith("prediction_member")]
+    return {name: float(np.mean([fn(truth, m) for m in members])) for name, fn in fns.items()}
+
+
 def json_safe(values: dict) -> dict:
     # JSON has no Infinity (a rejection with no background passing): DVC shows None as "-"
     def safe(v):
@@ -82,18 +112,36 @@ def summarise(task: Task, df: pd.DataFrame, train_mean: float, ep) -> dict:
     edges = {c: plots.axis_edges(df[c].to_numpy(np.float64), ep.summary_bins) for c in ("truth", "pt") if c in df}
     out = {}
     for part, frame in df.groupby("split"):
-        if task.is_classification:
-            out[part] = json_safe(classification_metrics(frame, ep.bootstrap))
-        else:
-            out[part] = json_safe(regression_metrics(frame, train_mean, edges, ep.bootstrap))
+        out[part] = (classification_metrics(frame, ep.bootstrap, ep.working_points) if task.is_classification
+                     else regression_metrics(frame, train_mean, edges, ep.bootstrap))
+        if part == "test" and ep.bins.get(task.name):  # val keeps today's keys: the bins judge the final model
+            out[part]["binned"] = binned.binned_metrics(frame, task, ep)
+        if "uncertainty" in frame:
+            out[part]["member_mean"] = member_mean(task, frame)
+        out[part] = json_safe(out[part])
     return out
 
 
-def log_plots(live, task: Task, test: pd.DataFrame, roc_points: int) -> None:
+def records(rows: pd.DataFrame) -> list[dict]:
+    # JSON has no Infinity or NaN (a bin where no background passes): null, which Vega leaves undrawn
+    return [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()}
+            for r in rows.to_dict("records")]
+
+
+def plot_tables(task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None) -> list:
+    """The plots.Plot tables of the test split; with params `evaluate` (ep) also those in its bins."""
     made = (plots.classification_plots(test, task.name, roc_points) if task.is_classification
             else plots.regression_plots(test))
-    for p in made:
-        live.log_plot(p.name, p.rows.to_dict("records"), x=p.x, y=p.y, template=p.template, title=p.title)
+    if ep is not None:
+        # resolution_vs_pt stays plots.resolution_profile's (its own bins): an existing plot keeps its axes
+        taken = {p.name for p in made}
+        made += [p for p in binned.binned_plots(test, task, ep) if p.name not in taken]
+    return made
+
+
+def log_plots(live, task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None) -> None:
+    for p in plot_tables(task, test, roc_points, ep):
+        live.log_plot(p.name, records(p.rows), x=p.x, y=p.y, template=p.template, title=p.title)
 
 
 def log_images(live, task: Task, data: Converted, test: pd.DataFrame, channels: list[int]) -> None:
@@ -111,6 +159,9 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
     model = prepare(model, device, params.runtime)  # threads, and channels_last on a GPU, as in training
     data, split = Converted(paths.converted(task.dataset)), load_split(paths.splits(task_name))
     channels = data.channels(ckpt["spec"].get("channels"), f"train.{task_name}.channels of {paths.models(task_name)}")
+    # a binning variable the predictions will lack fails here, before the model runs (empty rows: names only)
+    binned.check_variables(task_name, params.evaluate.bins.get(task_name, {}),
+                           ["truth", "prediction", *event_columns(data, np.zeros(0, np.int64))])
     df = predictions(model, data, split, channels, params, device)
     train_mean = float(data.target[split["train"]].mean())
     results = summarise(task, df, train_mean, params.evaluate)
@@ -120,7 +171,7 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
             live.summary.update(results)
             live.summary["best_epoch"] = int(ckpt["epoch"]) + 1
             test = df[df["split"] == "test"].reset_index(drop=True)
-            log_plots(live, task, test, params.evaluate.roc_points)
+            log_plots(live, task, test, params.evaluate.roc_points, params.evaluate)
             log_images(live, task, data, test, channels)
     test = results["test"]
     shown = "  ".join(f"{k} {test[k]:.4g}" for k in metrics.HEADLINE if k in test)

@@ -1,6 +1,8 @@
 """Pure-numpy metrics, keyed by name. Scores are probabilities of class 1; estimates are in physical units."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 # the test metrics that the stage logs and `e2e summary` show, where a task has them
@@ -101,34 +103,77 @@ def confusion_counts(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -
     return np.bincount(2 * actual + predicted, minlength=4).reshape(2, 2)
 
 
-def bootstrap_interval(stat, n: int, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of stat(counts) over resamples with replacement of n events.
+def bootstrap_intervals(stat, n: int, n_boot: int = 1000, level: float = 0.95,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile intervals of each value of a vector statistic stat(counts), over resamples with
+    replacement of n events: several statistics of the same events share the draws (one per resample).
 
     stat takes the per-event draw counts (weights) rather than resampled arrays, so a statistic that
     sorts (AUC) sorts once, not once per resample. A fixed seed keeps re-evaluations identical for DVC.
     """
     if n == 0:
-        return float("nan"), float("nan")
+        return np.full(1, np.nan), np.full(1, np.nan)
     rng = np.random.default_rng(seed)
-    values = np.array([stat(np.bincount(rng.integers(0, n, n), minlength=n)) for _ in range(n_boot)])
-    lo, hi = np.nanquantile(values, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    values = np.array([stat(np.bincount(rng.integers(0, n, n), minlength=n)) for _ in range(n_boot)], np.float64)
+    with warnings.catch_warnings():  # a value no resample defines (every draw one-class) is NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanquantile(values.reshape(n_boot, -1), [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return lo, hi
+
+
+def bootstrap_interval(stat, n: int, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """bootstrap_intervals of a scalar statistic."""
+    lo, hi = bootstrap_intervals(stat, n, n_boot, level, seed)
+    return float(lo[0]), float(hi[0])
+
+
+def _class_weights(y: np.ndarray, score: np.ndarray):
+    """(w -> (class-1, class-0) weight per tie group in ascending score order): the sort, done once."""
+    y = np.asarray(y, dtype=np.float64)
+    _, group = np.unique(np.asarray(score), return_inverse=True)
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    return lambda w: (np.bincount(group, w * y, n_groups), np.bincount(group, w * (1 - y), n_groups))
+
+
+def _auc_of_groups(pos: np.ndarray, neg: np.ndarray) -> float:
+    below = np.cumsum(neg) - neg
+    denom = pos.sum() * neg.sum()
+    return float(np.sum(pos * (below + 0.5 * neg)) / denom) if denom > 0 else float("nan")
+
+
+def _fpr_of_groups(pos: np.ndarray, neg: np.ndarray, efficiencies: np.ndarray) -> np.ndarray:
+    """background_rejection's FPR (first threshold from the top reaching each signal efficiency)."""
+    tp, fp = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])
+    if tp.size == 0 or tp[-1] <= 0 or fp[-1] <= 0:
+        return np.full(len(efficiencies), np.nan)
+    i = np.minimum(np.searchsorted(tp / tp[-1], efficiencies, side="left"), len(tp) - 1)
+    return fp[i] / fp[-1]
 
 
 def roc_auc_statistic(y: np.ndarray, score: np.ndarray):
     """stat(counts) -> ROC-AUC of the events drawn counts[i] times each: the Mann-Whitney statistic
     with ties counted one half, i.e. the trapezoid AUC of roc_curve. Sorts once for all resamples."""
-    y = np.asarray(y, dtype=np.float64)
-    _, group = np.unique(np.asarray(score), return_inverse=True)  # tie groups in ascending score order
-    n_groups = int(group.max()) + 1 if len(group) else 0
+    groups = _class_weights(y, score)
+    return lambda w: _auc_of_groups(*groups(w))
 
-    def auc(w: np.ndarray) -> float:
-        pos, neg = np.bincount(group, w * y, n_groups), np.bincount(group, w * (1 - y), n_groups)
-        below = np.cumsum(neg) - neg
-        denom = pos.sum() * neg.sum()
-        return float(np.sum(pos * (below + 0.5 * neg)) / denom) if denom > 0 else float("nan")
 
-    return auc
+def classifier_statistic(y: np.ndarray, score: np.ndarray, efficiencies):
+    """stat(counts) -> [ROC-AUC, FPR at each signal efficiency] of the weighted events, with the
+    threshold found anew in each resample (as a per-bin threshold would be). The FPR, not 1/FPR: a
+    resample with no background passing has rejection inf, which no percentile interpolates."""
+    groups, eff = _class_weights(y, score), np.asarray(efficiencies, np.float64)
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        pos, neg = groups(w)
+        return np.r_[_auc_of_groups(pos, neg), _fpr_of_groups(pos, neg, eff)]
+
+    return stat
+
+
+def threshold_at_efficiency(y: np.ndarray, score: np.ndarray, signal_efficiency: float) -> float:
+    """The score cut (pass: score >= cut) at which background_rejection is measured."""
+    _, tpr, thr = roc_curve(y, score)
+    return float(thr[min(int(np.searchsorted(tpr, signal_efficiency, side="left")), len(thr) - 1)])
 
 
 def roc_auc_interval(y: np.ndarray, score: np.ndarray, **kw) -> tuple[float, float]:
@@ -140,13 +185,18 @@ def mae_interval(true: np.ndarray, pred: np.ndarray, **kw) -> tuple[float, float
     return bootstrap_interval(lambda w: float(np.sum(w * err) / np.sum(w)), len(err), **kw)
 
 
-def weighted_quantile(sorted_values: np.ndarray, counts: np.ndarray, q: float) -> float:
-    """np.quantile(np.repeat(sorted_values, counts), q) (linear interpolation) without the repeat."""
+def weighted_quantiles(sorted_values: np.ndarray, counts: np.ndarray, qs) -> np.ndarray:
+    """np.quantile(np.repeat(sorted_values, counts), qs) (linear interpolation) without the repeat."""
     cum = np.cumsum(counts)
-    pos = q * (cum[-1] - 1)
-    k = int(np.floor(pos))
-    at = sorted_values[np.searchsorted(cum, [k, min(k + 1, cum[-1] - 1)], side="right")]
-    return float(at[0] + (pos - k) * (at[1] - at[0]))
+    pos = np.asarray(qs, np.float64) * (cum[-1] - 1)
+    k = np.floor(pos).astype(np.int64)
+    lo = sorted_values[np.searchsorted(cum, k, side="right")]
+    hi = sorted_values[np.searchsorted(cum, np.minimum(k + 1, cum[-1] - 1), side="right")]
+    return lo + (pos - k) * (hi - lo)
+
+
+def weighted_quantile(sorted_values: np.ndarray, counts: np.ndarray, q: float) -> float:
+    return float(weighted_quantiles(sorted_values, counts, [q])[0])
 
 
 def resolution_interval(true: np.ndarray, pred: np.ndarray, **kw) -> tuple[float, float]:
@@ -157,6 +207,23 @@ def resolution_interval(true: np.ndarray, pred: np.ndarray, **kw) -> tuple[float
         return (weighted_quantile(r, w, 0.84) - weighted_quantile(r, w, 0.16)) / 2
 
     return bootstrap_interval(stat, len(r), **kw)
+
+
+def response(true: np.ndarray, pred: np.ndarray) -> float:
+    """Median of pred/true: the mass scale (1: unbiased), robust to tails like resolution."""
+    return float(np.median(np.asarray(pred) / np.asarray(true)))
+
+
+def response_statistic(true: np.ndarray, pred: np.ndarray):
+    """stat(counts) -> [response, resolution] of the weighted events; (pred - true)/true is pred/true - 1,
+    and a shift leaves resolution's quantile difference alone, so one sorted ratio serves both."""
+    r = np.sort(np.asarray(pred) / np.asarray(true))
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        q16, q50, q84 = weighted_quantiles(r, w, (0.16, 0.5, 0.84))
+        return np.array([q50, (q84 - q16) / 2])
+
+    return stat
 
 
 CLASSIFICATION = {"roc_auc": roc_auc, "accuracy": accuracy, "log_loss": log_loss}

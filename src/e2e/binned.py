@@ -1,0 +1,197 @@
+"""Performance in bins of the physics (params `evaluate.bins`), on the test split: the metrics of each bin
+for metrics.json and the plot tables of the same bins.
+
+A variable is any column of the predictions table (observers such as pt, truth_* columns, and for the
+electron/photon crops the energy_total and energy_max computed here). Its bins are the edges given in
+params, or n equal-width bins over the test split's range widened to whole units (plots.axis_edges).
+Bins are [lo, hi) except the last, [lo, hi]; events outside every bin are left out.
+
+Classifiers: per bin, ROC-AUC and background rejection 1/FPR at each working point with the bin's own
+threshold (a flat signal efficiency across bins), with bootstrap intervals. The plots also show the
+signal efficiency and rejection of one global threshold per working point, which is how a cut is used.
+Regression: per bin, the response median(pred/true) and the resolution (metrics.resolution).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .errors import E2EError
+from .plots import Plot, axis_edges
+
+MIN_EVENTS = 10  # as metrics.binned: fewer events give no meaningful value or interval
+BAND_LEVEL = 0.68  # plot bands: one standard deviation's worth, as plots.resolution_profile
+ENERGY_CHANNEL = "energy"  # the converted channel whose crop totals become energy_total and energy_max
+
+
+def rejection_key(efficiency: float) -> str:
+    return f"rejection_at_{int(round(100 * efficiency))}"
+
+
+def bin_key(lo: float, hi: float) -> str:
+    """Keys like "60-75" and "0-0.45": compact and the same in every run, so `dvc exp show` columns line up."""
+    return f"{lo:g}-{hi:g}"
+
+
+def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Each value's bin, -1 outside all of them (NaN too); the last bin includes its upper edge."""
+    k = np.searchsorted(edges, values, side="right") - 1
+    k[values == edges[-1]] = len(edges) - 2
+    k[k >= len(edges) - 1] = -1
+    return k
+
+
+def each_bin(by: np.ndarray, edges: np.ndarray):
+    """(key, lo, hi, selection) of every bin."""
+    k = bin_index(by, edges)
+    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        yield bin_key(lo, hi), float(lo), float(hi), k == b
+
+
+def check_variables(task: str, bins: dict, columns) -> None:
+    for var in bins:
+        if var not in columns:
+            raise E2EError(f"params.yaml evaluate.bins.{task}.{var}: not a column of the predictions; "
+                           f"available: {', '.join(c for c in columns if c not in ('split', 'row'))}")
+
+
+def resolve(test: pd.DataFrame, task: str, bins: dict) -> dict[str, np.ndarray]:
+    """variable -> bin edges; a number of bins spans the test split's range of the variable."""
+    check_variables(task, bins, list(test.columns))
+    return {var: np.asarray(spec, np.float64) if isinstance(spec, (list, tuple))
+            else axis_edges(test[var].to_numpy(np.float64), int(spec)) for var, spec in bins.items()}
+
+
+def crop_energies(images, channel_names, rows, chunk: int = 65536) -> dict[str, np.ndarray]:
+    """{energy_total, energy_max} of channel "energy" per event of `rows` (as stored, after the
+    conversion's scale), read sparse in chunks: {} where no channel has that name."""
+    if ENERGY_CHANNEL not in channel_names:
+        return {}
+    c, (_, h, w) = list(channel_names).index(ENERGY_CHANNEL), images.image_shape
+    rows = np.asarray(rows, np.int64)
+    total, peak = np.zeros(len(rows)), np.zeros(len(rows))
+    for start in range(0, len(rows), chunk):
+        part = images.gather(rows[start:start + chunk])
+        event = np.repeat(np.arange(len(part.counts)), part.counts)
+        keep = part.index // (h * w) == c
+        v, event = part.values[keep].astype(np.float64), event[keep]  # still grouped by event, in order
+        counts = np.bincount(event, minlength=len(part.counts))
+        total[start:start + len(counts)] = np.bincount(event, v, len(counts))
+        filled, first = counts > 0, np.cumsum(counts) - counts
+        top = np.zeros(len(counts))
+        top[filled] = np.maximum.reduceat(v, first[filled]) if v.size else 0.0
+        # a pixel not stored is a zero, which the dense maximum sees too (energies can be negative)
+        peak[start:start + len(counts)] = np.where(counts < h * w, np.maximum(top, 0.0), top)
+    return {"energy_total": total, "energy_max": peak}
+
+
+def _inverse(fpr: float) -> float:
+    return 1.0 / fpr if fpr > 0 else (float("inf") if fpr == 0 else float("nan"))
+
+
+def measurable(y: np.ndarray) -> bool:
+    return len(y) >= MIN_EVENTS and 0 < np.sum(y == 1) < len(y)
+
+
+def classifier_bin(y: np.ndarray, s: np.ndarray, working_points, n_boot: int) -> dict:
+    """n, ROC-AUC and 1/FPR at each working point (the bin's own threshold), with 95 % intervals."""
+    out = {"n": len(y)}
+    if not measurable(y):
+        return out
+    lo, hi = metrics.bootstrap_intervals(metrics.classifier_statistic(y, s, working_points), len(y), n_boot)
+    out.update(roc_auc=metrics.roc_auc(y, s), roc_auc_ci_lo=lo[0], roc_auc_ci_hi=hi[0])
+    for k, wp in enumerate(working_points, start=1):
+        key = rejection_key(wp)  # a high FPR is a low rejection: the interval's ends swap
+        out.update({key: metrics.background_rejection(y, s, wp), f"{key}_ci_lo": _inverse(hi[k]),
+                    f"{key}_ci_hi": _inverse(lo[k])})
+    return out
+
+
+def regression_bin(t: np.ndarray, p: np.ndarray, n_boot: int, level: float = 0.95) -> dict:
+    """n, response and resolution with their bootstrap intervals (`level`)."""
+    out = {"n": len(t)}
+    if len(t) < MIN_EVENTS:
+        return out
+    lo, hi = metrics.bootstrap_intervals(metrics.response_statistic(t, p), len(t), n_boot, level)
+    return {**out, "response": metrics.response(t, p), "response_ci_lo": lo[0], "response_ci_hi": hi[0],
+            "resolution": metrics.resolution(t, p), "resolution_ci_lo": lo[1], "resolution_ci_hi": hi[1]}
+
+
+def binned_metrics(test: pd.DataFrame, task, ep) -> dict:
+    """{variable: {bin key: metrics}} of the test split; ep is params `evaluate`."""
+    t, p = test["truth"].to_numpy(np.float64), test["prediction"].to_numpy(np.float64)
+    out = {}
+    for var, edges in resolve(test, task.name, ep.bins.get(task.name, {})).items():
+        by = test[var].to_numpy(np.float64)
+        out[var] = {key: classifier_bin(t[sel], p[sel], ep.working_points, ep.bootstrap) if task.is_classification
+                    else regression_bin(t[sel], p[sel], ep.bootstrap) for key, _, _, sel in each_bin(by, edges)}
+    return out
+
+
+def series(kind: str, efficiency: float) -> str:
+    return f"{kind} {efficiency:.0%}"  # "global 50%": the legend of the binned plots
+
+
+def bin_columns(var: str, lo: float, hi: float, n) -> dict:
+    return {var: (lo + hi) / 2, f"{var}_lo": lo, f"{var}_hi": hi, "n": int(n)}
+
+
+def table(rows: list[dict], var: str, values: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=[var, f"{var}_lo", f"{var}_hi", "n", *values])
+
+
+# The classifier tables are long: one row per bin and series, the series named in a column, so dvc.yaml
+# names one y column whatever the working points (.dvc/plots/binned.json colours by that column).
+
+def efficiency_plot(y, s, by, edges, var: str, working_points) -> Plot:
+    """Signal efficiency per bin at the threshold that gives each working point on the whole split."""
+    cuts = {wp: metrics.threshold_at_efficiency(y, s, wp) for wp in working_points}
+    rows = [{**bin_columns(var, lo, hi, sel.sum()), "series": series("global", wp),
+             "efficiency": float(np.mean(s[sel & (y == 1)] >= cut))}
+            for wp, cut in cuts.items() for _, lo, hi, sel in each_bin(by, edges) if measurable(y[sel])]
+    return Plot(f"efficiency_vs_{var}", table(rows, var, ["series", "efficiency"]), var, "efficiency", "binned",
+                "signal efficiency, one global threshold per working point")
+
+
+def rejection_plot(y, s, by, edges, var: str, working_points) -> Plot:
+    """1/FPR per bin at the global threshold of each working point, and at the bin's own threshold."""
+    cuts = {wp: metrics.threshold_at_efficiency(y, s, wp) for wp in working_points}
+    rows = []
+    for _, lo, hi, sel in each_bin(by, edges):
+        if not measurable(y[sel]):
+            continue
+        yb, sb, at = y[sel], s[sel], bin_columns(var, lo, hi, sel.sum())
+        for wp, cut in cuts.items():
+            rows.append({**at, "series": series("global", wp), "rejection": _inverse(np.mean(sb[yb == 0] >= cut))})
+            rows.append({**at, "series": series("per-bin", wp), "rejection": metrics.background_rejection(yb, sb, wp)})
+    rows = table(rows, var, ["series", "rejection"])
+    return Plot(f"rejection_vs_{var}", rows, var, "rejection", "binned_log_y",
+                "1/FPR, global vs per-bin threshold (flat efficiency)")
+
+
+def regression_plots(t, p, by, edges, var: str, n_boot: int) -> list[Plot]:
+    """Response and resolution per bin, bands: 68 % bootstrap intervals."""
+    rows = []
+    for _, lo, hi, sel in each_bin(by, edges):
+        m = regression_bin(t[sel], p[sel], n_boot, BAND_LEVEL)
+        if "response" in m:  # the band template reads <y>_lo and <y>_hi
+            rows.append({**bin_columns(var, lo, hi, m.pop("n")), **{k.replace("_ci", ""): v for k, v in m.items()}})
+    rows = table(rows, var, [f"{k}{end}" for k in ("response", "resolution") for end in ("", "_lo", "_hi")])
+    return [Plot(f"response_vs_{var}", rows, var, "response", "band",
+                 "mass response median(pred/true), band: 68 % bootstrap interval"),
+            Plot(f"resolution_vs_{var}", rows, var, "resolution", "band",
+                 "mass resolution, band: 68 % bootstrap interval")]
+
+
+def binned_plots(test: pd.DataFrame, task, ep) -> list[Plot]:
+    t, p = test["truth"].to_numpy(np.float64), test["prediction"].to_numpy(np.float64)
+    out = []
+    for var, edges in resolve(test, task.name, ep.bins.get(task.name, {})).items():
+        by = test[var].to_numpy(np.float64)
+        if task.is_classification:
+            out += [efficiency_plot(t, p, by, edges, var, ep.working_points),
+                    rejection_plot(t, p, by, edges, var, ep.working_points)]
+        else:
+            out += regression_plots(t, p, by, edges, var, ep.bootstrap)
+    return out
