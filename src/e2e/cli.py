@@ -15,6 +15,7 @@ STAGES = {  # stage -> module; imported only when run, so `e2e --help` stays fas
     "split": "e2e.split",
     "train": "e2e.train",
     "evaluate": "e2e.evaluate",
+    "export": "e2e.export",
 }
 NAMES = ("electron_photon", "quark_gluon", "jet_mass")
 
@@ -39,8 +40,10 @@ def add_predict(sub) -> None:
     pr.add_argument("name", choices=NAMES, help="task whose model to apply")
     pr.add_argument("--input", nargs="+", required=True, type=Path, metavar="FILE", help="raw .hdf5/.parquet files")
     pr.add_argument("--output", default=Path("predictions.parquet"), type=Path, help="(default: predictions.parquet)")
-    pr.add_argument("--model", type=Path, help="checkpoint (default: <root>/models/<task>/model.pt); "
-                    "preprocessing.json is read from its directory")
+    pr.add_argument("--model", type=Path, help="model.pt (torch; preprocessing.json is read from its directory) "
+                    "or model.onnx (onnx; its metadata holds the preprocessing); default: <root>/models/<task>/")
+    pr.add_argument("--backend", choices=("torch", "onnx"), help="torch (the checkpoint; default where torch is "
+                    "installed) or onnx (the exported graph, with onnxruntime)")
     pr.add_argument("--batch-rows", type=int, default=256, help="images per batch: bounds the memory used")
     pr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1")
 
@@ -62,7 +65,8 @@ def run(argv: list[str] | None = None) -> None:
     if args.command == "predict":
         from .predict import main as predict
 
-        predict(args.name, args.input, args.output, args.model, Path(args.root), args.batch_rows, args.device)
+        predict(args.name, args.input, args.output, args.model, Path(args.root), args.batch_rows, args.device,
+                args.backend)
         return
     params = load_params(Path(args.params))
     if args.command == "train" and params.runtime.nproc > 1 and "WORLD_SIZE" not in os.environ:

@@ -43,8 +43,33 @@ class Standardized(nn.Module):
         return torch.sigmoid(out) if self.classification else out * self.target_std + self.target_mean
 
 
-def build(spec: dict) -> Standardized:
-    """spec: model, model_kwargs, in_channels, image_size, num_outputs, classification."""
+class Ensemble(nn.Module):
+    """Members trained apart (other seeds, or disjoint subsets of the training split) predicting together.
+
+    forward gives each member's raw output, one column per member; decode averages the members' decoded
+    outputs (probabilities, or GeV: averaging logits would not average the probabilities); evaluate
+    takes their standard deviation per event as the ensemble's uncertainty."""
+
+    def __init__(self, members: list[Standardized]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.classification = members[0].classification
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members], dim=-1)
+
+    def decode_members(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m.decode(out[..., k]) for k, m in enumerate(self.members)], dim=-1)
+
+    def decode(self, out: torch.Tensor) -> torch.Tensor:
+        return self.decode_members(out).mean(-1)
+
+
+def build(spec: dict) -> Standardized | Ensemble:
+    """spec: model, model_kwargs, in_channels, image_size, num_outputs, classification[, members]."""
+    members = spec.get("members", 1)
+    if members > 1:
+        return Ensemble([build({**spec, "members": 1}) for _ in range(members)])
     try:
         net = build_model(spec["model"], spec["in_channels"], spec["num_outputs"], tuple(spec["image_size"]),
                           **spec["model_kwargs"])

@@ -1,12 +1,16 @@
-"""`e2e predict <task> --input FILE... --output predictions.parquet`: a trained model on new raw files.
+"""`e2e predict <task> --input FILE... --output predictions.parquet [--backend torch|onnx]`: a trained
+model on new raw files.
 
 Streams reader batches -> the training's preprocessing -> model -> one parquet row group per batch,
 so memory stays bounded on files larger than RAM. The preprocessing (channel selection, scale,
-clipping, storage dtype) is read from `preprocessing.json` beside the model, which `train` writes:
-re-deriving it from today's params.yaml would silently mismatch a model trained under other params.
+clipping, storage dtype) is the training's own, never re-derived from today's params.yaml (which could
+silently mismatch a model trained under other params): `preprocessing.json` beside model.pt, which
+`train` writes, or the metadata inside model.onnx, which `export` writes. The onnx backend runs with
+onnxruntime alone, so it works where torch is not installed.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -18,7 +22,6 @@ from .config import ConvertParams
 from .convert_file import preprocess, to_storage
 from .sparse import densify
 from .errors import E2EError
-from .modelio import load_checkpoint
 from .sources.readers import open_reader
 from .sources.registry import get_dataset
 from .tasks import get_task
@@ -32,6 +35,10 @@ def load_preprocessing(path: Path) -> ConvertParams:
                        "`dvc repro train@<task>`, or pass --model inside a complete model directory)") from None
     except json.JSONDecodeError as exc:
         raise E2EError(f"{path}: not valid JSON ({exc})") from None
+    return parse_preprocessing(raw, path)
+
+
+def parse_preprocessing(raw: dict, path) -> ConvertParams:
     try:
         pre = raw["preprocessing"]
         scale = tuple(pre["scale"]) if pre["scale"] is not None else None
@@ -42,20 +49,50 @@ def load_preprocessing(path: Path) -> ConvertParams:
                        f"nonfinite}}; missing {exc}") from None
 
 
-def check_model(spec: dict, task_name: str, cfg: ConvertParams, path: Path) -> None:
-    if spec.get("task", task_name) != task_name:
-        raise E2EError(f"{path}: a model for task {spec['task']!r}, not {task_name!r}")
-    if spec["in_channels"] != len(cfg.channels):
-        raise E2EError(f"{path}: model takes {spec['in_channels']} channels but preprocessing.json "
-                       f"selects {len(cfg.channels)}")
+def check_model(task: str | None, in_channels: int, task_name: str, cfg: ConvertParams, path: Path) -> None:
+    if (task or task_name) != task_name:
+        raise E2EError(f"{path}: a model for task {task!r}, not {task_name!r}")
+    if in_channels != len(cfg.channels):
+        raise E2EError(f"{path}: model takes {in_channels} channels but its preprocessing selects {len(cfg.channels)}")
 
 
-def apply_model(model, images: np.ndarray, device) -> np.ndarray:
+def torch_backend(task_name: str, path: Path, device_name: str):
+    """(images -> predictions, preprocessing) of model.pt and the preprocessing.json beside it."""
     import torch
 
-    with torch.inference_mode():  # float32 throughout: the same numbers on every device
-        x = torch.from_numpy(images).to(device)
-        return model.decode(model(x)).float().cpu().numpy()
+    from .engine import select_device
+    from .modelio import load_checkpoint
+
+    cfg = load_preprocessing(path.parent / "preprocessing.json")
+    device = select_device(device_name)
+    model, ckpt = load_checkpoint(path, device)
+    check_model(ckpt["spec"].get("task"), ckpt["spec"]["in_channels"], task_name, cfg, path)
+
+    def apply(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():  # float32 throughout: the same numbers on every device
+            return model.decode(model(torch.from_numpy(images).to(device))).float().cpu().numpy()
+
+    return apply, cfg
+
+
+def onnx_backend(task_name: str, path: Path, device_name: str):
+    """(images -> predictions, preprocessing) of an exported model.onnx, its preprocessing from its metadata."""
+    from .onnx_model import OnnxModel
+
+    if device_name not in ("auto", "cpu"):
+        raise E2EError(f"--device {device_name}: the onnx backend runs on the CPU (onnxruntime's CPU provider)")
+    model = OnnxModel(path)
+    cfg = parse_preprocessing(model.meta["preprocessing"], f"{path} (metadata 'preprocessing')")
+    check_model(model.meta["task"], model.meta["input_shape"][1], task_name, cfg, path)
+    return model, cfg
+
+
+BACKENDS = {"torch": (torch_backend, "model.pt"), "onnx": (onnx_backend, "model.onnx")}
+
+
+def default_backend() -> str:
+    """torch where it is installed (the model as trained), else the exported graph."""
+    return "torch" if importlib.util.find_spec("torch") else "onnx"
 
 
 def batch_table(path: Path, start: int, batch, prediction: np.ndarray):
@@ -68,7 +105,7 @@ def batch_table(path: Path, start: int, batch, prediction: np.ndarray):
     return pa.table(columns)
 
 
-def predict_files(model, readers: list, cfg: ConvertParams, out: Path, batch_rows: int, device) -> int:
+def predict_files(apply, readers: list, cfg: ConvertParams, out: Path, batch_rows: int) -> int:
     import pyarrow.parquet as pq
 
     total, writer = sum(r.n_rows for r in readers), None
@@ -82,7 +119,7 @@ def predict_files(model, readers: list, cfg: ConvertParams, out: Path, batch_row
                     # what the model was trained on: the values as stored in the converted dtype
                     shape = (len(cfg.channels), *batch.images.shape[2:])
                     x = densify(to_storage(entries, cfg.dtype, where, reader.dataset.name), shape)
-                    table = batch_table(reader.path, start, batch, apply_model(model, x, device))
+                    table = batch_table(reader.path, start, batch, apply(x))
                     writer = writer or pq.ParquetWriter(tmp, table.schema)
                     writer.write_table(table)
                     start += len(batch.target)
@@ -95,16 +132,14 @@ def predict_files(model, readers: list, cfg: ConvertParams, out: Path, batch_row
 
 
 def main(task_name: str, inputs: list[Path], output: Path, model_path: Path | None = None,
-         root: Path = Path("."), batch_rows: int = 256, device_name: str = "auto") -> None:
-    from .engine import select_device
-
+         root: Path = Path("."), batch_rows: int = 256, device_name: str = "auto", backend: str | None = None) -> int:
     task = get_task(task_name)
-    model_path = Path(model_path) if model_path else Path(root) / "models" / task_name / "model.pt"
-    cfg = load_preprocessing(model_path.parent / "preprocessing.json")
-    device = select_device(device_name)
-    model, ckpt = load_checkpoint(model_path, device)
-    check_model(ckpt["spec"], task_name, cfg, model_path)
+    backend = backend or default_backend()
+    load, default_name = BACKENDS[backend]
+    model_path = Path(model_path) if model_path else Path(root) / "models" / task_name / default_name
+    apply, cfg = load(task_name, model_path, device_name)
     ds = get_dataset(task.dataset)
     readers = [open_reader(ds, Path(f)) for f in inputs]  # every header validated before anything is written
-    n = predict_files(model, readers, cfg, Path(output), batch_rows, device)
-    print(f"{output}: {n} predictions from {len(readers)} file(s) with {model_path}")
+    n = predict_files(apply, readers, cfg, Path(output), batch_rows)
+    print(f"{output}: {n} predictions from {len(readers)} file(s) with {model_path} ({backend})")
+    return n

@@ -21,6 +21,7 @@ from .atomic import atomic_path
 from .augment import make_augment
 from .config import Params, Paths
 from .data import Converted, channel_stats, make_batches
+from .ensemble import join, member_dir, member_rows
 from .engine import _unwrap, predict, prepare, select_device, train_one_epoch
 from .errors import E2EError
 from .modelio import build, save_checkpoint
@@ -112,22 +113,30 @@ def load_resume(path, fp: str, model, optimizer, scheduler) -> dict | None:
     return state
 
 
-def log_epoch(live, epoch: int, row: dict) -> None:
+def log_epoch(live, epoch: int, row: dict, prefix: str = "") -> None:
+    """One epoch's row; an ensemble's members after the first log under `member<k>/` beside the first's."""
     live.step = epoch + 1  # the plots' x axis counts epochs from 1, as the logs and best_epoch do
     for key, value in row.items():
-        live.log_metric(key, value)
+        live.log_metric(prefix + key, value)
     live.next_step()
 
 
-def summarize(live, task: Task, best: dict, history: list[dict]) -> None:
-    """metrics.json of train: what the training chose, not the last epoch's values (those are the plots).
+def summarize(live, task: Task, results: list[tuple[dict, list[dict]]]) -> None:
+    """metrics.json of train: what the training chose, not the last epoch's values (those are the plots):
+    the first member's choice at the top level, every member's under members.<k> for an ensemble.
     val metrics of the best model, under the same names as every other split's, come from evaluate."""
     m = task.primary_metric
+
+    def chosen(best: dict, history: list[dict]) -> dict:
+        return {"best_epoch": best["epoch"] + 1, f"best_val_{m}": best["value"],
+                "best_val_loss": history[best["epoch"]]["val/loss"], "epochs_run": len(history)}
+
     live.summary.clear()
-    live.summary.update({"best_epoch": best["epoch"] + 1, f"best_val_{m}": best["value"],
-                         "best_val_loss": history[best["epoch"]]["val/loss"], "epochs_run": len(history),
-                         "seconds_per_epoch": float(np.mean([r["epoch_seconds"] for r in history]))})
-    live.step = len(history)
+    live.summary.update(chosen(*results[0]))
+    live.summary["seconds_per_epoch"] = float(np.mean([r["epoch_seconds"] for _, h in results for r in h]))
+    if len(results) > 1:
+        live.summary["members"] = {str(k + 1): chosen(*r) for k, r in enumerate(results)}
+    live.step = len(results[0][1])
 
 
 @contextlib.contextmanager
@@ -150,7 +159,8 @@ def live_output(path, workdir, rank: int):
     shutil.move(tmp, path)
 
 
-def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, fp) -> tuple[dict, list[dict]]:
+def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, fp,
+        prefix: str = "") -> tuple[dict, list[dict]]:
     optimizer = make_optimizer(model, tp)
     scheduler = make_scheduler(optimizer, tp, len(train_b))
     train_loss_fn, loss_fn = make_loss(task.loss, tp.label_smoothing), make_loss(task.loss)
@@ -160,8 +170,10 @@ def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, f
     if resumed:
         best, history = resumed["best"], resumed["history"]
         for epoch, row in enumerate(history if live is not None else []):  # DVC deleted the old files: replay
-            log_epoch(live, epoch, row)
+            log_epoch(live, epoch, row, prefix)
     for epoch in range(len(history), tp.epochs):
+        if tp.patience and history and epoch - 1 - best["epoch"] >= tp.patience:  # early stop, also on resume
+            break
         train_b.set_epoch(epoch)
         t0 = time.perf_counter()
         train_loss = train_one_epoch(net, train_b, optimizer, scheduler, train_loss_fn, device, rt.amp,
@@ -176,41 +188,62 @@ def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, f
             if live is not None:
                 save_checkpoint(workdir / "best.pt", model, spec, epoch=epoch, metrics={f"val_{m}": val[m]})
         if live is not None:
-            log_epoch(live, epoch, row)
-            print(f"{task.name} epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
+            log_epoch(live, epoch, row, prefix)
+            print(f"{task.name}{' ' + prefix.rstrip('/') if prefix else ''} epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
                   f"val {m} {val[m]:.4f}  ({train_b.n / seconds:.0f} img/s)")
             save_checkpoint(workdir / "last.pt", model, spec, epoch=epoch, best=best, history=history,
                             fingerprint=fp, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                             rng=torch.get_rng_state())
-        if tp.patience and epoch - best["epoch"] >= tp.patience:
-            break
     return best, history
+
+
+def train_member(k: int, task: Task, tp, rt, data: Converted, split: dict, seed: int, rows: np.ndarray,
+                 live, workdir, dist: tuple[int, int, torch.device]) -> tuple[dict, list[dict], dict]:
+    """Train ensemble member k (the model itself when there is one) on `rows`: (best, history, spec)."""
+    rank, world, device = dist
+    torch.manual_seed(seed)
+    model, spec = build_model(task, data, tp, rows)
+    model = prepare(model, device, rt)
+    net = wrap(model, rt, world, device)
+    channels = spec["channels"]
+    train_b = make_batches(data, rows, channels, tp.batch_size, device, True, seed, rt, rank, world)
+    val_b = make_batches(data, split["val"], channels, 4 * tp.batch_size, device, False, 0, rt)
+    fp = fingerprint(tp, data, split) + (f"-member{k + 1}" if k else "")
+    best, history = fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, fp,
+                        f"member{k + 1}/" if k else "")
+    return best, history, spec
+
+
+def save_model(paths: Paths, task_name: str, tp, data: Converted, channels: list[int], workdirs: list) -> None:
+    """models/<task>/: preprocessing.json, then model.pt (the best epoch's checkpoint, or the members joined).
+    Two files, not the directory: export@<task> writes model.onnx beside them. `e2e predict` applies exactly
+    this preprocessing, never re-deriving it from params.yaml."""
+    with atomic_path(paths.models(task_name) / "preprocessing.json") as tmp:
+        tmp.write_text(json.dumps(preprocessing(data, channels), indent=2))
+    with atomic_path(paths.models(task_name) / "model.pt") as tmp:
+        if len(workdirs) == 1:
+            os.replace(workdirs[0] / "best.pt", tmp)
+        else:
+            join([w / "best.pt" for w in workdirs], tmp, tp.ensemble["mode"])
+    for w in workdirs:
+        (w / "last.pt").unlink(missing_ok=True)
 
 
 def main(params: Params, task_name: str, paths: Paths) -> None:
     task, tp, rt = get_task(task_name), params.train[task_name], params.runtime
     rank, world, local_rank = init_distributed()
-    torch.manual_seed(tp.seed)
     device = select_device(rt.device, local_rank)
     data = Converted(paths.converted(task.dataset))
     split = load_split(paths.splits(task_name))
-    model, spec = build_model(task, data, tp, split["train"])
-    model = prepare(model, device, rt)
-    net = wrap(model, rt, world, device)
-    channels = spec["channels"]
-    train_b = make_batches(data, split["train"], channels, tp.batch_size, device, True, tp.seed, rt, rank, world)
-    val_b = make_batches(data, split["val"], channels, 4 * tp.batch_size, device, False, 0, rt)
+    members = member_rows(split["train"], tp)
     # outside the DVC outputs, which `dvc repro` deletes before a rerun: this is what makes resume possible
     workdir = paths.root / ".cache" / "train" / task_name
+    workdirs = [member_dir(workdir, k, len(members)) for k in range(len(members))]
     with live_output(paths.train_metrics(task_name), workdir, rank) as live:
-        best, history = fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec,
-                            fingerprint(tp, data, split))
+        results = [train_member(k, task, tp, rt, data, split, seed, rows, live, workdirs[k], (rank, world, device))
+                   for k, (seed, rows) in enumerate(members)]
         if live is not None:
-            summarize(live, task, best, history)
-            with atomic_path(paths.models(task_name), is_dir=True) as tmp:
-                os.replace(workdir / "best.pt", tmp / "model.pt")
-                # `e2e predict` applies exactly this to new raw files, never re-deriving it from params.yaml
-                (tmp / "preprocessing.json").write_text(json.dumps(preprocessing(data, channels), indent=2))
-            (workdir / "last.pt").unlink(missing_ok=True)
+            summarize(live, task, [(best, history) for best, history, _ in results])
+            save_model(paths, task_name, tp, data, results[0][2]["channels"], workdirs)
     if world > 1:
         torch.distributed.destroy_process_group()

@@ -128,7 +128,7 @@ class ViTSmall(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.patch_embed(self.pad(x)).flatten(2).transpose(1, 2)
         if self.cls_token is not None:
-            tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1)
+            tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         tokens = self.norm(self.encoder(tokens + self.pos_embed))
         pooled = tokens[:, 0] if self.pool == "cls" else tokens.mean(dim=1)
         return self.head(pooled)
