@@ -18,8 +18,7 @@ SMALL_KWARGS: dict[str, dict] = {
     "multikernel_cnn": {"branch_channels": 2, "hidden": [8], "activation": "prelu"},
     "convnext_small": {"dims": [8, 16, 32], "depths": [1, 1, 1]},
     "vit_small": {"dim": 16, "depth": 1, "heads": 2},
-    "mobilenet_v3_small": {"width_mult": 0.25},
-    "densenet121": {"growth_rate": 4, "num_init_features": 8},
+    "densenet121": {"growth_rate": 4},  # timm's: 2 * growth_rate stem channels
     "shufflenet_v2": {"width_mult": 0.5},
     "squeezenet": {"version": "1_1"},
 }
@@ -142,7 +141,8 @@ def test_convnext_small_is_about_half_a_million_parameters():
     assert 0.4e6 < n_params(build_model("convnext_small", 2, 1, (32, 32))) < 0.7e6
 
 
-def test_torchvision_models_adapt_stem_to_image_size():
+def test_classic_models_adapt_stem_to_image_size():
+    """resnet18 is timm's, its stem adapted to 32x32 (tests/test_timm.py checks every family)."""
     small = build_model("resnet18", 2, 1, (32, 32))
     large = build_model("resnet18", 3, 1, (125, 125))
     assert small.conv1.stride == (1, 1) and isinstance(small.maxpool, nn.Identity)

@@ -131,7 +131,8 @@ def legacy(raw: dict) -> config.Params:
         download=build(config.DownloadParams, raw.get("download")), synthetic=dict(raw.get("synthetic") or {}),
         convert=each(config.ConvertParams, "convert"), split=build(config.SplitParams, raw.get("split")),
         runtime=build(config.RuntimeParams, raw.get("runtime")), train=each(config.TrainParams, "train"),
-        evaluate=build(config.EvaluateParams, raw.get("evaluate")))
+        evaluate=build(config.EvaluateParams, raw.get("evaluate")), export=build(config.ExportParams, raw.get("export")),
+        tune=each(config.TuneParams, "tune"))
 
 
 def merged(base: dict, over: dict) -> dict:

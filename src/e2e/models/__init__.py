@@ -3,13 +3,15 @@
 Every constructor is called as `constructor(in_channels, num_outputs, image_size, **kwargs)` with the
 kwargs of params.yaml `train.<task>.model_kwargs`, and returns a module mapping (B, C, H, W) floats to
 (B, num_outputs) raw outputs: logits or an unnormalised regression value, never a sigmoid or softmax
-(the loss applies it). Unknown kwargs raise TypeError. Layer 0: imports only torch (torchvision lazily)."""
+(the loss applies it). Unknown kwargs raise TypeError. Names `timm/<name>` build any timm model
+(timm_zoo.build_timm). Layer 0: imports only torch (torchvision and timm lazily, inside the constructors)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from . import timm_zoo
 from . import torchvision_zoo as tv
 from .classic import MLP, VGG12, LeNet5, MultiKernelCNN
 from .modern import ConvNeXtSmall, ViTSmall
@@ -26,12 +28,13 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "multikernel_cnn": MultiKernelCNN,
     "convnext_small": ConvNeXtSmall,
     "vit_small": ViTSmall,
-    # torchvision, adapted to C channels and small images
-    "resnet18": tv.resnet18,
-    "resnet34": tv.resnet34,
-    "mobilenet_v3_small": tv.mobilenet_v3_small,
-    "efficientnet_b0": tv.efficientnet_b0,
-    "densenet121": tv.densenet121,
+    # ImageNet classics, adapted to C channels and small images: timm where it has the family ...
+    "resnet18": timm_zoo.classic("resnet18"),
+    "resnet34": timm_zoo.classic("resnet34"),
+    "mobilenet_v3_small": timm_zoo.classic("mobilenet_v3_small"),
+    "efficientnet_b0": timm_zoo.classic("efficientnet_b0"),
+    "densenet121": timm_zoo.classic("densenet121"),
+    # ... and torchvision where timm has none
     "shufflenet_v2": tv.shufflenet_v2,
     "squeezenet": tv.squeezenet,
 }
@@ -40,11 +43,15 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def build_model(
     name: str, in_channels: int, num_outputs: int, image_size: Sequence[int], **kwargs
 ) -> nn.Module:
-    """Build MODELS[name]; unknown names raise KeyError listing the choices."""
+    """Build MODELS[name], or timm's model for timm/<model>; unknown names raise KeyError listing the choices."""
+    if name.startswith(timm_zoo.PREFIX):
+        timm_name = name[len(timm_zoo.PREFIX):]
+        return timm_zoo.build_timm(timm_name, in_channels, num_outputs, tuple(image_size), **kwargs)
     try:
         constructor = MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; choices: {', '.join(sorted(MODELS))}") from None
+        raise KeyError(f"unknown model {name!r}; choices: {', '.join(sorted(MODELS))}, "
+                       f"or {timm_zoo.PREFIX}<name> for any timm model") from None
     return constructor(in_channels, num_outputs, tuple(image_size), **kwargs)
 
 

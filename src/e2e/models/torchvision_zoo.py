@@ -1,11 +1,11 @@
-"""torchvision classifiers adapted to detector images: any number of input channels, num_outputs raw
-outputs, random initialisation (weights=None: ImageNet weights know nothing of calorimeter
-deposits, and nothing is ever downloaded). The survey (model_survey_auc_tables.md) trained ResNet-18/34
-from scratch; quark_gluon_lenet5.md tried MobileNet, EfficientNet, SqueezeNet, ShuffleNet, DenseNet.
+"""torchvision's ShuffleNetV2 and SqueezeNet, the two families quark_gluon_lenet5.md tried that timm lacks
+(its MobileNet, EfficientNet, DenseNet and the survey's ResNet-18/34 come from timm_zoo), adapted to detector
+images: any number of input channels, num_outputs raw outputs, random initialisation (weights=None:
+ImageNet weights know nothing of calorimeter deposits, and nothing is ever downloaded).
 
-Small inputs (min side < 64, e.g. the 32x32 e/gamma crops) get a 3x3 stride-1 first conv and lose the
-stem max pool, as the CIFAR variants of these networks do: the ImageNet stem would shrink 32x32 to 8x8
-before the first block. torchvision is imported inside each constructor, never at import time."""
+Small inputs (min side < 64, e.g. the 32x32 e/gamma crops) get a 3x3 stride-1 first conv, and ShuffleNet
+loses its stem max pool, as the CIFAR variants of these networks do: the ImageNet stem would shrink 32x32
+to 8x8 before the first block. torchvision is imported inside each constructor, never at import time."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,86 +33,6 @@ def _stem_conv(old: nn.Conv2d, in_channels: int, small: bool) -> nn.Conv2d:
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     return conv
-
-
-def _resnet(arch: str, in_channels: int, num_outputs: int, image_size, small_input) -> nn.Module:
-    from torchvision import models
-
-    net = getattr(models, arch)(weights=None, num_classes=num_outputs)
-    small = _is_small(image_size, small_input)
-    net.conv1 = _stem_conv(net.conv1, in_channels, small)
-    if small:
-        net.maxpool = nn.Identity()
-    return net
-
-
-def resnet18(in_channels: int, num_outputs: int, image_size, *, small_input: bool | None = None) -> nn.Module:
-    """torchvision ResNet-18 (11.17M parameters with 2 inputs, as the survey's 11.173M)."""
-    return _resnet("resnet18", in_channels, num_outputs, image_size, small_input)
-
-
-def resnet34(in_channels: int, num_outputs: int, image_size, *, small_input: bool | None = None) -> nn.Module:
-    """torchvision ResNet-34 (the survey's best quark/gluon model, AUC 0.810)."""
-    return _resnet("resnet34", in_channels, num_outputs, image_size, small_input)
-
-
-def mobilenet_v3_small(
-    in_channels: int,
-    num_outputs: int,
-    image_size,
-    *,
-    width_mult: float = 1.0,
-    dropout: float = 0.2,
-    small_input: bool | None = None,
-) -> nn.Module:
-    from torchvision import models
-
-    net = models.mobilenet_v3_small(
-        weights=None, num_classes=num_outputs, width_mult=width_mult, dropout=dropout
-    )
-    net.features[0][0] = _stem_conv(net.features[0][0], in_channels, _is_small(image_size, small_input))
-    return net
-
-
-def efficientnet_b0(
-    in_channels: int,
-    num_outputs: int,
-    image_size,
-    *,
-    dropout: float = 0.2,
-    stochastic_depth_prob: float = 0.2,
-    small_input: bool | None = None,
-) -> nn.Module:
-    from torchvision import models
-
-    net = models.efficientnet_b0(
-        weights=None, num_classes=num_outputs, dropout=dropout, stochastic_depth_prob=stochastic_depth_prob
-    )
-    net.features[0][0] = _stem_conv(net.features[0][0], in_channels, _is_small(image_size, small_input))
-    return net
-
-
-def densenet121(
-    in_channels: int,
-    num_outputs: int,
-    image_size,
-    *,
-    growth_rate: int = 32,
-    num_init_features: int = 64,
-    drop_rate: float = 0.0,
-    small_input: bool | None = None,
-) -> nn.Module:
-    """DenseNet-121's block layout (6, 12, 24, 16); growth_rate and num_init_features are its width knobs."""
-    from torchvision import models
-
-    net = models.DenseNet(
-        growth_rate, (6, 12, 24, 16), num_init_features, drop_rate=drop_rate, num_classes=num_outputs
-    )
-    small = _is_small(image_size, small_input)
-    net.features.conv0 = _stem_conv(net.features.conv0, in_channels, small)
-    if small:
-        net.features.pool0 = nn.Identity()
-    return net
 
 
 def shufflenet_v2(
