@@ -32,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
     pre.add_argument("preset", help="a file name under presets/ without .yaml, e.g. full")
     sub.add_parser("summary", help="print where results are and the headline test metrics")
     add_predict(sub)
+    add_tune(sub)
     return p
 
 
@@ -46,6 +47,21 @@ def add_predict(sub) -> None:
                     "installed) or onnx (the exported graph, with onnxruntime)")
     pr.add_argument("--batch-rows", type=int, default=256, help="images per batch: bounds the memory used")
     pr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1")
+
+
+def add_tune(sub) -> None:
+    tu = sub.add_parser("tune", help="an Optuna study over params.yaml tune.<task>.space, every trial a DVC "
+                        "experiment (`dvc exp run --temp`)")
+    tu.add_argument("name", choices=NAMES, help="task to tune, on its validation metric")
+    tu.add_argument("--trials", type=int, default=20, help="run until the study has this many finished trials "
+                    "(complete or failed); a rerun adds only the difference (default: 20)")
+    tu.add_argument("--jobs", type=int, default=1, help="trials at a time: one GPU each where there are enough, "
+                    "else a share of the CPU cores each (default: 1)")
+    tu.add_argument("--study", help="study name, and prefix of the experiments' names (default: the task)")
+    tu.add_argument("--storage", help="Optuna storage shared by the workers: a journal file path, or a URL such "
+                    "as sqlite:///tune.db or postgresql://... (default: tune/<task>.journal)")
+    tu.add_argument("--push", nargs="?", const="origin", metavar="REMOTE", help="`dvc exp push REMOTE` each "
+                    "trial's experiment (default REMOTE: origin), for workers in other clones")
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -67,6 +83,12 @@ def run(argv: list[str] | None = None) -> None:
 
         predict(args.name, args.input, args.output, args.model, Path(args.root), args.batch_rows, args.device,
                 args.backend)
+        return
+    if args.command == "tune":
+        from .tune import main as tune
+
+        tune(args.name, Path(args.params), Path(args.root), args.trials, args.jobs, args.study, args.storage,
+             args.push)
         return
     params = load_params(Path(args.params))
     if args.command == "train" and params.runtime.nproc > 1 and "WORLD_SIZE" not in os.environ:
