@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 NAMES = ("electron_photon", "quark_gluon", "jet_mass")
 # `python -m e2e <stage>` goes through these: argument parsing and dispatch only, nothing that reaches a
-# stage's outputs; as deps they would rerun all 15 stages for every new subcommand
+# stage's outputs; as deps they would rerun all 18 stages for every new subcommand
 DISPATCH = {"e2e", "e2e.__main__", "e2e.cli"}
 # numpy >= 2.4 names the groups X86_V3/X86_V4, older releases the single features: disable both, so numpy
 # dispatches its SSE kernels (as on a machine without AVX2 or AVX-512)
@@ -158,6 +158,8 @@ def test_hardware_knobs_invalidate_no_stage(project):
     ("evaluate.batch_size", 64, {f"evaluate@{n}" for n in NAMES}),  # re-evaluates, never retrains
     ("train.quark_gluon.lr", 0.0003, {"train@quark_gluon"}),  # evaluate@quark_gluon follows its new model
     ("convert.jet_mass.clip", 20.0, {"convert@jet_mass"}),
+    ("export.tolerance", 0.001, {f"export@{n}" for n in NAMES}),  # re-exports, never retrains
+    ("tune.quark_gluon.seed", 3, set()),  # read by `e2e tune` only, no stage
 ])
 def test_a_param_makes_stale_only_the_stages_that_read_it(project, param, value, stale):
     assert set(stale_after(project, **{param: value})) == stale

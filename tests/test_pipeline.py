@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
 import yaml
 
@@ -69,8 +70,8 @@ def test_repro_runs_every_stage_and_writes_finite_metrics(repo):
     out = run(["dvc", "repro"], repo)
     # piped, as in CI or `dvc repro > log`: no progress-bar frames, a few lines per stage and epoch
     assert "\r" not in out and "it/s" not in out, out[:2000]
-    assert len(out.splitlines()) <= 8 * 15 and len(out) < 16_000, out
-    for stage in ("download", "convert", "split", "train", "evaluate"):
+    assert len(out.splitlines()) <= 8 * 18 and len(out) < 16_000, out
+    for stage in ("download", "convert", "split", "train", "evaluate", "export"):
         for task in TASKS:
             assert f"'{stage}@{task}'" in out, f"stage {stage}@{task} did not run"
     expected = {"electron_photon": {"roc_auc", "accuracy", "log_loss"},
@@ -83,7 +84,15 @@ def test_repro_runs_every_stage_and_writes_finite_metrics(repo):
         train = json.loads((repo / "metrics" / task / "train" / "metrics.json").read_text())
         assert math.isfinite(train["best_val_loss"]) and 1 <= train["best_epoch"] <= train["epochs_run"]
         assert (repo / "models" / task / "model.pt").is_file()
+        meta = onnx.load(repo / "models" / task / "model.onnx").metadata_props
+        assert {p.key: json.loads(p.value) for p in meta}["training_data"]["md5"] == lock_md5(repo, task)
     assert "up to date" in run(["dvc", "status"], repo)
+
+
+def lock_md5(repo: Path, task: str) -> str:
+    """dvc.lock's md5 of data/converted/<task>, as the train stage recorded it."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return next(d["md5"] for d in lock["stages"][f"train@{task}"]["deps"] if d["path"] == f"data/converted/{task}")
 
 
 @pytest.mark.slow
