@@ -68,12 +68,14 @@ def dir_md5(path: Path) -> str:
 
 
 def git_revision(root: Path) -> dict:
-    """The commit the code came from, and whether tracked files differed from it (e.g. `dvc exp run -S`)."""
+    """The commit the code came from, and whether tracked files differed from it (e.g. `dvc exp run -S`).
+    dvc.lock does not count: `dvc repro` rewrites it stage by stage, code and params unchanged."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock")
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changed)}
     except (OSError, subprocess.CalledProcessError):  # no git, or not a repository with a commit
         return {"commit": None, "dirty": None}
 

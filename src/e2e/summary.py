@@ -21,4 +21,5 @@ def main(paths: Paths) -> None:
     print("\nMetrics:     metrics/<task>/{train,eval}/metrics.json   (dvc metrics show / dvc exp show)")
     print("Predictions: metrics/<task>/eval/predictions.parquet")
     print("Plots:       metrics/<task>/{train,eval}/plots/          (dvc plots show -> dvc_plots/index.html)")
-    print("Models:      models/<task>/model.pt                      (dvc push to share them)")
+    print("Models:      models/<task>/model.pt, model.onnx          (dvc push to share them)")
+    print("Binned:      test.binned.<variable>.<bin> in metrics/<task>/eval/metrics.json (evaluate.bins)")
