@@ -56,11 +56,8 @@ def to_onnx(model: Standardized, example: torch.Tensor, output: str, opset: int,
 def dir_md5(path: Path) -> str:
     """md5 of a directory as DVC writes it in dvc.lock (md5 of the sorted [{md5, relpath}] JSON, + .dir)."""
     def md5(p: Path) -> str:
-        h = hashlib.md5()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 23), b""):
-                h.update(block)
-        return h.hexdigest()
+        with open(p, "rb") as f:  # as e2e.sources.fetch.sha256_file does
+            return hashlib.file_digest(f, "md5").hexdigest()
 
     files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
     listing = [{"md5": md5(p), "relpath": rel} for rel, p in files]
