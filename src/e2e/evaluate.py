@@ -5,6 +5,7 @@ views read the converted images by the `row` column).
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from . import binned, images, metrics, plots
 from .atomic import atomic_path
 from .config import EvaluateParams, Params, Paths
 from .data import Converted, make_batches
+from .headline import headline
 from .engine import predict, prepare, select_device
 from .modelio import load_checkpoint
 from .split import load_split
@@ -81,6 +83,7 @@ def regression_metrics(df: pd.DataFrame, train_mean: float, edges: dict[str, np.
     out["resolution_ci_lo"], out["resolution_ci_hi"] = metrics.resolution_interval(t, p, n_boot=n_boot)
     out["mae_of_training_mean"] = metrics.mae(t, np.full_like(t, train_mean))
     out["mae_ratio_to_mean"] = out["mae"] / out["mae_of_training_mean"]
+    out["response"] = metrics.response(t, p)
     out["resolution_by_mass"] = binned_resolution(t, p, t, edges["truth"])
     if "pt" in edges:
         out["resolution_by_pt"] = binned_resolution(t, p, df["pt"].to_numpy(np.float64), edges["pt"])
@@ -170,6 +173,8 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
         with open_live(tmp) as live:
             live.summary.update(results)
             live.summary["best_epoch"] = int(ckpt["epoch"]) + 1
+            top = headline(task, results, params.evaluate.working_points)
+            (tmp / "headline.json").write_text(json.dumps(top, indent=2) + "\n")
             test = df[df["split"] == "test"].reset_index(drop=True)
             log_plots(live, task, test, params.evaluate.roc_points, params.evaluate)
             log_images(live, task, data, test, channels)
