@@ -131,19 +131,22 @@ def records(rows: pd.DataFrame) -> list[dict]:
             for r in rows.to_dict("records")]
 
 
-def plot_tables(task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None) -> list:
-    """The plots.Plot tables of the test split; with params `evaluate` (ep) also those in its bins."""
+def plot_tables(task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None,
+                measured: dict | None = None) -> list:
+    """The plots.Plot tables of the test split; with params `evaluate` (ep) also those in its bins, whose
+    per-bin intervals are `measured` (binned.binned_metrics of the same split) when given."""
     made = (plots.classification_plots(test, task.name, roc_points) if task.is_classification
             else plots.regression_plots(test))
     if ep is not None:
         # resolution_vs_pt stays plots.resolution_profile's (its own bins): an existing plot keeps its axes
         taken = {p.name for p in made}
-        made += [p for p in binned.binned_plots(test, task, ep) if p.name not in taken]
+        made += [p for p in binned.binned_plots(test, task, ep, measured) if p.name not in taken]
     return made
 
 
-def log_plots(live, task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None) -> None:
-    for p in plot_tables(task, test, roc_points, ep):
+def log_plots(live, task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None,
+              measured: dict | None = None) -> None:
+    for p in plot_tables(task, test, roc_points, ep, measured):
         live.log_plot(p.name, records(p.rows), x=p.x, y=p.y, template=p.template, title=p.title)
 
 
@@ -176,7 +179,7 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
             top = headline(task, results, params.evaluate.working_points)
             (tmp / "headline.json").write_text(json.dumps(top, indent=2) + "\n")
             test = df[df["split"] == "test"].reset_index(drop=True)
-            log_plots(live, task, test, params.evaluate.roc_points, params.evaluate)
+            log_plots(live, task, test, params.evaluate.roc_points, params.evaluate, results["test"].get("binned"))
             log_images(live, task, data, test, channels)
     test = results["test"]
     shown = "  ".join(f"{k} {test[k]:.4g}" for k in metrics.HEADLINE if k in test)
