@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from e2e import evaluate, images, plots
+from e2e import evaluate, images, metrics, plots
 from e2e.config import load_params
 from e2e.tasks import TASKS, get_task
 
@@ -354,3 +354,12 @@ def test_exp_run_set_param_changes_only_the_lines_it_sets(tmp_path):
             node = node[part]
         node[leaf] = value
     assert yaml.safe_load((root / "params.yaml").read_text()) == expected
+
+
+def test_roc_rows_carry_the_exact_auc_of_every_event():
+    """The legend's AUC is the events' own, not that of another ordering or of the thinned curve."""
+    y = np.r_[np.zeros(300), np.ones(300)]
+    s = np.r_[np.linspace(0.0, 0.6, 300), np.linspace(0.4, 1.0, 300)]
+    rows = plots.roc(y, s, 20).rows
+    assert len(rows) < 100 and rows["auc"].nunique() == 1
+    assert rows["auc"].iloc[0] == pytest.approx(metrics.roc_auc(y, s)) and 0.9 < rows["auc"].iloc[0] < 1.0
