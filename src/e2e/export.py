@@ -119,7 +119,8 @@ def check_parity(model: Standardized | Ensemble, graph: bytes, batches, toleranc
     return worst, n
 
 
-def export_model(model: Standardized | Ensemble, batches, output: str, meta: dict, ep, where: str) -> tuple[bytes, float, int]:
+def export_model(model: Standardized | Ensemble, batches, output: str, meta: dict, ep,
+                 where: str) -> tuple[bytes, float, int]:
     """Serialised graph with its metadata, after the parity check; `where` names the model in errors."""
     import onnx
 

@@ -3,8 +3,8 @@
 The graph takes images as the converter stores them (after channel selection, scale, clip, as float32)
 and returns the probability of class 1, or the mass in GeV: the input standardisation and the output
 decoding are inside it. An ensemble's graph has a second output, `members` (N, K): each member's
-prediction, whose mean is the first output. Everything a deployment needs to prepare those images travels in the graph's
-metadata (string -> JSON), which e2e.export writes and this module reads:
+prediction, whose mean is the first output. Everything a deployment needs to prepare those images
+travels in the graph's metadata (string -> JSON), which e2e.export writes and this module reads:
 
     task, model, channels (names), preprocessing (as preprocessing.json), input_shape ([null, C, H, W]),
     output (what it means), output_unit, training_data ({path, md5} as dvc.lock spells it),
