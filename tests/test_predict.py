@@ -147,12 +147,13 @@ def test_unlabelled_files_predict_as_labelled_ones_without_truth(raw_root, tmp_p
         assert not np.allclose(got[:, 0], got[:, 1])  # the members differ: a zero uncertainty would show
 
 
-def test_truth_is_written_only_when_every_file_has_its_target(raw_root, tmp_path):
+def test_truth_is_written_only_when_every_file_has_its_target(raw_root, tmp_path, capsys):
     model_path, data = make_model_dir(raw_root, "quark_gluon", tmp_path / "model")
     files = [raw_root / "data" / "raw" / "quark_gluon" / s["file"] for s in data.meta["sources"]]
     mixed = [files[0], unlabelled(files[1], tmp_path / "bare", "quark_gluon"), files[2]]
     table = run_predict("quark_gluon", mixed, tmp_path / "p.parquet", model_path, "torch")
     assert "truth" not in table and len(table) == len(data.target)
+    assert f"no truth column (1 file(s) without a target, e.g. {files[1].name})" in capsys.readouterr().out
     np.testing.assert_allclose(table["prediction"], reference(model_path, data), rtol=1e-5, atol=1e-5)
 
 
