@@ -17,6 +17,7 @@ from .config import EvaluateParams, Params, Paths
 from .data import Converted, make_batches
 from .headline import headline
 from .engine import predict, prepare, select_device
+from .members import ensemble_columns
 from .modelio import load_checkpoint
 from .split import load_split
 from .tasks import Task, get_task
@@ -37,10 +38,7 @@ def member_columns(model, raw) -> dict[str, np.ndarray]:
     prediction (`prediction_member<k>`); nothing for a single model."""
     if not hasattr(model, "decode_members"):
         return {}
-    each = model.decode_members(raw).cpu().numpy()
-    cols = {"uncertainty": each.std(axis=1)}
-    cols.update({f"prediction_member{k + 1}": each[:, k] for k in range(each.shape[1])})
-    return cols
+    return ensemble_columns(model.decode_members(raw).cpu().numpy())
 
 
 def predictions(model, data: Converted, split: dict, channels: list[int], params: Params, device) -> pd.DataFrame:
