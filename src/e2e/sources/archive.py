@@ -33,6 +33,10 @@ from .fetch import Checksum, sha256_file
 LOCAL_HEADER = 30  # bytes of a ZIP local file header before its name and extra field
 
 
+class Corrupt(E2EError):
+    """A member's bytes do not match the archive's index: the archive cannot be trusted any more."""
+
+
 @dataclass(frozen=True)
 class Member:
     name: str  # path inside the archive
@@ -121,8 +125,8 @@ def extract(archive: Path, member: Member, dest: Path, chunk: int) -> Checksum:
     return the sha256 and size of what was written. `dest` appears only complete and correct."""
     inflate = zlib.decompressobj(-zlib.MAX_WBITS) if member.deflated else None
     sha, crc, size = hashlib.sha256(), 0, 0
-    corrupt = E2EError(f"{archive}: {member.name} is corrupt (its size or CRC-32 differs from the archive's "
-                       "index); delete the archive and re-run to download it again")
+    corrupt = Corrupt(f"{archive}: {member.name} is corrupt (its size or CRC-32 differs from the archive's "
+                      "index); the archive was removed, re-run to download it again")
     with atomic_path(dest) as tmp, open(archive, "rb") as src, open(tmp, "wb") as out:
         src.seek(member.data)
         left = member.stored
@@ -131,13 +135,16 @@ def extract(archive: Path, member: Member, dest: Path, chunk: int) -> Checksum:
             if not block:
                 raise corrupt  # the archive ends inside the member
             left -= len(block)
-            for data in _inflated(inflate, block, chunk) if inflate else (block,):
-                size += len(data)
-                if size > member.size:  # never inflate past what the index promised: a zip bomb stops here
-                    raise corrupt
-                out.write(data)
-                sha.update(data)
-                crc = zlib.crc32(data, crc)
+            try:
+                for data in _inflated(inflate, block, chunk) if inflate else (block,):
+                    size += len(data)
+                    if size > member.size:  # never inflate past what the index promised: a zip bomb stops here
+                        raise corrupt
+                    out.write(data)
+                    sha.update(data)
+                    crc = zlib.crc32(data, crc)
+            except zlib.error:
+                raise corrupt from None
         if size != member.size or (member.crc is not None and crc != member.crc) or (inflate and not inflate.eof):
             raise corrupt
     return Checksum(sha.hexdigest(), size)
@@ -173,7 +180,12 @@ def extract_all(archive: Path, index: Index, wanted: dict[str, Member], parts: d
     is recorded in `state` and only then cut off the archive's end, so that a rerun skips it."""
     todo = pending(index, wanted, parts)
     for name, member in sorted(wanted.items(), key=lambda item: -item[1].start):
-        got = extract(archive, member, parts[name], chunk) if name in todo else Checksum(*index.done[member.name])
+        try:
+            got = extract(archive, member, parts[name], chunk) if name in todo else Checksum(*index.done[member.name])
+        except Corrupt:
+            archive.unlink(missing_ok=True)
+            state.unlink(missing_ok=True)
+            raise
         check(name, got)
         if name in todo:
             index.done[member.name] = list(got)
