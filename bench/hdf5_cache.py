@@ -120,7 +120,8 @@ def report(results: list[dict], path: Path, batch_rows: int, command: str) -> st
         f"pixels), {compression} chunks {chunks}, {size / 2**20:.0f} MiB on disk (the real files: 115 and 123 MiB "
         f"for 249,000 rows). Read through e2e's HDF5 reader in batches of {batch_rows} rows "
         "(convert.electron_photon.batch_rows); each method in a fresh process.", "",
-        "| chunk cache | bytes, slots, w0 | s | rows/s | bytes read / stored (decompressions per chunk) | peak RSS (MB) |",
+        "| chunk cache | bytes, slots, w0 | s | rows/s | bytes read / stored (decompressions per chunk) "
+        "| peak RSS (MB) |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     names = {"default": "h5py default", "sized": "e2e: one row of chunks"}

@@ -173,7 +173,8 @@ def _multistatus(server: FileServer, resources: list[Path]) -> str:
             found, lacking = "<d:resourcetype><d:collection/></d:resourcetype>", "<d:getcontentlength/>"
         else:
             size = server.faults.get("/" + rel, Fault()).listed_size
-            found = f"<d:resourcetype/><d:getcontentlength>{res.stat().st_size if size is None else size}</d:getcontentlength>"
+            size = res.stat().st_size if size is None else size
+            found = f"<d:resourcetype/><d:getcontentlength>{size}</d:getcontentlength>"
             lacking = ""
         stats = f"<d:propstat><d:prop>{found}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>"
         if lacking:

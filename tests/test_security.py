@@ -266,7 +266,8 @@ def test_listing_hrefs_never_choose_the_host_or_leave_the_share(tmp_path, format
     with ListingServer(tmp_path / "srv", [f"http://evil.invalid/{share}/{f.name}" for f in files]) as srv:
         download(share_params(srv.url), QG, Paths(root))
     assert [s.path for s in srv.seen] == [f"/{share}/{f.name}" for f in files]
-    for hostile in (f"/{share}/../other/{files[0].name}", f"/{share}/a%2F..%2F{files[0].name}", f"/other/{files[0].name}"):
+    name = files[0].name
+    for hostile in (f"/{share}/../other/{name}", f"/{share}/a%2F..%2F{name}", f"/other/{name}"):
         with ListingServer(tmp_path / "srv", [hostile]) as srv, pytest.raises(E2EError, match="the listing names"):
             download(share_params(srv.url), QG, Paths(tmp_path / "repo2"))
         assert srv.seen == [] and not (tmp_path / "repo2" / "data").exists()
@@ -290,4 +291,5 @@ def test_archive_member_names_never_choose_where_a_file_lands(tmp_path, formats_
     for f in files:
         assert (raw / f.name).read_bytes() == (formats_dir / QG / f.name).read_bytes()
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() and "srv" not in p.parts)
-    assert written == sorted([f"work/repo/checksums/{QG}.sha256"] + [f"work/repo/data/raw/{QG}/{f.name}" for f in files])
+    expected = [f"work/repo/checksums/{QG}.sha256"] + [f"work/repo/data/raw/{QG}/{f.name}" for f in files]
+    assert written == sorted(expected)

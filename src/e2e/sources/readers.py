@@ -194,7 +194,8 @@ class ParquetReader:
         count = first.column(0).value_lengths()[0].as_py()
         found = dataset.with_channels(count) if count is not None else dataset
         if found is None:
-            expected = " or ".join(f"{len(v)} ({', '.join(v)})" for v in (dataset.channel_names, *dataset.channel_variants))
+            samples = (dataset.channel_names, *dataset.channel_variants)
+            expected = " or ".join(f"{len(v)} ({', '.join(v)})" for v in samples)
             raise E2EError(f"{self.path}: {self.image_col} holds {count} channels; expected {expected}")
         return found
 
