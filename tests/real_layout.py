@@ -12,11 +12,19 @@ channel, so that a scrambled, swapped or dropped channel shows:
 
 | path | layout | rows |
 | --- | --- | --- |
-| electron_photon/SinglePhotonPt50_IMGCROPS_n249k_RHv1.hdf5 | `X` (N,32,32,2) float32 channels-LAST (energy, time), `y` (N,) float32 = 0 | 98 |
+| electron_photon/SinglePhotonPt50_IMGCROPS_n249k_RHv1.hdf5 | `X` (N,32,32,2) float32 channels-LAST (energy, time), `y` (N,) float32 = 0; gzip-compressed chunks, as the real files | 98 |
 | electron_photon/SingleElectronPt50_IMGCROPS_n249k_RHv1.hdf5 | same, `y` = 1 | 102 |
 | quark_gluon/QCDToGGQQ_IMGjet_RH1all_jet0_run{0,1,2}_n*.test.snappy.parquet | `X_jets` list<list<list<double>>> 3x125x125 channels-FIRST (track pT, ECAL, HCAL in 5x5 towers / 25), `pt`, `m0`, `y` double; snappy; one row group per jet | 4, 3, 5 |
-| jet_mass/top_gun_opendata_0.parquet | `X_jet` 8x125x125 (track pT, dZ, d0 signed, ECAL, HCAL towers, 3 pixel layers), `m` 85-500, `iphi`, `pt` 400-1000, `ieta` double; one row group per jet | 4 |
+| jet_mass/top_gun_opendata_0.parquet | `X_jet` 8x125x125 (track pT, dZ, d0 signed, ECAL, HCAL towers, 3 pixel layers), `m` 85-500, `iphi` 0-71, `pt` 400-1000, `ieta` 12-43 double; one row group per jet | 4 |
 | jet_mass/variant_am/aToGG_variant.parquet | `X_jets`, `am`, `apt`, `iphi`, `ieta`; no `pt`/`m` | 3 |
+| jet_mass/variant_4ch/jet_mass_4channels.parquet | `X_jet` 4x125x125 (track pT, dZ, d0, ECAL), `am`, `apt`, `iphi`, `ieta` | 12 |
+
+`ieta`/`iphi` are the jet's HCAL tower indices, as in the public files (ieta 12-43, iphi 0-71; a tower is 5x5
+ECAL crystals), not ECAL crystal indices. The real e/gamma files' chunk shape is not known here: they are
+115 and 123 MiB for 2.04 GB of pixels, so compressed, and taken to have been written by h5py with gzip
+(level 4, its default) and no chunk shape given, which makes h5py choose (7782, 2, 2, 1) for X of shape
+(249000, 32, 32, 2) and (3891,) for y. The fixture keeps that chunk's pixel extent with 32 rows, so that its
+98 rows span several rows of chunks and reading in row batches crosses chunk boundaries.
 
 Only uniform draws and + - * / are used (no exp/log), so the values do not depend on the CPU's libm.
 """
@@ -36,6 +44,8 @@ QUARK_GLUON = tuple((f"QCDToGGQQ_IMGjet_RH1all_jet0_run{run}_n{size}.test.snappy
                     for run, size, jets in ((0, 36272, 4), (1, 47540, 3), (2, 55494, 5)))
 JET_MASS = ("top_gun_opendata_0.parquet", 4)
 JET_MASS_VARIANT = ("variant_am/aToGG_variant.parquet", 3)
+JET_MASS_4CH = ("variant_4ch/jet_mass_4channels.parquet", 12)
+EGAMMA_CHUNKS = (32, 2, 2, 1)  # rows, eta, phi, channel: see the module docstring
 SIDE, JET_SIDE, TOWER = 32, 125, 5
 SEED = 20240611
 
@@ -71,10 +81,10 @@ def egamma_crops(n: int, label: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_egamma(path: Path, n: int, label: float, rng: np.random.Generator) -> None:
-    """Two contiguous, uncompressed datasets, X then y: the layout (and size) of the real files."""
+    """X then y, gzip-compressed in chunks, as the real files (see the module docstring)."""
     with h5py.File(path, "w") as f:
-        f.create_dataset("X", data=egamma_crops(n, label, rng))
-        f.create_dataset("y", data=np.full(n, label, np.float32))
+        f.create_dataset("X", data=egamma_crops(n, label, rng), chunks=EGAMMA_CHUNKS, compression="gzip")
+        f.create_dataset("y", data=np.full(n, label, np.float32), chunks=EGAMMA_CHUNKS[:1], compression="gzip")
 
 
 # ---------------------------------------------------------------- jets: parquet, nested lists, channels-first
@@ -142,8 +152,9 @@ def write_jets(path: Path, columns: dict[str, object]) -> None:
     pq.write_table(table, path, row_group_size=1, compression="snappy")
 
 
-def integers(rng: np.random.Generator, n: int, high: int) -> np.ndarray:
-    return rng.integers(0, high, n).astype(np.float64)
+def towers(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """The jets' HCAL tower indices: ieta 12-43 (the barrel part the public files cover), iphi 0-71."""
+    return {"iphi": rng.integers(0, 72, n).astype(np.float64), "ieta": rng.integers(12, 44, n).astype(np.float64)}
 
 
 # ---------------------------------------------------------------- the whole set
@@ -152,7 +163,7 @@ def write_formats(out: Path) -> Path:
     """Write the reference file set into `out` (created); the files are made read-only, as the shared ones."""
     out = Path(out)
     eg, qg, jm = out / "electron_photon", out / "quark_gluon", out / "jet_mass"
-    for folder in (eg, qg, jm / "variant_am"):
+    for folder in (eg, qg, jm / "variant_am", jm / "variant_4ch"):
         folder.mkdir(parents=True, exist_ok=True)
     for k, (name, n, label) in enumerate(EGAMMA):
         write_egamma(eg / name, n, label, _rng(1, k))
@@ -165,15 +176,19 @@ def write_formats(out: Path) -> Path:
     name, n = JET_MASS
     rng = _rng(3, 0)
     images = jet_mass_jets(n, rng)
-    write_jets(jm / name, {"X_jet": nested_list(images), "m": 85 + 415 * rng.random(n),
-                           "iphi": integers(rng, n, 360), "pt": 400 + 600 * rng.random(n),
-                           "ieta": integers(rng, n, 170)})
+    where = towers(rng, n)
+    write_jets(jm / name, {"X_jet": nested_list(images), "m": 85 + 415 * rng.random(n), "iphi": where["iphi"],
+                           "pt": 400 + 600 * rng.random(n), "ieta": where["ieta"]})
     name, n = JET_MASS_VARIANT
     rng = _rng(3, 1)
     images = jet_mass_jets(n, rng)
     write_jets(jm / name, {"X_jets": nested_list(images), "am": 0.1 + 1.5 * rng.random(n),
-                           "apt": 20 + 80 * rng.random(n), "iphi": integers(rng, n, 360),
-                           "ieta": integers(rng, n, 170)})
+                           "apt": 20 + 80 * rng.random(n), **towers(rng, n)})
+    name, n = JET_MASS_4CH
+    rng = _rng(3, 2)
+    images = jet_mass_jets(n, rng)[:, :4]  # track pT, dZ, d0, ECAL
+    write_jets(jm / name, {"X_jet": nested_list(images), "am": 0.1 + 1.5 * rng.random(n),
+                           "apt": 20 + 80 * rng.random(n), **towers(rng, n)})
     for path in out.rglob("*"):
         if path.is_file():
             os.chmod(path, 0o444)

@@ -6,7 +6,9 @@
 - Data files load with allow_pickle=False: an object-dtype .npy in data/converted or data/splits is
   refused, and its payload never runs.
 - Downloaded files land under the registry's names, whatever Content-Disposition the server sends,
-  and only after verification.
+  and only after verification; a share's listing never makes the download contact another host or
+  leave the share (hrefs with `..` or an encoded `/` are refused), and an archive's member names never
+  choose where a file lands (a `../../` member is extracted to the registry's name, inside the repo).
 """
 from __future__ import annotations
 
@@ -218,3 +220,76 @@ def test_content_disposition_never_chooses_the_file_name(tmp_path, formats_dir, 
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() and "srv" not in p.parts)
     assert written == sorted([f"work/repo/data/raw/{EG}/{f.name}" for f in files]), written
     assert {p for p in Path("/tmp").glob("evil*")} == before
+
+
+# ---- what a share's listing and archive may name ---------------------------------------------------------
+
+QG = "quark_gluon"
+
+
+class ListingServer(FileServer):
+    """The loopback file server, answering every PROPFIND with the multistatus body of our choosing."""
+
+    def __init__(self, directory: Path, hrefs: list[str]):
+        super().__init__(directory)
+        base = self._httpd.RequestHandlerClass
+        body = ('<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">' + "".join(
+            f"<d:response><d:href>{h}</d:href><d:propstat><d:prop><d:resourcetype/></d:prop>"
+            "<d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>" for h in hrefs)
+            + "</d:multistatus>").encode()
+
+        class Handler(base):
+            def do_PROPFIND(self):
+                self.send_response(207)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._httpd.RequestHandlerClass = Handler
+
+
+def share_params(url: str, **download):
+    return parse_params({"data": {"source": "cernbox"}, "download": {
+        "base_url": url, "archive_url": f"{url}/index.php/s", "retries": 1, "backoff_s": 0.01, "timeout_s": 5,
+        **download}})
+
+
+@OWN
+def test_listing_hrefs_never_choose_the_host_or_leave_the_share(tmp_path, formats_dir):
+    files = DATASETS[QG].files
+    share = files[0].share
+    (tmp_path / "srv" / share).mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(formats_dir / QG / f.name, tmp_path / "srv" / share / f.name)
+    root = tmp_path / "repo"
+    # another host in the href: only its path inside the share is used, fetched from download.base_url
+    with ListingServer(tmp_path / "srv", [f"http://evil.invalid/{share}/{f.name}" for f in files]) as srv:
+        download(share_params(srv.url), QG, Paths(root))
+    assert [s.path for s in srv.seen] == [f"/{share}/{f.name}" for f in files]
+    name = files[0].name
+    for hostile in (f"/{share}/../other/{name}", f"/{share}/a%2F..%2F{name}", f"/other/{name}"):
+        with ListingServer(tmp_path / "srv", [hostile]) as srv, pytest.raises(E2EError, match="the listing names"):
+            download(share_params(srv.url), QG, Paths(tmp_path / "repo2"))
+        assert srv.seen == [] and not (tmp_path / "repo2" / "data").exists()
+
+
+@OWN
+def test_archive_member_names_never_choose_where_a_file_lands(tmp_path, formats_dir):
+    import zipfile
+
+    files = DATASETS[QG].files
+    srv_dir = tmp_path / "srv"
+    archive = srv_dir / "index.php" / "s" / files[0].share / "download"
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in files:
+            zf.write(formats_dir / QG / f.name, f"../../../../{f.name}")
+    root = tmp_path / "work" / "repo"
+    with FileServer(srv_dir) as srv:
+        download(share_params(srv.url, mode="archive"), QG, Paths(root))
+    raw = root / "data" / "raw" / QG
+    for f in files:
+        assert (raw / f.name).read_bytes() == (formats_dir / QG / f.name).read_bytes()
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() and "srv" not in p.parts)
+    expected = [f"work/repo/checksums/{QG}.sha256"] + [f"work/repo/data/raw/{QG}/{f.name}" for f in files]
+    assert written == sorted(expected)

@@ -280,9 +280,9 @@ def test_jet_mass_targets_and_observers(generated, tmp_path):
     table = pq.read_table(folder / "top_gun_opendata_0.parquet")
     m, pt = table.column("m").to_numpy(), table.column("pt").to_numpy()
     assert m.min() >= 85 and m.max() <= 500 and pt.min() >= 400 and pt.max() <= 1000
-    for key in ("ieta", "iphi"):
+    for key, (low, high) in {"ieta": (12, 43), "iphi": (0, 71)}.items():  # HCAL tower indices, as the public files
         values = table.column(key).to_numpy()
-        assert np.array_equal(values, np.round(values))
+        assert np.array_equal(values, np.round(values)) and low <= values.min() and values.max() <= high
     images = read_jets(folder / "top_gun_opendata_0.parquet", "X_jet")
     for channel in (1, 2):  # dZ, d0: a few large values
         values = np.abs(images[:, channel][images[:, channel] != 0])

@@ -20,6 +20,8 @@ class DataParams:
 @dataclass(frozen=True)
 class DownloadParams:
     base_url: str = "https://cernbox.cern.ch/remote.php/dav/public-files"
+    archive_url: str = "https://cernbox.cern.ch/index.php/s"  # <archive_url>/<share>/download: the whole share
+    mode: str = "auto"  # files | archive | auto (e2e.download)
     retries: int = 5
     backoff_s: float = 2.0
     timeout_s: float = 60.0

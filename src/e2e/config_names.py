@@ -20,4 +20,5 @@ DTYPES = ("float16", "float32", "float64")  # numpy storage dtypes of the conver
 NONFINITE = ("error", "zero")  # e2e.convert_file.preprocess
 ENSEMBLE_MODES = ("seeds", "subsets")  # e2e.ensemble.member_rows
 SAMPLERS = ("tpe", "random")  # e2e.tune.SAMPLERS (Optuna's TPESampler, RandomSampler)
+DOWNLOAD_MODES = ("files", "archive", "auto")  # e2e.download
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:<index> (e2e.engine.select_device)

@@ -27,6 +27,8 @@ RULES: dict[type, dict[str, Rule]] = {
     DataParams: {"source": (TEXT[0], "synthetic, cernbox or a directory that holds the real files"), "seed": SEED},
     DatasetParams: {"files": _optional(_list(TEXT, "a non-empty list of the registry's file names"))},
     DownloadParams: {"base_url": (Annotated[str, PlainValidator(_to_str)], "a URL"),
+                     "archive_url": (Annotated[str, PlainValidator(_to_str)], "a URL"),
+                     "mode": _choice(names.DOWNLOAD_MODES),
                      "retries": COUNT, "backoff_s": _number(ge=0), "timeout_s": _number(gt=0),
                      "chunk_mb": _number(gt=0)},
     ConvertParams: {"dtype": _choice(names.DTYPES), "channels": INDICES,

@@ -35,7 +35,8 @@ from .tasks import get_task
 TRUTH_SUFFIX = ".truth.parquet"  # the synthetic generator's latent-truth sidecar, beside each raw file
 FORMAT_VERSION = 1
 # a part converted by other code must not be resumed: the converter's own source is in the fingerprint
-CODE = ("convert.py", "convert_file.py", "sparse.py", "sources/readers.py", "sources/registry.py")
+CODE = ("convert.py", "convert_file.py", "sparse.py", "sources/readers.py", "sources/hdf5_cache.py",
+        "sources/registry.py")
 
 
 def part_fingerprint(ds: Dataset, cfg: ConvertParams, sha256: str) -> str:
@@ -136,6 +137,17 @@ def convert_truth(files: list[Path], out: Path) -> list[str]:
     return columns
 
 
+def same_layout(files: list[Path], infos: list[dict]) -> dict:
+    """The channels and columns that every file was read with (files of two samples cannot be joined)."""
+    first = {k: infos[0][k] for k in ("channel_names", "columns")}
+    for f, info in zip(files, infos):
+        if {k: info[k] for k in first} != first:
+            raise E2EError(f"{f}: holds channels {info['channel_names']} in columns {info['columns']}, but "
+                           f"{files[0].name} holds {first['channel_names']} in {first['columns']}; convert one "
+                           "sample at a time (params.yaml datasets.<dataset>.files)")
+    return first
+
+
 def part_dir(paths: Paths, dataset: str) -> Path:
     return paths.root / ".cache" / "convert" / dataset
 
@@ -144,21 +156,23 @@ def main(params: Params, dataset: str, paths: Paths) -> None:
     ds = get_dataset(dataset)
     cfg = params.convert.get(dataset, ConvertParams())
     files = [paths.raw(dataset) / f.name for f in select_files(ds, params.files_of(dataset))]
-    n_channels = check_config(ds, cfg)
+    check_config(ds, cfg)  # early, against the most channels any sample holds; each file is checked on opening
     classify = get_task(dataset).is_classification  # the task of the same name: labels must be 0/1
     parts = [part_dir(paths, dataset) / f.name for f in files]
     infos = convert_parts(ds, files, cfg, classify, parts, n_workers(params.runtime.convert_workers, len(files)))
+    layout = same_layout(files, infos)
     with atomic_path(paths.converted(dataset), is_dir=True) as tmp:
         sizes = join_parts(parts, tmp, ds, cfg.dtype)
         truth = convert_truth(files, tmp)
-        channels = list(cfg.channels) if cfg.channels is not None else list(range(ds.shape[0]))
+        stored = layout["channel_names"]  # every channel the files hold, in their order
+        channels = list(cfg.channels) if cfg.channels is not None else list(range(len(stored)))
         meta = {
             "dataset": dataset, "format": "sparse", "format_version": FORMAT_VERSION, **sizes,
-            "shape": [sizes["n"], n_channels, *ds.shape[1:]], "dtype": cfg.dtype, "index_dtype": "int32",
+            "shape": [sizes["n"], len(channels), *ds.shape[1:]], "dtype": cfg.dtype, "index_dtype": "int32",
             "nonfinite_zeroed": sum(i["nonfinite_zeroed"] for i in infos), "observers": sorted(ds.observer_keys),
             "rows_per_file": [i["rows"] for i in infos],
-            "channels": channels, "channel_names": [ds.channel_names[c] for c in channels],
-            "target": ds.target_keys[0], "truth": truth,
+            "channels": channels, "channel_names": [stored[c] for c in channels], "source_channels": stored,
+            "target": layout["columns"]["target"], "source_columns": layout["columns"], "truth": truth,
             "preprocessing": {"scale": cfg.scale, "clip": cfg.clip, "zero_below": cfg.zero_below,
                               "nonfinite": cfg.nonfinite},
             "sources": [{"file": f.name, "sha256": i["sha256"]} for f, i in zip(files, infos)],

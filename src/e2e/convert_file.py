@@ -79,7 +79,8 @@ def check_config(ds: Dataset, cfg: ConvertParams) -> int:
     n_in = ds.shape[0]
     channels = list(cfg.channels) if cfg.channels is not None else list(range(n_in))
     if not channels or min(channels) < 0 or max(channels) >= n_in:
-        raise E2EError(f"params.yaml convert.{ds.name}.channels: indices must lie in 0..{n_in - 1}, found {channels}")
+        raise E2EError(f"params.yaml convert.{ds.name}.channels: indices must lie in 0..{n_in - 1} (the {n_in} "
+                       f"channels {', '.join(ds.channel_names)}), found {channels}")
     if cfg.scale is not None and len(cfg.scale) != len(channels):
         raise E2EError(f"params.yaml convert.{ds.name}.scale: expected {len(channels)} values, found {len(cfg.scale)}")
     if cfg.nonfinite not in ("error", "zero"):
@@ -137,13 +138,25 @@ def convert_batch(batch: Batch, start: int, *, cfg: ConvertParams, path: Path, c
 def convert_file(ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, part: Path, fingerprint: str,
                  progress: Callable[[int], None] = lambda n: None) -> dict:
     """Write `part`/ {values.bin, index.bin (raw, headerless), counts.npy, target.npy, <observer>.npy,
-    part.json}; the directory appears only complete, with part.json last."""
+    part.json}; the directory appears only complete, with part.json last. part.json records the channels and
+    the columns the file was read from."""
     job = functools.partial(convert_batch, cfg=cfg, path=path, classify=classify, dataset=ds.name)
-    counts, target, observers, zeroed = [], [], {k: [] for k in ds.observer_keys}, 0
-    with contextlib.closing(open_reader(ds, path)) as reader, atomic_path(part, is_dir=True) as tmp, \
+    with contextlib.closing(open_reader(ds, path)) as reader:
+        try:
+            check_config(reader.dataset, cfg)  # a sample may hold fewer channels than the registry's default
+        except E2EError as exc:
+            raise E2EError(f"{path}: {exc}") from None
+        about = {"file": path.name, "fingerprint": fingerprint, "channel_names": list(reader.dataset.channel_names),
+                 "columns": reader.source_columns}
+        return _write_part(reader, reader.batches(cfg.batch_rows, job), part, about, progress)
+
+
+def _write_part(reader, converted: Iterator, part: Path, about: dict, progress: Callable[[int], None]) -> dict:
+    counts, target, observers, zeroed = [], [], {k: [] for k in reader.dataset.observer_keys}, 0
+    with atomic_path(part, is_dir=True) as tmp, \
             open(tmp / "values.bin", "wb") as values, open(tmp / "index.bin", "wb") as index, \
-            contextlib.closing(prefetch(reader.batches(cfg.batch_rows, job))) as converted:
-        for sparse, batch_target, batch_observers, batch_zeroed in converted:
+            contextlib.closing(prefetch(converted)) as batches:
+        for sparse, batch_target, batch_observers, batch_zeroed in batches:
             values.write(np.ascontiguousarray(sparse.values).data)
             index.write(np.ascontiguousarray(sparse.index).data)
             counts.append(sparse.counts)
@@ -154,11 +167,11 @@ def convert_file(ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, pa
             progress(len(batch_target))
         rows = sum(len(t) for t in target)
         if rows != reader.n_rows:
-            raise E2EError(f"{path}: metadata declares {reader.n_rows} rows, found {rows}")
+            raise E2EError(f"{reader.path}: metadata declares {reader.n_rows} rows, found {rows}")
         np.save(tmp / "counts.npy", np.concatenate(counts))
         np.save(tmp / "target.npy", np.concatenate(target))
         for k, v in observers.items():
             np.save(tmp / f"{k}.npy", np.concatenate(v))
-        info = {"file": path.name, "fingerprint": fingerprint, "rows": rows, "nonfinite_zeroed": zeroed}
+        info = about | {"rows": rows, "nonfinite_zeroed": zeroed}
         (tmp / "part.json").write_text(json.dumps(info))
     return info

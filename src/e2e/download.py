@@ -1,7 +1,8 @@
 """Stage `download@<dataset>`: produce data/raw/<dataset> from the source named by `data.source`.
 
 - `synthetic`: the toy generator writes files in the exact real formats;
-- `cernbox`: resumable, sha256-verified HTTP download of the registry's files;
+- `cernbox`: each share listed, then the registry's files fetched wherever they sit, or the share's archive
+  (e2e.sources.shares, by `download.mode`): resumable, sha256-verified;
 - anything else: a directory that already holds the real files, verified and hardlinked in.
 
 data/raw/<dataset> is built in a temporary sibling and renamed into place, so it only ever appears
@@ -10,19 +11,18 @@ outputs before running it, and a 300 MB file cut at 90% should resume, not resta
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import re
 import shutil
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 from .atomic import atomic_path
 from .config import DownloadParams, Params, Paths
 from .errors import E2EError
-from .sources.fetch import UNKNOWN, Checksum, fetch, sha256_file
+from .sources import shares
+from .sources.fetch import UNKNOWN, Checksum, sha256_file
 from .sources.registry import Dataset, RawFile, get_dataset, select_files
 
 
@@ -39,12 +39,9 @@ def main(params: Params, dataset: str, paths: Paths) -> None:
             synthetic.generate(dataset, tmp, params.synthetic.get(dataset, {}), seed=params.data.seed,
                                files=spec.files)
     elif source == "cernbox":
-        parts = download_files(spec, params.download, paths)
-        _assemble(out, parts)
-        for part in parts.values():  # kept until now so a failure above never costs a re-download
-            part.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            partial_dir(paths, dataset).rmdir()
+        _assemble(out, download_files(spec, params.download, paths))
+        # kept until now so that a failure above never costs a download
+        shutil.rmtree(partial_dir(paths, dataset), ignore_errors=True)
     else:
         _assemble(out, verify_local(spec, _local_dir(source, paths), paths))
     files = sorted(out.iterdir())
@@ -61,21 +58,21 @@ def checksum_file(paths: Paths, dataset: str) -> Path:
 
 
 def download_files(spec: Dataset, dl: DownloadParams, paths: Paths) -> dict[str, Path]:
-    """Fetch and verify every file of the dataset; return file name -> verified .part file."""
+    """Fetch and verify every file of the dataset (e2e.sources.shares); return file name -> verified .part file."""
     sumfile = checksum_file(paths, spec.name)
     sums = read_checksums(sumfile)
-    parts = {}
-    for file in spec.files:
-        expect, origin = _expected(file, sums, sumfile)
-        url = f"{dl.base_url.rstrip('/')}/{file.share}/{quote(file.name)}"
-        part = partial_dir(paths, spec.name) / f"{file.name}.part"
-        got = fetch(url, part, dl, expect, origin)
-        if expect == UNKNOWN:
+    wants = [shares.Want(f, *_expected(f, sums, sumfile), partial_dir(paths, spec.name) / f"{f.name}.part")
+             for f in spec.files]
+
+    def record(file: RawFile, got: Checksum) -> None:
+        if _expected(file, sums, sumfile)[0] == UNKNOWN:
             record_checksum(sumfile, file.name, got)
             print(f"recorded sha256 of {file.name} in {sumfile}: commit that file so later downloads "
                   "are verified against it", file=sys.stderr)
-        parts[file.name] = part
-    return parts
+
+    job = shares.Job(spec, get_dataset(spec.name).files, dl, partial_dir(paths, spec.name), record)
+    shares.fetch_dataset(job, wants)
+    return {w.file.name: w.part for w in wants}
 
 
 def verify_local(spec: Dataset, src_dir: Path, paths: Paths) -> dict[str, Path]:

@@ -33,6 +33,18 @@ class Checksum(NamedTuple):
 UNKNOWN = Checksum(None, None)
 
 
+class Refused(E2EError):
+    """The server answered, and will not give this URL (401, 403, 404, 405, 410): retrying cannot help, but
+    the share's archive may still hold the file (e2e.download's auto mode falls back to it)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+REFUSALS = (401, 403, 404, 405, 410)
+
+
 class _Retry(Exception):
     """A failure worth retrying (connection, timeout, truncation, 5xx); the message names the URL."""
 
@@ -56,16 +68,21 @@ def fetch(url: str, part: Path, dl: DownloadParams, expect: Checksum = UNKNOWN,
         got = Checksum(sha256_file(part), have)  # completed by an earlier run: no request needed
     else:
         got = _fetch_with_retries(url, part, dl)
+    verify(got, expect, part, url, origin)
+    return got
+
+
+def verify(got: Checksum, expect: Checksum, part: Path, what: str, origin: str) -> None:
+    """Raise (and remove the bad `part`) unless `got` is a non-empty file matching what is known of it."""
     if got.size == 0:  # never a valid data file, and must not be recorded as the reference checksum
         part.unlink(missing_ok=True)
-        raise E2EError(f"{url}: the server sent an empty file")
+        raise E2EError(f"{what}: the server sent an empty file")
     if (expect.sha256 and got.sha256 != expect.sha256) or (expect.size is not None and got.size != expect.size):
         part.unlink(missing_ok=True)
         raise E2EError(
-            f"{url}: checksum mismatch: expected sha256 {expect.sha256} ({expect.size} bytes, from {origin}), "
+            f"{what}: checksum mismatch: expected sha256 {expect.sha256} ({expect.size} bytes, from {origin}), "
             f"got {got.sha256} ({got.size} bytes); the bad file was removed, re-run to download it again"
         )
-    return got
 
 
 def _fetch_with_retries(url: str, part: Path, dl: DownloadParams) -> Checksum:
@@ -99,7 +116,7 @@ def _attempt(session: requests.Session, url: str, part: Path, dl: DownloadParams
     except requests.Timeout:
         raise _Retry(f"{url}: no answer within download.timeout_s={dl.timeout_s:g} s") from None
     except requests.ConnectionError as exc:
-        raise _Retry(f"cannot reach {url}: {_reason(exc)}") from None
+        raise _Retry(f"cannot reach {url}: {short_reason(exc)}") from None
 
 
 def _check_response(resp: requests.Response, url: str, part: Path, offset: int) -> tuple[int, int | None]:
@@ -113,9 +130,10 @@ def _check_response(resp: requests.Response, url: str, part: Path, offset: int) 
         raise _Retry(f"{url}: server refused to resume at byte {offset} (HTTP 416, file has {total} bytes)")
     if code >= 500 or code in (408, 429):
         raise _Retry(f"{url}: HTTP {code} {resp.reason}")
+    if code in REFUSALS:
+        raise Refused(f"{url}: HTTP {code} {resp.reason} ({_HINTS.get(code, 'the server refuses it')})", code)
     if code not in (200, 206):
-        hint = _HINTS.get(code, "expected HTTP 200 or 206")
-        raise E2EError(f"{url}: HTTP {code} {resp.reason} ({hint})")
+        raise E2EError(f"{url}: HTTP {code} {resp.reason} (expected HTTP 200 or 206)")
     if "text/html" in resp.headers.get("Content-Type", ""):
         raise E2EError(f"{url}: got an HTML page instead of the data file (a login or error page?); {_HINTS[404]}")
     if code == 200:  # the server ignored Range (or nothing to resume): start from byte 0
@@ -147,7 +165,7 @@ def _stream(resp: requests.Response, url: str, part: Path, offset: int, total: i
                 written += len(chunk)
                 bar.update(len(chunk))
     except requests.RequestException as exc:  # cut mid-body: ChunkedEncodingError, read timeout
-        raise _Retry(f"{url}: transfer cut at byte {written} of {total} ({_reason(exc)})") from None
+        raise _Retry(f"{url}: transfer cut at byte {written} of {total} ({short_reason(exc)})") from None
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise E2EError(f"no space left on device in {part.parent} while downloading {url}; free some "
@@ -167,7 +185,7 @@ def _range_total(resp: requests.Response) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _reason(exc: Exception) -> str:
+def short_reason(exc: Exception) -> str:
     """requests nests the OS error several levels deep; users want just '[Errno 111] Connection refused'."""
     text = str(exc)
     for pattern in (r"\[Errno -?\d+\] [^'\")]+", r"IncompleteRead\([^)]*\)", r"Read timed out"):

@@ -5,6 +5,7 @@ Every failure becomes one E2EError naming the file, what was expected and what w
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import E2EError
+from .hdf5_cache import storage, with_chunk_cache
 from .registry import Dataset
 
 # threads decoding parquet row groups; past ~8 the write of the output bounds the rate
@@ -48,7 +50,8 @@ def _pick(found: list[str], accepted: tuple[str, ...], path: Path, what: str, re
 
 
 class HDF5Reader:
-    """The e/gamma layout: `X` (N, H, W, C) channels-LAST float32 and `y` (N,) (optional with require_target=False)."""
+    """The e/gamma layout: `X` (N, H, W, C) channels-LAST float32 and `y` (N,) (optional with require_target=False),
+    contiguous or chunked (the real files are gzip-compressed chunks); opening logs how `X` is stored, once."""
 
     def __init__(self, dataset: Dataset, path: Path, *, require_target: bool = True):
         import h5py
@@ -59,10 +62,13 @@ class HDF5Reader:
         except OSError as exc:
             raise E2EError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from None
         keys = list(self.file.keys())
-        self.x = self.file[_pick(keys, dataset.image_keys, path, "image")]
-        y_key = _pick(keys, dataset.target_keys, path, "target", require_target)
-        self.y = None if y_key is None else self.file[y_key]
-        self.has_target = y_key is not None
+        image = _pick(keys, dataset.image_keys, path, "image")
+        target = _pick(keys, dataset.target_keys, path, "target", require_target)
+        self.source_columns = {"image": image, **({"target": target} if target is not None else {})}
+        self.x = with_chunk_cache(self.file, image)
+        self.y = None if target is None else self.file[target]
+        self.has_target = target is not None
+        print(f"{path}: {storage(self.x)}", file=sys.stderr)
         C, H, W = dataset.shape
         if self.x.ndim != 4 or self.x.shape[1:] != (H, W, C):
             raise E2EError(f"{path}: image shape expected (N, {H}, {W}, {C}) channels-last, found {self.x.shape}")
@@ -177,6 +183,29 @@ class ParquetReader:
                 raise E2EError(f"{path}: column {col} must be numeric, found {t}")
         self.n_rows = self.file.metadata.num_rows
         self.columns = [self.image_col, *present]
+        self.source_columns = {"image": self.image_col, **({"target": self.target_col} if self.has_target else {}),
+                               **self.observer_cols}
+        self.dataset = self._as_file_holds(dataset)
+
+    def _as_file_holds(self, dataset: Dataset) -> Dataset:
+        """The dataset with as many channels as this file's first jet has, where samples differ in that (the
+        jet-mass files hold 8 or 4); every other jet is then checked against it as it is read."""
+        import pyarrow as pa
+
+        field = self.file.schema_arrow.field(self.image_col).type
+        if not dataset.channel_variants or not self.n_rows or not pa.types.is_list(field):
+            return dataset  # nothing to choose, or a layout that the reading reports in its own words
+        try:
+            first = next(self.file.iter_batches(batch_size=1, columns=[self.image_col], use_threads=False))
+        except Exception as exc:
+            raise E2EError(f"{self.path}: unreadable data ({_one_line(exc)})") from None
+        count = first.column(0).value_lengths()[0].as_py()
+        found = dataset.with_channels(count) if count is not None else dataset
+        if found is None:
+            samples = (dataset.channel_names, *dataset.channel_variants)
+            expected = " or ".join(f"{len(v)} ({', '.join(v)})" for v in samples)
+            raise E2EError(f"{self.path}: {self.image_col} holds {count} channels; expected {expected}")
+        return found
 
     def batches(self, batch_rows: int, transform: Transform | None = None) -> Iterator:
         """Batches of at most batch_rows rows in file order; with a transform, transform(batch, index of

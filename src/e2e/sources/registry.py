@@ -5,6 +5,7 @@ sha256/size are None where not yet known: the first complete download records th
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..errors import E2EError
@@ -31,6 +32,15 @@ class Dataset:
     image_keys: tuple[str, ...]  # accepted names of the image column/key, first match wins
     target_keys: tuple[str, ...]
     observer_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # output name -> accepted names
+    # the channels of other samples in the same layout, by their count (a file says how many it holds)
+    channel_variants: tuple[tuple[str, ...], ...] = ()
+
+    def with_channels(self, count: int) -> Dataset | None:
+        """This dataset as a file holding `count` image channels has it, or None if no sample has that many."""
+        for names in (self.channel_names, *self.channel_variants):
+            if len(names) == count:
+                return dataclasses.replace(self, shape=(count, *self.shape[1:]), channel_names=names)
+        return None
 
 
 EGAMMA_FILES = (  # documented order: photons (y=0) first, then electrons (y=1)
@@ -62,7 +72,12 @@ DATASETS: dict[str, Dataset] = {
         name="jet_mass", format="parquet", files=JM_FILES, shape=(8, 125, 125),
         channel_names=("track_pt", "track_dz", "track_d0", "ecal", "hcal", "pix1", "pix2", "pix3"),
         image_keys=("X_jet", "X_jets"), target_keys=("m", "genM", "am"),
+        # ieta, iphi: the jet's HCAL tower indices (public files: ieta 12-43, iphi 0-71; a tower is 5x5 ECAL
+        # crystals, crystal = 5 * tower + 2), not ECAL crystal indices
         observer_keys={"pt": ("pt", "apt"), "ieta": ("ieta",), "iphi": ("iphi",)},
+        # a later year's public task describes a sample with 4 channels and target `am`: taken to be the
+        # tracker and ECAL channels the reference mass model reads (track pT, dZ, d0, ECAL), in that order
+        channel_variants=(("track_pt", "track_dz", "track_d0", "ecal"),),
     ),
 }
 

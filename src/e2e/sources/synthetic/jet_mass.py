@@ -112,6 +112,7 @@ def sample_latents(rng: np.random.Generator, n: int, cfg: dict) -> dict[str, np.
     lo = np.minimum(np.maximum(pt_lo, MIN_PT_OVER_M * m), pt_hi)
     eta = rng.uniform(-1.2, 1.2, n)
     return dict(m=m, pt_gen=rng.uniform(lo, pt_hi), eta_jet=eta, three_prong=(rng.random(n) < 0.5) * 1.0,
+                # the jet's HCAL tower indices as in the public files: 0.087-wide towers in eta, 72 in phi
                 ieta=np.floor(eta / 0.087) + 28.0, iphi=rng.integers(0, 72, n) * 1.0,
                 n_ue=rng.poisson(UE_MEAN, n) * 1.0)
 
