@@ -193,8 +193,6 @@ def test_a_failing_trial_is_told_failed_and_the_study_goes_on(golden):
     ({f"train.{TASK}.batch_size": {"low": 0, "high": 64}}, [],
      f"error: params.yaml tune.{TASK}.space.train.{TASK}.batch_size: the value 0 is refused"),
     (None, ["-S", f"train.{TASK}.epochs=0"], f"error: tune: -S train.{TASK}.epochs=0: the value 0 is refused"),
-    (None, ["-S", f"train.{TASK}.epochs=2", "-S", f"train.{TASK}.lr=0.001"],
-     f"error: tune: -S train.{TASK}.lr=0.001: train.{TASK}.lr is also searched"),
 ])
 def test_bad_input_is_one_error_line_and_nothing_runs(tmp_path, space, args, message):
     repo = make_repo(tmp_path / "repo", params(space))
@@ -207,7 +205,8 @@ def test_bad_input_is_one_error_line_and_nothing_runs(tmp_path, space, args, mes
 
 @pytest.mark.parametrize("args, message", [
     ([f"train.{TASK}.epochz=2"], f"-S train.{TASK}.epochz=2: 'train.{TASK}.epochz' is not a key of params.yaml"),
-    ([f"train.{TASK}.epochs=2", f"train.{TASK}.epochs=3"], f"-S train.{TASK}.epochs=3: train.{TASK}.epochs is set twice"),
+    ([f"train.{TASK}.epochs=2", f"train.{TASK}.epochs=3"], f"train.{TASK}.epochs=3: train.{TASK}.epochs is set twice"),
+    ([f"train.{TASK}.epochs=2", f"train.{TASK}.lr=0.001"], f"lr=0.001: train.{TASK}.lr is also searched"),
     ([f"train.{TASK}.epochs=1,2"], "expected key=value, one value of an existing key (no +, ~, @ or sweep)"),
     ([f"+train.{TASK}.epochs=1"], "expected key=value, one value of an existing key"),
     ([f"train.{TASK}.scheduler_kwargs={{step_size:2}}"], f"'train.{TASK}.scheduler_kwargs' is a section"),
@@ -274,7 +273,7 @@ def test_set_arguments_read_back_as_the_same_values(tmp_path):
     from ruamel.yaml import YAML
 
     from e2e.errors import E2EError
-    from e2e.tune_space import set_arg
+    from e2e.tune_space import load_space, set_arg
 
     values = {"lr": 1e-05, "n": 32, "s": "null", "e": "1e-4", "c": [0, 1], "f": 1.0, "b": True, "z": None}
     path = tmp_path / "params.yaml"
@@ -285,6 +284,8 @@ def test_set_arguments_read_back_as_the_same_values(tmp_path):
     assert set_arg("a.lr", 1e-05) == "a.lr=1e-05" and set_arg("a.c", [0, 1]) == "a.c=[0,1]"
     with pytest.raises(E2EError, match="would read it as another value"):
         set_arg("a.s", "back\\slash")
+    with pytest.raises(E2EError, match=re.escape("base_url: the value 'back\\\\slash' is refused: download.base_url=")):
+        load_space(params(), TASK, {"download.base_url": {"choices": ["ok", "back\\slash"]}})  # before any trial
 
 
 def test_differences_name_every_changed_value_and_nothing_else():

@@ -12,6 +12,7 @@ import re
 import socket
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -26,7 +27,7 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # `<study>-<n>` must be 
 
 
 def main(task: str, *, params_path: Path, root: Path, trials: int, jobs: int = 1, study_name: str | None = None,
-         storage: str | None = None, push_to: str | None = None, overrides: list[str] = ()) -> None:
+         storage: str | None = None, push_to: str | None = None, overrides: Sequence[str] = ()) -> None:
     """Run trials until the study has `trials` finished ones (complete or failed), `jobs` at a time, each
     with the searched params and the fixed `overrides` (`key=value`, as `dvc exp run -S` takes them)."""
     if trials < 1 or jobs < 1:
@@ -99,10 +100,12 @@ def record_fixed(study, sets: list[str], where: str) -> None:
         study.set_user_attr("fixed", sorted(sets))
     recorded = study.user_attrs.get("fixed", [])  # read back: of two workers starting together, one wins
     if recorded != sorted(sets):  # no record with trials: begun before fixed overrides existed, so none
-        def show(s: list[str]) -> str:
-            return " ".join(f"-S {a}" for a in s) or "no -S"
-        raise E2EError(f"tune: study '{study.study_name}' in {where} runs every trial with {show(recorded)}, "
-                       f"this run gives {show(sorted(sets))}: give the same, or another --study")
+        raise E2EError(f"tune: study '{study.study_name}' in {where} runs every trial with {shown(recorded)}, "
+                       f"this run gives {shown(sorted(sets))}: give the same, or another --study")
+
+
+def shown(sets: list[str]) -> str:
+    return " ".join(f"-S {a}" for a in sets) or "no -S"
 
 
 def make_sampler(kind: str, seed: int):
@@ -167,8 +170,9 @@ class Runner:
             name = trial.user_attrs["experiment"]
             outcome = Outcome(error="interrupted")
             try:
-                outcome = run_trial(self.root, self.task, self.metric, name, [*trial.user_attrs["set"], *self.fixed],
-                                    slot, self.root / "tune" / "logs" / f"{name}.log")
+                sets = [*trial.user_attrs["set"], *self.fixed]
+                outcome = run_trial(self.root, self.task, self.metric, name, sets, slot,
+                                    self.root / "tune" / "logs" / f"{name}.log")
             except Exception as exc:  # a bug here must not leave the trial RUNNING in the study forever
                 outcome = Outcome(error=f"{type(exc).__name__}: {exc}")
             finally:

@@ -63,7 +63,7 @@ def print_apply(best, name: str, local: bool) -> None:
     overrides too, so the searched params alone get a command of their own."""
     changed = best.user_attrs.get("changed") or {}  # none recorded by an e2e tune before this one
     if changed:
-        print(f"  differs from params.yaml at {str(best.user_attrs.get('baseline'))[:7]} (the commit it ran from):")
+        print(f"  differs from params.yaml at {best.user_attrs['baseline'][:7]} (the commit it ran from):")
         for key, change in changed.items():
             print(f"    {key}: {change}")
     if local:

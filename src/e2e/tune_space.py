@@ -88,8 +88,9 @@ def check_value(raw: dict, key: str, value: Any, where: str, source: str) -> dic
     changed = assign(raw, key, value)
     try:
         parse_params(changed, source)
+        set_arg(key, value)  # a value `dvc exp run -S` can be given: refused here, not in every trial
     except E2EError as exc:
-        message = str(exc).removeprefix(f"{source}: ")
+        message = str(exc).removeprefix(f"{source}: ").removeprefix("tune: ")
         raise E2EError(f"{where}: the value {value!r} is refused: {message}") from None
     return changed
 
