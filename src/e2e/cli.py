@@ -66,6 +66,9 @@ def add_tune(sub) -> None:
                     "as sqlite:///tune.db or postgresql://... (default: tune/<task>.journal)")
     tu.add_argument("--push", nargs="?", const="origin", metavar="REMOTE", help="`dvc exp push REMOTE` each "
                     "trial's experiment (default REMOTE: origin), for workers in other clones")
+    tu.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="a fixed override of every trial, as `dvc exp run -S` takes it (e.g. "
+                    "train.quark_gluon.epochs=2; repeatable), recorded in the study")
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -96,8 +99,8 @@ def run(argv: list[str] | None = None) -> None:
     if args.command == "tune":
         from .tune import main as tune
 
-        tune(args.name, Path(args.params), Path(args.root), args.trials, args.jobs, args.study, args.storage,
-             args.push)
+        tune(args.name, params_path=Path(args.params), root=Path(args.root), trials=args.trials, jobs=args.jobs,
+             study_name=args.study, storage=args.storage, push_to=args.push, overrides=args.overrides)
         return
     params = load_params(Path(args.params))
     if args.command == "train" and params.runtime.nproc > 1 and "WORLD_SIZE" not in os.environ:

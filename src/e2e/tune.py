@@ -12,37 +12,44 @@ import re
 import socket
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from .errors import E2EError
 from .tasks import TASKS
-from .tune_space import load_space, set_arg, show_params, suggest
-from .tune_trial import Outcome, Slot, git, has_experiment, push, run_trial, slots, visible_gpus
+from .tune_report import progress, report
+from .tune_space import load_fixed, load_space, set_arg, suggest
+from .tune_trial import Outcome, Slot, git, push, run_trial, slots, visible_gpus
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # `<study>-<n>` must be a valid experiment name
 
 
-def main(task: str, params_path: Path, root: Path, trials: int, jobs: int = 1, study_name: str | None = None,
-         storage: str | None = None, push_to: str | None = None) -> None:
-    """Run trials until the study has `trials` finished ones (complete or failed), `jobs` at a time."""
+def main(task: str, *, params_path: Path, root: Path, trials: int, jobs: int = 1, study_name: str | None = None,
+         storage: str | None = None, push_to: str | None = None, overrides: Sequence[str] = ()) -> None:
+    """Run trials until the study has `trials` finished ones (complete or failed), `jobs` at a time, each
+    with the searched params and the fixed `overrides` (`key=value`, as `dvc exp run -S` takes them)."""
     if trials < 1 or jobs < 1:
         raise E2EError(f"tune: --trials {trials} and --jobs {jobs}: expected both >= 1")
     study_name = study_name or task
     if not STUDY_NAME.fullmatch(study_name):
         raise E2EError(f"tune: --study {study_name!r}: expected letters, digits, '.', '_' or '-'")
     raw, tune = read_params(params_path, task)
-    dims = load_space(raw, task, tune.space, str(params_path))
+    fixed, raw = load_fixed(raw, list(overrides), task, tune.space, str(params_path))
+    dims = load_space(raw, task, tune.space, str(params_path))  # each value checked with the fixed ones set
+    fixed_sets = [set_arg(k, v) for k, v in fixed.items()]
     if not (root / ".dvc").is_dir() or git(root, "rev-parse", "HEAD") is None:
         raise E2EError(f"tune: {root.resolve()}: not the root of a DVC repository with a commit")
     study, where = open_study(study_name, storage, root, task)
+    record_fixed(study, fixed_sets, where)
     jobs_slots = slots(jobs, visible_gpus(), len(os.sched_getaffinity(0)))
-    runner = Runner(study, dims, tune, task, root, trials, push_to)
+    runner = Runner(study, dims, tune, task, root, trials=trials, push_to=push_to, fixed=fixed_sets)
     abandoned = runner.fail_abandoned()
     print(f"study '{study_name}' in {where}: {runner.finished()} finished trial(s)"
           f"{f' ({abandoned} abandoned by an earlier run, now failed)' if abandoned else ''}, running up to {trials} "
-          f"with {jobs} job(s){' on ' + ', '.join(s.label for s in jobs_slots) if jobs > 1 else ''}", flush=True)
+          f"with {jobs} job(s){' on ' + ', '.join(s.label for s in jobs_slots) if jobs > 1 else ''}"
+          f"{', fixed: ' + ' '.join(fixed_sets) if fixed_sets else ''}", flush=True)
     runner.run(jobs_slots)
     report(study, runner, where)
 
@@ -86,6 +93,21 @@ def open_study(name: str, storage: str | None, root: Path, task: str):
     return study, where
 
 
+def record_fixed(study, sets: list[str], where: str) -> None:
+    """The fixed overrides belong to the study: its first run records them, and a run with others (here or
+    on another worker) is refused, as its trials would not be comparable with the study's."""
+    if "fixed" not in study.user_attrs and not study.get_trials(deepcopy=False):
+        study.set_user_attr("fixed", sorted(sets))
+    recorded = study.user_attrs.get("fixed", [])  # read back: of two workers starting together, one wins
+    if recorded != sorted(sets):  # no record with trials: begun before fixed overrides existed, so none
+        raise E2EError(f"tune: study '{study.study_name}' in {where} runs every trial with {shown(recorded)}, "
+                       f"this run gives {shown(sorted(sets))}: give the same, or another --study")
+
+
+def shown(sets: list[str]) -> str:
+    return " ".join(f"-S {a}" for a in sets) or "no -S"
+
+
 def make_sampler(kind: str, seed: int):
     import optuna
 
@@ -99,9 +121,10 @@ def make_sampler(kind: str, seed: int):
 class Runner:
     """Asks and tells the study for `jobs` threads, each driving one `dvc exp run` at a time."""
 
-    def __init__(self, study, dims, tune, task: str, root: Path, trials: int, push_to: str | None):
+    def __init__(self, study, dims, tune, task: str, root: Path, *, trials: int, push_to: str | None,
+                 fixed: list[str]):
         self.study, self.dims, self.tune, self.task, self.root = study, dims, tune, task, root
-        self.trials, self.push_to = trials, push_to
+        self.trials, self.push_to, self.fixed = trials, push_to, fixed
         self.metric = TASKS[task].primary_metric
         self.worker = f"{socket.gethostname()}:{root.resolve()}"
         self.lock = threading.Lock()  # Optuna's ask/tell and the counts below, one thread at a time
@@ -147,7 +170,8 @@ class Runner:
             name = trial.user_attrs["experiment"]
             outcome = Outcome(error="interrupted")
             try:
-                outcome = run_trial(self.root, self.task, self.metric, name, trial.user_attrs["set"], slot,
+                sets = [*trial.user_attrs["set"], *self.fixed]
+                outcome = run_trial(self.root, self.task, self.metric, name, sets, slot,
                                     self.root / "tune" / "logs" / f"{name}.log")
             except Exception as exc:  # a bug here must not leave the trial RUNNING in the study forever
                 outcome = Outcome(error=f"{type(exc).__name__}: {exc}")
@@ -163,6 +187,8 @@ class Runner:
             trial.set_user_attr("seconds", round(out.seconds, 1))
             if out.error is None:
                 trial.set_user_attr(f"test_{self.metric}", out.test)
+                trial.set_user_attr("baseline", out.baseline)
+                trial.set_user_attr("changed", out.changed)
                 if self.push_to:  # the remote it went to, for the summary's `dvc exp pull`
                     trial.set_user_attr("pushed", self.push_to if push_error is None else False)
                 self.study.tell(trial, out.value)
@@ -203,47 +229,3 @@ def alive(pid) -> bool:
     except PermissionError:  # someone else's process now holds that number
         return True
     return True
-
-
-def progress(runner: Runner, trial, values: dict, out: Outcome, push_error: str | None) -> str:
-    """One line per finished trial (no progress bar: the output is often a log or a pipe)."""
-    head = f"[{runner.finished()}/{runner.trials}] trial {trial.number} {trial.user_attrs['experiment']}"
-    if out.error is not None:
-        return f"{head} FAILED after {out.seconds:.0f}s: {out.error} (log: tune/logs/{head.split()[-1]}.log)"
-    m = runner.metric
-    test = f"{out.test:.4g}" if isinstance(out.test, (int, float)) else "-"
-    best = runner.study.best_trial
-    line = (f"{head} {out.seconds:.0f}s: best_val_{m} {out.value:.4g} (test {m} {test})  "
-            f"{show_params(values)}  "
-            f"| best: trial {best.number} {best.value:.4g}")
-    return line + (f"  | push to {runner.push_to} failed: {push_error}" if push_error else "")
-
-
-def report(study, runner: Runner, where: str) -> None:
-    """The best trial: number, value, params, experiment, test metric, and the command that applies it."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False)
-    count = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)}
-    print(f"\nstudy '{study.study_name}' ({where}): {len(trials)} trial(s), {count[TrialState.COMPLETE]} complete, "
-          f"{count[TrialState.FAIL]} failed, {count[TrialState.RUNNING]} running")
-    if not count[TrialState.COMPLETE]:
-        last = next((t.user_attrs.get("error") for t in reversed(trials) if t.state == TrialState.FAIL), None)
-        raise E2EError(f"tune: study '{study.study_name}': no trial completed (last error: {last}); "
-                       f"the logs are in tune/logs/")
-    best, m = study.best_trial, runner.metric
-    name, test = best.user_attrs.get("experiment"), best.user_attrs.get(f"test_{m}")
-    print(f"best trial {best.number}: best_val_{m} {best.value:.6g} (validation, "
-          f"{'higher' if TASKS[runner.task].higher_is_better else 'lower'} is better); test {m} "
-          f"{test if test is None else f'{test:.6g}'} (reported, never used to choose)")
-    print(f"  params:     {' '.join(best.user_attrs.get('set', []))}")
-    local = has_experiment(runner.root, name)
-    print(f"  experiment: {name}" + ("" if local else f" (run by {best.user_attrs.get('worker')})"))
-    if local:
-        print(f"apply it:     dvc exp apply {name}")
-    elif best.user_attrs.get("pushed"):
-        print(f"apply it:     dvc exp pull {best.user_attrs['pushed']} {name} && dvc exp apply {name}")
-    else:
-        print(f"apply it:     dvc exp apply {name}  (in {best.user_attrs.get('worker')}, where it ran)")
-    order = "desc" if TASKS[runner.task].higher_is_better else "asc"
-    print(f"compare:      dvc exp show --only-changed --sort-by best_val_{m} --sort-order {order}")

@@ -12,6 +12,7 @@ from typing import Any
 from .errors import E2EError
 
 SCALARS = (type(None), bool, int, float, str)  # what Optuna's suggest_categorical stores as it is
+ABSENT = object()  # a key that one of two params trees lacks
 
 
 @dataclass(frozen=True)
@@ -65,35 +66,86 @@ def assign(raw: dict, key: str, value: Any) -> dict:
     return out
 
 
+def check_key(raw: dict, key: str, where: str, source: str) -> None:
+    """`key` names a value of `raw` (not a section, not the tune section), else one E2EError."""
+    found, current = lookup(raw, key)
+    if key.split(".")[0] == "tune":
+        raise E2EError(f"{where}: the tune section is read by no stage (expected a key of another section)")
+    if not found:
+        raise E2EError(f"{where}: {key!r} is not a key of {source} (expected a dotted key such as "
+                       f"train.<task>.lr, as `dvc exp run -S` takes it)")
+    if isinstance(current, dict):
+        raise E2EError(f"{where}: {key!r} is a section, not a value")
+
+
+def check_value(raw: dict, key: str, value: Any, where: str, source: str) -> dict:
+    """`raw` with `key` set to `value`, once the params schema accepts it there; else one E2EError."""
+    from .config import parse_params
+
+    if isinstance(value, dict):  # `dvc exp run -S key={...}` merges a mapping into the committed one
+        raise E2EError(f"{where}: the value {value!r} is a mapping (expected a number, string or list; "
+                       f"set a mapping's keys one by one)")
+    changed = assign(raw, key, value)
+    try:
+        parse_params(changed, source)
+        set_arg(key, value)  # a value `dvc exp run -S` can be given: refused here, not in every trial
+    except E2EError as exc:
+        message = str(exc).removeprefix(f"{source}: ").removeprefix("tune: ")
+        raise E2EError(f"{where}: the value {value!r} is refused: {message}") from None
+    return changed
+
+
 def load_space(raw: dict, task: str, space: dict, source: str = "params.yaml") -> list[Dim]:
     """The dimensions of `tune.<task>.space`, each key an existing params key and each end or choice a value
     params.yaml accepts there; else one E2EError naming the key, before any trial runs."""
-    from .config import parse_params
-
     if not space:
         raise E2EError(f"{source} tune.{task}.space: empty or missing (expected params keys to search)")
     dims = []
     for key, spec in space.items():
         where = f"{source} tune.{task}.space.{key}"
-        found, current = lookup(raw, key)
-        if key.split(".")[0] == "tune":
-            raise E2EError(f"{where}: the tune section is read by no stage (expected a key of another section)")
-        if not found:
-            raise E2EError(f"{where}: {key!r} is not a key of {source} (expected a dotted key such as "
-                           f"train.{task}.lr, as `dvc exp run -S` takes it)")
-        if isinstance(current, dict):
-            raise E2EError(f"{where}: {key!r} is a section, not a value")
+        check_key(raw, key, where, source)
         dim = to_dim(key, spec)
         if dim.log and dim.step is not None:  # Optuna samples a log scale continuously: no grid on it
             raise E2EError(f"{where}: log: true and step together (expected one of them)")
         for value in dim.endpoints():
-            try:
-                parse_params(assign(raw, key, value), source)
-            except E2EError as exc:
-                message = str(exc).removeprefix(f"{source}: ")
-                raise E2EError(f"{where}: the value {value!r} is refused: {message}") from None
+            check_value(raw, key, value, where, source)
         dims.append(dim)
     return dims
+
+
+def load_fixed(raw: dict, overrides: list[str], task: str, space: dict,
+               source: str = "params.yaml") -> tuple[dict[str, Any], dict]:
+    """The fixed overrides of every trial, `-S key=value` as `dvc exp run -S` reads them (Hydra's grammar),
+    each an existing key, none searched, each value accepted with those before it set; and `raw` with all
+    of them set (where the search space is then checked). Else one E2EError naming the override."""
+    fixed: dict[str, Any] = {}
+    for arg in overrides:
+        key, value = parse_override(arg)
+        where = f"tune: -S {arg}"
+        if key in fixed:
+            raise E2EError(f"{where}: {key} is set twice (expected one -S per key)")
+        if key in space:
+            raise E2EError(f"{where}: {key} is also searched ({source} tune.{task}.space): a key is either "
+                           f"fixed or searched")
+        check_key(raw, key, where, source)
+        raw = check_value(raw, key, value, where, source)
+        fixed[key] = value
+    return fixed, raw
+
+
+def parse_override(arg: str) -> tuple[str, Any]:
+    """(key, value) of `key=value` read by Hydra's override parser, the one `dvc exp run -S` uses."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        (override,) = OverridesParser.create().parse_overrides([arg])
+    except HydraException as exc:
+        raise E2EError(f"tune: -S {arg}: not key=value as `dvc exp run -S` reads it "
+                       f"({str(exc).splitlines()[0]})") from None
+    if override.type.name != "CHANGE" or override.is_sweep_override() or override.package is not None:
+        raise E2EError(f"tune: -S {arg}: expected key=value, one value of an existing key (no +, ~, @ or sweep)")
+    return override.key_or_group, override.value()
 
 
 def encode(choice: Any) -> Any:
@@ -116,11 +168,31 @@ def suggest(trial, dims: list[Dim]) -> dict[str, Any]:
 
 
 def set_arg(key: str, value: Any) -> str:
-    """`key=value` for `dvc exp run -S`: compact JSON, which DVC's override grammar reads back as the same
-    number, list or mapping; strings stay quoted, so a choice "null" or "1e-4" stays a string."""
+    """`key=value` for `dvc exp run -S`: compact JSON (strings stay quoted, so a choice "null" or "1e-4"
+    stays a string), checked to read back through DVC's parser (Hydra's) as the same value."""
     if isinstance(value, float) and not math.isfinite(value):
         raise E2EError(f"tune: {key}={value} is not a finite number")
-    return f"{key}={json.dumps(value, separators=(',', ':'))}"
+    arg = f"{key}={json.dumps(value, separators=(',', ':'))}"
+    if json.dumps(parse_override(arg)[1]) != json.dumps(value):  # json tells 1 from 1.0 and true from 1
+        raise E2EError(f"tune: {key}={value!r}: `dvc exp run -S` would read it as another value")
+    return arg
+
+
+def differences(before: dict, after: dict, prefix: str = "") -> dict[str, str]:
+    """Dotted key -> "old -> new" (JSON values, "(none)" where absent) for every value that differs
+    between two params trees; lists are values, mappings are walked."""
+    out = {}
+    for key in [*before, *(k for k in after if k not in before)]:
+        old, new = before.get(key, ABSENT), after.get(key, ABSENT)
+        if isinstance(old, dict) and isinstance(new, dict):
+            out.update(differences(old, new, f"{prefix}{key}."))
+        elif (shown := (_json(old), _json(new)))[0] != shown[1]:
+            out[f"{prefix}{key}"] = f"{shown[0]} -> {shown[1]}"
+    return out
+
+
+def _json(value: Any) -> str:
+    return "(none)" if value is ABSENT else json.dumps(value, default=str)  # default: a YAML date
 
 
 def show_params(values: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import E2EError
+from .tune_space import differences
 
 STARTED = "Reproducing experiment '"  # DVC's first line once it has taken its stash entry
 START_LOCK = Path(".dvc") / "tmp" / "e2e-tune-start.lock"
@@ -41,6 +42,8 @@ class Outcome:
     error: str | None = None
     seconds: float = 0.0
     ref: str | None = None  # refs/exps/.../<name>, once the experiment exists
+    baseline: str | None = None  # the commit it ran from
+    changed: dict[str, str] | None = None  # params key -> "committed -> trial", where they differ
 
 
 def visible_gpus() -> list[str]:
@@ -96,7 +99,8 @@ def dvc(*args: str) -> list[str]:
 
 def run_experiment(root: Path, name: str, sets: list[str], slot: Slot, log_path: Path) -> str | None:
     """Run the experiment to its end, its output in `log_path`; None, or the line that says why it failed."""
-    cmd = dvc("exp", "run", "--temp", "-n", name, *[a for s in [*sets, *slot.sets] for a in ("-S", s)])
+    # the slot's settings first: of two -S for one key DVC keeps the last, and a fixed override wins
+    cmd = dvc("exp", "run", "--temp", "-n", name, *[a for s in [*slot.sets, *sets] for a in ("-S", s)])
     tail: collections.deque[str] = collections.deque(maxlen=200)
     lock = StartLock(root)
     try:
@@ -143,6 +147,31 @@ def has_experiment(root: Path, name: str) -> bool:
     return any(r.endswith(f"/{name}") for r in refs.splitlines())
 
 
+@dataclass(frozen=True)
+class Column:
+    """A metric of `dvc exp show`: its metrics file and its key path in that file."""
+    file: str
+    keys: tuple[str, ...]
+
+    def sort_by(self) -> str:
+        """`--sort-by` of `dvc exp show`: `file:key`, as a bare key is ambiguous across the tasks' files."""
+        return f"{self.file}:{'.'.join(self.keys)}"
+
+    def read(self, metrics: dict):
+        """Its value in `dvc exp show --json`'s metrics of one revision, None where absent."""
+        value = metrics.get(self.file, {}).get("data", {})
+        for key in self.keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+
+def columns(task: str, metric: str) -> tuple[Column, Column]:
+    """(the objective best_val_<metric>, the reported test <metric>): the one place that knows where
+    the metrics files keep them."""
+    return (Column(f"metrics/{task}/train/metrics.json", (f"best_val_{metric}",)),
+            Column(f"metrics/{task}/eval/metrics.json", ("test", metric)))
+
+
 def read_metrics(root: Path, rev: str, task: str, metric: str) -> tuple[float, float | None]:
     """(best_val_<metric>, test.<metric>) of commit `rev`, through DVC: the metrics files are DVC outputs,
     in the cache rather than in git. `--rev <commit> -n 1` reads that one commit, not every experiment."""
@@ -153,11 +182,22 @@ def read_metrics(root: Path, rev: str, task: str, metric: str) -> tuple[float, f
         metrics = next(r for r in rows if r["rev"] == rev)["data"]["metrics"]
     except (ValueError, StopIteration, KeyError, TypeError):
         raise E2EError(f"dvc exp show --rev {rev[:7]}: no metrics ({error_line(proc.stderr.splitlines(), 1)})")
-    train = metrics.get(f"metrics/{task}/train/metrics.json", {}).get("data", {})
-    test = metrics.get(f"metrics/{task}/eval/metrics.json", {}).get("data", {}).get("test", {})
-    if not isinstance(train.get(f"best_val_{metric}"), (int, float)):
-        raise E2EError(f"metrics/{task}/train/metrics.json of {rev[:7]}: no number best_val_{metric}")
-    return float(train[f"best_val_{metric}"]), test.get(metric)
+    objective, test = columns(task, metric)
+    value = objective.read(metrics)
+    if not isinstance(value, (int, float)):
+        raise E2EError(f"{objective.file} of {rev[:7]}: no number {'.'.join(objective.keys)}")
+    return float(value), test.read(metrics)
+
+
+def changed_params(root: Path, baseline: str, rev: str) -> dict[str, str]:
+    """Every params.yaml value in which commit `rev` differs from `baseline`: what `dvc exp apply` brings.
+    Read as DVC reads it (ruamel.yaml, YAML 1.2), not with PyYAML: DVC writes 1e-05, a string in YAML 1.1."""
+    from ruamel.yaml import YAML
+
+    texts = [git(root, "show", f"{r}:params.yaml") for r in (baseline, rev)]
+    if None in texts:
+        raise E2EError(f"git show {baseline[:7]}:params.yaml / {rev[:7]}:params.yaml: not readable")
+    return differences(*(YAML(typ="safe").load(t) or {} for t in texts))
 
 
 def run_trial(root: Path, task: str, metric: str, name: str, sets: list[str], slot: Slot,
@@ -172,8 +212,9 @@ def run_trial(root: Path, task: str, metric: str, name: str, sets: list[str], sl
         try:
             if sha is None:
                 raise E2EError(f"dvc exp run succeeded but left no experiment {ref}")
-            out.ref = ref
+            out.ref, out.baseline = ref, baseline
             out.value, out.test = read_metrics(root, sha, task, metric)
+            out.changed = changed_params(root, baseline, sha)
         except E2EError as exc:
             out.error = str(exc)
     out.seconds = time.monotonic() - start
