@@ -43,6 +43,7 @@ fetch_base() {  # no CLI command fetches one other revision (`dvc fetch` has no 
   python - "$1" <<'PY'
 import sys
 from dvc.repo import Repo
+from dvc_data.index.index import DataIndexError
 
 def errors(node, where=()):
     """Every (place, message) that DVC's loaders reported in a show() result."""
@@ -53,21 +54,28 @@ def errors(node, where=()):
             yield from errors(value, where if key in ("data", "sources", "definitions") else (*where, str(key)))
 
 rev = sys.argv[1]
+
+def missing(why):
+    sys.exit(f"error: the results of {rev} are not in the DVC remote ({why}); push them from {rev} "
+             "(`dvc push`) or set DVC_REMOTE_URL")
+
 with Repo() as repo:
     # the outputs holding metrics and plots only (whole: eval's predictions.parquet comes too); the base's
     # data and models are not needed to compare results. They are named here, inside the switch to rev:
     # `fetch(types=...)` of DVC 3.67 picks them lazily, after it has switched back to the workspace, and
     # fails on an output of this branch that is not in the remote yet
     outs = set()
-    for _ in repo.brancher(revs=[rev], workspace=False):
-        outs |= {out.def_path for out in repo.index.targets_view(None, types=["metrics", "plots"]).outs}
+    try:
+        for _ in repo.brancher(revs=[rev], workspace=False):
+            outs |= {out.def_path for out in repo.index.targets_view(None, types=["metrics", "plots"]).outs}
+    except DataIndexError as exc:  # listing a plots folder needs its output's directory object
+        missing(exc)
     repo.fetch(targets=sorted(outs), revs=[rev], workspace=False)
     # a missing file is only a warning to fetch, so check that the base's results load now
     found = [*errors(repo.metrics.show(revs=[rev]).get(rev, {})), *errors(repo.plots.show(revs=[rev]).get(rev, {}))]
 if found:
     where, message = found[0]
-    sys.exit(f"error: the results of {rev} are not in the DVC remote ({len(found)} unreadable, first "
-             f"{where}: {message}); push them from {rev} (`dvc push`) or set DVC_REMOTE_URL")
+    missing(f"{len(found)} unreadable, first {where}: {message}")
 PY
 }
 

@@ -27,7 +27,7 @@ from test_plots_browser import ROOT, results_repo
 from e2e import metrics
 from e2e.errors import E2EError
 from e2e.review import Paired, Results, changed, paired, read_results, revision_reader, verdict
-from e2e.review_report import MAX_KEY_PLOTS, TaskSection, headline_table, params_by_task, split_plots
+from e2e.review_report import KEY_PLOTS, MAX_KEY_PLOTS, TaskSection, headline_table, params_by_task, split_plots
 from e2e.tasks import TASKS
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -159,9 +159,9 @@ def test_at_most_six_key_plots_and_the_rest_linked_under_details(reviewed):
     parts = sections((repo / "review" / "report.md").read_text())
     shown = image_links(parts[CHANGED])
     names = [Path(link).stem for link in shown]
-    assert names == ["quark_gluon_train_plots_metrics_train_val_loss", "quark_gluon_train_plots_metrics_val_roc_auc",
-                     "quark_gluon_eval_plots_custom_roc", "quark_gluon_eval_plots_custom_rejection",
-                     "quark_gluon_eval_plots_custom_score_distribution", "quark_gluon_eval_plots_custom_rejection_vs_pt"]
+    assert names == [f"{CHANGED}_{name}" for name in (
+        "train_plots_metrics_train_val_loss", "train_plots_metrics_val_roc_auc", "eval_plots_custom_roc",
+        "eval_plots_custom_rejection", "eval_plots_custom_score_distribution", "eval_plots_custom_rejection_vs_pt")]
     assert sum(len(image_links(text)) for text in parts.values()) == len(shown)  # no other image in the report
     details = parts["Details"]
     assert "<details>" in details and "test.binned.pt." in details and "test.roc_auc_ci_lo" in details
@@ -314,7 +314,7 @@ def test_split_plots_keeps_six_key_plots_in_order():
         "train/plots/metrics/train/val/loss", "eval/plots/custom/pred_vs_true.json",
         "eval/plots/custom/resolution_vs_true_mass.json", "eval/plots/custom/resolution_vs_pt.json")]
     key, other = split_plots(TASKS["jet_mass"], [*ids, "metrics/quark_gluon/eval/plots/custom/roc.json"])
-    assert len(key) == MAX_KEY_PLOTS == 6
+    assert len(key) == MAX_KEY_PLOTS == 6 and all(len(keys) <= MAX_KEY_PLOTS for keys in KEY_PLOTS.values())
     assert [k.split("/", 2)[2] for k in key] == [
         "train/plots/metrics/train/val/loss", "train/plots/metrics/val/mae.tsv", "eval/plots/custom/pred_vs_true.json",
         "eval/plots/custom/residuals.json", "eval/plots/custom/resolution_vs_true_mass.json",

@@ -13,9 +13,10 @@ from .headline import SHORT
 from .review import Paired, Results, verdict
 from .tasks import TASKS, Task
 
-MAX_KEY_PLOTS = 6
-# per kind of task, the plots a reviewer looks at first, in this order; ids are dvc.yaml's plot ids after
-# `metrics/<task>/`, matched from the start ({metric}: the task's primary metric); one plot per entry
+MAX_KEY_PLOTS = 6  # per task: what a reviewer takes in at a glance (the issue's limit)
+# per kind of task, the plots a reviewer looks at first, in this order, at most MAX_KEY_PLOTS; ids are
+# dvc.yaml's plot ids after `metrics/<task>/`, matched from the start ({metric}: the task's primary metric);
+# one plot per entry
 KEY_PLOTS = {
     "classification": ("train/plots/metrics/train/val/loss", "train/plots/metrics/val/{metric}.tsv",
                        "eval/plots/custom/roc.json", "eval/plots/custom/rejection.json",
@@ -56,6 +57,11 @@ def change(base: object, head: object) -> str:
     return f"{head - base:+.3g}" if numbers and math.isfinite(head - base) else ""
 
 
+def primary(task: Task) -> str:
+    """The headline name of the task's test metric, the one the verdict is on."""
+    return f"test_{SHORT[task.primary_metric]}"
+
+
 def label(name: str) -> str:
     if name.startswith("rej") and name[3:].isdigit():
         return f"test rejection 1/FPR at {name[3:]} % signal efficiency"
@@ -66,19 +72,24 @@ def headline_table(section: TaskSection, base_name: str) -> list[str]:
     task, result = section.task, section.paired
     base, head = section.base.headline or {}, section.head.headline or {}
     names = [k for k in {**head, **base} if not k.endswith(("_lo", "_hi"))]
-    primary = f"test_{SHORT[task.primary_metric]}"
+    first = primary(task)
     rows = [f"| metric | `{base_name}` | workspace | change | 95 % interval of the change | verdict |",
             "| --- | --- | --- | --- | --- | --- |"]
-    for name in sorted(names, key=lambda n: n != primary):  # the primary metric first
-        cells = [fmt(values.get(name)) + (f" [{fmt(values[name + '_lo'])}, {fmt(values[name + '_hi'])}]"
-                                          if name + "_lo" in values else "") for values in (base, head)]
+    for name in sorted(names, key=lambda n: n != first):  # the verdict's metric first
         interval, word = "", ""
-        if name == primary:
+        if name == first:
             word = verdict(task, result)
             interval = "" if result.why else f"[{result.lo:+.3g}, {result.hi:+.3g}]"
-        rows.append(f"| {label(name)} (`{task.tag}.{name}`) | {cells[0]} | {cells[1]} | "
-                    f"{change(base.get(name), head.get(name))} | {interval} | {word} |")
+        rows.append(f"| {label(name)} (`{task.tag}.{name}`) | {with_interval(base, name)} | "
+                    f"{with_interval(head, name)} | {change(base.get(name), head.get(name))} | {interval} | {word} |")
     return rows
+
+
+def with_interval(values: dict, name: str) -> str:
+    """The value, and its 95 % interval where the headline has one (`<name>_lo`, `<name>_hi`)."""
+    if name + "_lo" not in values:
+        return fmt(values.get(name))
+    return f"{fmt(values.get(name))} [{fmt(values[name + '_lo'])}, {fmt(values.get(name + '_hi'))}]"
 
 
 def task_of(key: str) -> str | None:
@@ -102,13 +113,12 @@ def params_table(params: dict[str, tuple], base_name: str) -> list[str]:
 
 
 def split_plots(task: Task, plot_ids: list[str]) -> tuple[list[str], list[str]]:
-    """(the task's key plots, at most MAX_KEY_PLOTS in KEY_PLOTS order; its other plots)."""
+    """(the task's key plots, one per KEY_PLOTS entry in its order; its other plots)."""
     own = [p for p in plot_ids if p.startswith(f"metrics/{task.name}/")]
     key: list[str] = []
     for pattern in KEY_PLOTS[task.kind]:
         prefix = f"metrics/{task.name}/" + pattern.format(metric=task.primary_metric)
         key += [p for p in own if p.startswith(prefix) and p not in key][:1]
-    key = key[:MAX_KEY_PLOTS]
     return key, [p for p in own if p not in key]
 
 
@@ -125,7 +135,7 @@ def task_lines(section: TaskSection, base_name: str, n_boot: int) -> list[str]:
            "test events; significant where its 95 % interval excludes zero" if not result.why else result.why)
     lines = [f"## {task.name}", "",
              f"Headline (`metrics/{task.name}/eval/headline.json`, [95 % interval]). Verdict on the "
-             f"{label(f'test_{SHORT[task.primary_metric]}')}: {how}.", "", *headline_table(section, base_name), ""]
+             f"{label(primary(task))}: {how}.", "", *headline_table(section, base_name), ""]
     lines += ([f"Parameters of {task.name} that changed:", "", *params_table(section.params, base_name), ""]
               if section.params else [f"No parameter of {task.name} changed.", ""])
     lines += [f"Key plots of {task.name} (`{base_name}` and workspace on the same axes; the others under Details):",
