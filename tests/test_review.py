@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_metrics import two_models  # noqa: F401 (a fixture: labels, a base's scores, a better head's)
 from test_plots_browser import ROOT, results_repo
 
 from e2e import metrics
@@ -229,18 +230,10 @@ def results(truth, prediction, rows=None, headline=None) -> Results:
     return Results(headline=headline, predictions=df, metrics={})
 
 
-@pytest.fixture
-def classifier():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 1000).astype(float)
-    base = rng.normal(y, 1.0)
-    return y, base, base + 0.15 * y
-
-
-def test_paired_joins_the_test_events_on_row_not_on_position(classifier):
+def test_paired_joins_the_test_events_on_row_not_on_position(two_models):
     """A revision that writes its test events in another order is paired event by event: the head's rows
     shuffled give exactly the interval of the rows in order."""
-    y, base, head = classifier
+    y, base, head = two_models
     in_order = paired(TASKS["quark_gluon"], results(y, base), results(y, head), n_boot=200)
     order = np.random.default_rng(1).permutation(len(y))
     shuffled = paired(TASKS["quark_gluon"], results(y, base), results(y[order], head[order], rows=order), n_boot=200)
@@ -250,8 +243,8 @@ def test_paired_joins_the_test_events_on_row_not_on_position(classifier):
                                                 n_boot=200)) == "significant: worse"
 
 
-def test_identical_predictions_are_within_noise(classifier):
-    y, base, _ = classifier
+def test_identical_predictions_are_within_noise(two_models):
+    y, base, _ = two_models
     same = paired(TASKS["quark_gluon"], results(y, base), results(y, base.copy()), n_boot=100)
     assert (same.lo, same.hi) == (0.0, 0.0) and verdict(TASKS["quark_gluon"], same) == "within noise"
 
@@ -264,8 +257,8 @@ def test_a_lower_mae_is_better():
     assert result.hi < 0 and verdict(TASKS["jet_mass"], result) == "significant: better"
 
 
-def test_different_test_events_are_not_paired(classifier):
-    y, base, head = classifier
+def test_different_test_events_are_not_paired(two_models):
+    y, base, head = two_models
     other_rows = paired(TASKS["quark_gluon"], results(y, base), results(y, head, rows=np.arange(len(y)) + 5),
                         n_boot=50)
     assert verdict(TASKS["quark_gluon"], other_rows).startswith("not paired: the test events differ")
@@ -275,8 +268,8 @@ def test_different_test_events_are_not_paired(classifier):
     assert verdict(TASKS["quark_gluon"], missing) == "not paired: the base has no predictions.parquet"
 
 
-def test_changed_compares_predictions_headline_and_metrics(classifier):
-    y, base, head = classifier
+def test_changed_compares_predictions_headline_and_metrics(two_models):
+    y, base, head = two_models
     one = results(y, base, headline={"test_auc": 0.7})
     assert not changed(one, results(y, base.copy(), headline={"test_auc": 0.7}))
     assert changed(one, results(y, head, headline={"test_auc": 0.7}))  # same headline, other predictions
@@ -293,8 +286,7 @@ def test_read_results_takes_the_tasks_block_of_the_headline():
     assert got.metrics == {"train/metrics.json: val.mae": 21.0, "train/metrics.json: step": 2}
 
 
-def test_headline_table_puts_the_primary_metric_first_with_its_interval(classifier):
-    y, base, head = classifier
+def test_headline_table_puts_the_primary_metric_first_with_its_interval():
     section = TaskSection(TASKS["quark_gluon"], Results({"val_auc": 0.7, "test_auc": 0.71, "test_auc_lo": 0.69,
                                                          "test_auc_hi": 0.73, "rej50": None}, None, {}),
                           Results({"val_auc": 0.72, "test_auc": 0.74, "test_auc_lo": 0.72, "test_auc_hi": 0.76,
