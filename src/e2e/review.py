@@ -1,9 +1,9 @@
 """What `make review` compares: each task's results at two revisions, and whether the change is real.
 
-A task's results are the files evaluate and train write under `metrics/<task>/` (RESULT_FILES). A task
-changed when any of them differs. Its verdict is a paired bootstrap of head - base of the primary
-metric over the same test events (joined on `row`, the event's index in the converted dataset), so
-that what both revisions share, the events' difficulty, cancels out.
+A task's results are the files evaluate and train write under `metrics/<task>/` (HEADLINE, PREDICTIONS,
+METRICS). A task changed when any of them differs. Its verdict is a paired bootstrap of head - base of
+the primary metric over the same test events (joined on `row`, the event's index in the converted
+dataset), so that what both revisions share, the events' difficulty, cancels out.
 """
 from __future__ import annotations
 
@@ -51,15 +51,14 @@ def revision_reader(rev: str | None, root: Path = Path(".")) -> Reader:
     if rev is None:
         return lambda path: (root / path).read_bytes() if (root / path).is_file() else None
     from dvc.api import DVCFileSystem
+    from dvc_data.index.index import DataIndexError
 
     fs = DVCFileSystem(str(root), rev=rev)
 
     def read(path: str) -> bytes | None:
-        if not fs.exists(path):
-            return None
-        try:  # a DVC output of rev that is neither in the cache nor in a reachable remote
-            return fs.read_bytes(path)
-        except FileNotFoundError:
+        try:  # a DVC output of rev (or its directory object) that is neither in the cache nor in a remote
+            return fs.read_bytes(path) if fs.exists(path) else None
+        except (FileNotFoundError, DataIndexError):
             raise E2EError(f"{path} of {rev} is not in the DVC cache or remote: fetch {rev}'s results first "
                            f"(`scripts/pr_review.sh {rev}` does, or `git checkout {rev} && dvc pull`)") from None
 
