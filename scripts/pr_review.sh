@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The steps of a pull-request review, the same in CI (.github/workflows/review.yml) and locally:
-#   1. fetch the base revision's metrics and plots from the DVC remote (`dvc plots diff` and
-#      `dvc metrics diff` read another revision's outputs from the DVC cache);
+#   1. fetch the base revision's results from the DVC remote: the outputs holding its metrics and plots,
+#      metrics/<task>/{train,eval}, predictions.parquet included (the review reads another revision's
+#      outputs from the DVC cache, and pairs the two revisions' test events);
 #   2. get the pull request's results: `dvc pull`, or `dvc repro` here when they are not all in the
 #      remote or are out of date with the PR's code and params;
-#   3. `make review BASE=<base>`: review/report.md and review/plots/*.png;
+#   3. `make review BASE=<base>`: review/report.md (the tasks whose results changed) and review/plots/*.png;
 #   4. post review/report.md as one PR comment (CML), which later pushes update in place.
 #
 #   scripts/pr_review.sh [BASE]     BASE: git revision, default origin/$GITHUB_BASE_REF (or origin/main)
@@ -42,6 +43,7 @@ fetch_base() {  # no CLI command fetches one other revision (`dvc fetch` has no 
   python - "$1" <<'PY'
 import sys
 from dvc.repo import Repo
+from dvc_data.index.index import DataIndexError
 
 def errors(node, where=()):
     """Every (place, message) that DVC's loaders reported in a show() result."""
@@ -52,15 +54,28 @@ def errors(node, where=()):
             yield from errors(value, where if key in ("data", "sources", "definitions") else (*where, str(key)))
 
 rev = sys.argv[1]
+
+def missing(why):
+    sys.exit(f"error: the results of {rev} are not in the DVC remote ({why}); push them from {rev} "
+             "(`dvc push`) or set DVC_REMOTE_URL")
+
 with Repo() as repo:
-    # metrics and plots outputs only: the base's data and models are not needed to compare results
-    repo.fetch(revs=[rev], workspace=False, types=["metrics", "plots"])
+    # the outputs holding metrics and plots only (whole: eval's predictions.parquet comes too); the base's
+    # data and models are not needed to compare results. They are named here, inside the switch to rev:
+    # `fetch(types=...)` of DVC 3.67 picks them lazily, after it has switched back to the workspace, and
+    # fails on an output of this branch that is not in the remote yet
+    outs = set()
+    try:
+        for _ in repo.brancher(revs=[rev], workspace=False):
+            outs |= {out.def_path for out in repo.index.targets_view(None, types=["metrics", "plots"]).outs}
+    except DataIndexError as exc:  # listing a plots folder needs its output's directory object
+        missing(exc)
+    repo.fetch(targets=sorted(outs), revs=[rev], workspace=False)
     # a missing file is only a warning to fetch, so check that the base's results load now
     found = [*errors(repo.metrics.show(revs=[rev]).get(rev, {})), *errors(repo.plots.show(revs=[rev]).get(rev, {}))]
 if found:
     where, message = found[0]
-    sys.exit(f"error: the results of {rev} are not in the DVC remote ({len(found)} unreadable, first "
-             f"{where}: {message}); push them from {rev} (`dvc push`) or set DVC_REMOTE_URL")
+    missing(f"{len(found)} unreadable, first {where}: {message}")
 PY
 }
 

@@ -1,8 +1,11 @@
 """`make review BASE=main`: review/report.md comparing the workspace with BASE, ready for a pull request.
 
-Holds `dvc metrics diff --md`, `dvc params diff --md` and the key plots of `dvc plots diff` (base
-and workspace overlaid, the same Vega-Lite specs the browser page shows) rendered to PNG offline
-by vl-convert, which embeds its own JavaScript engine: no browser, no network.
+Only the tasks whose results changed: per task its headline metrics at BASE and in the workspace with a
+paired-bootstrap verdict on the primary metric (src/e2e/review.py), its params that changed, and at most
+six key plots; then under Details every metric that changed and the task's other plots as linked PNGs.
+BASE's results are read from git or the DVC cache (or its remote). The plots are `dvc plots diff`'s
+Vega-Lite specs (base and workspace overlaid) rendered to PNG offline by vl-convert, which embeds its own
+JavaScript engine: no browser, no network.
 
     python scripts/review.py main               # -> review/report.md, review/plots/*.png (and *.vl.json)
     python scripts/review.py HEAD~1 --out /tmp/r
@@ -10,6 +13,7 @@ by vl-convert, which embeds its own JavaScript engine: no browser, no network.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import shutil
@@ -17,22 +21,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-# the plots a reviewer looks at first; the full set is in `dvc plots diff` (dvc_plots/index.html)
-KEY_PLOTS = (
-    "train/plots/metrics/train/val/loss",  # train and validation loss, one plot
-    "train/plots/metrics/val/",
-    "eval/plots/custom/roc.json",
-    "eval/plots/custom/rejection.json",
-    "eval/plots/custom/score_distribution.json",
-    "eval/plots/custom/pred_vs_true.json",
-    "eval/plots/custom/resolution_vs_true_mass.json",
-    "eval/plots/custom/resolution_vs_pt.json",
-    "eval/plots/custom/residuals.json",
-    # performance in the bins of params.yaml evaluate.bins, one plot per variable
-    "eval/plots/custom/rejection_vs_",
-    "eval/plots/custom/efficiency_vs_",
-    "eval/plots/custom/response_vs_",
-)
+from e2e.config import load_params
+from e2e.errors import E2EError
+from e2e.review import changed, paired, read_results, revision_reader
+from e2e.review_report import TaskSection, compose, params_by_task, split_plots
+from e2e.tasks import TASKS
+
 VEGA_LITE = "5.21"  # the v5 line that DVC's templates are written for
 
 
@@ -48,50 +42,61 @@ def slug(plot_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", str(Path(plot_id.removeprefix("metrics/")).with_suffix(""))).strip("_")
 
 
-def is_key(plot_id: str) -> bool:
-    return any(key in plot_id for key in KEY_PLOTS)
+def render(plot_id: str, items: list[dict], out: Path) -> list[tuple[str, str]]:
+    """(title, path relative to out) of the plot's PNGs: a Vega-Lite spec rendered (its spec beside it, whose
+    data says which revisions it holds), or the image each revision logged."""
+    import vl_convert
+
+    made = []
+    for item in items:
+        if item["type"] == "image":  # `dvc plots diff -o` copied it to out/.dvc_plots as <rev>_<id>
+            path = out / "plots" / Path(item["url"]).name
+            shutil.copy(item["url"], path)
+            made.append((f"{plot_id} ({', '.join(item['revisions'])})", path.relative_to(out).as_posix()))
+            continue
+        spec = item["content"]
+        path = out / "plots" / f"{slug(plot_id)}.png"
+        path.write_bytes(vl_convert.vegalite_to_png(spec, vl_version=VEGA_LITE, scale=1.5, allowed_base_urls=[]))
+        path.with_suffix(".vl.json").write_text(json.dumps(spec), encoding="utf-8")
+        title = spec.get("title", {}).get("text") if isinstance(spec.get("title"), dict) else spec.get("title")
+        made.append((title or plot_id, path.relative_to(out).as_posix()))
+    return made
 
 
-def render_plots(base: str, out: Path) -> list[tuple[str, str]]:
-    """(title, relative png path) of every key plot, base and workspace on the same axes."""
+def review(base: str, out: Path) -> str:
+    diff = params_by_task(json.loads(dvc("params", "diff", base, "--json") or "{}"))  # also checks that base exists
+    n_boot = load_params().evaluate.bootstrap
+    read_base, read_head = revision_reader(base), revision_reader(None)
+    sections, unchanged, absent, shared = [], [], [], dict(diff.get(None, {}))
+    for task in TASKS.values():
+        old, new = read_results(task, read_base), read_results(task, read_head)
+        if changed(old, new):
+            sections.append(TaskSection(task, old, new, paired(task, old, new, n_boot=n_boot),
+                                        params=diff.get(task.name, {})))
+            continue
+        (unchanged if new.exists else absent).append(task.name)
+        shared.update(diff.get(task.name, {}))  # shown once with the shared ones: results that did not follow
+    if sections:
+        sections = with_plots(base, sections, out)
+    return compose(base, sections, unchanged=unchanged, absent=absent, shared_params=shared, n_boot=n_boot)
+
+
+def with_plots(base: str, sections: list[TaskSection], out: Path) -> list[TaskSection]:
     try:
-        import vl_convert
+        import vl_convert  # noqa: F401
     except ImportError:
         sys.exit("error: vl-convert-python is missing; run `make install` or pip install 'e2e[test]'")
-
-    plots_dir = out / "plots"
-    shutil.rmtree(plots_dir, ignore_errors=True)
-    plots_dir.mkdir(parents=True)
+    shutil.rmtree(out / "plots", ignore_errors=True)
+    (out / "plots").mkdir(parents=True)
     # -o: image plots get copied there rather than into ./dvc_plots
     found = json.loads(dvc("plots", "diff", base, "--json", "-o", str(out / ".dvc_plots")))["data"]
+    done = []
+    for section in sections:
+        key, other = split_plots(section.task, list(found))
+        done.append(dataclasses.replace(section, key_plots=[p for i in key for p in render(i, found[i], out)],
+                                        other_plots=[p for i in other for p in render(i, found[i], out)]))
     shutil.rmtree(out / ".dvc_plots", ignore_errors=True)
-    rendered = []
-    for plot_id, items in found.items():
-        for item in items:
-            if item["type"] != "vega" or not is_key(plot_id):
-                continue
-            spec = item["content"]
-            png = vl_convert.vegalite_to_png(spec, vl_version=VEGA_LITE, scale=1.5, allowed_base_urls=[])
-            path = plots_dir / f"{slug(plot_id)}.png"
-            path.write_bytes(png)
-            # the spec beside the picture: its data says which revisions the plot holds; opens in any Vega editor
-            path.with_suffix(".vl.json").write_text(json.dumps(spec), encoding="utf-8")
-            title = spec.get("title", {}).get("text") if isinstance(spec.get("title"), dict) else None
-            rendered.append((title or plot_id, path.relative_to(out).as_posix()))
-    return rendered
-
-
-def report(base: str, out: Path) -> str:
-    metrics = dvc("metrics", "diff", base, "--md").strip() or "No metric changed."
-    params = dvc("params", "diff", base, "--md").strip() or "No parameter changed."
-    lines = [f"# Review: workspace vs `{base}`", "",
-             f"## Metrics (`dvc metrics diff {base}`)", "", metrics, "",
-             f"## Parameters (`dvc params diff {base}`)", "", params, "",
-             f"## Key plots (`dvc plots diff {base}`; all plots: `dvc plots diff {base} --open`)", ""]
-    for title, png in render_plots(base, out):
-        alt = title.replace("[", "(").replace("]", ")")  # brackets would end Markdown's alt text early
-        lines += [f"### {title}", "", f"![{alt}]({png})", ""]
-    return "\n".join(lines)
+    return done
 
 
 def main() -> None:
@@ -100,7 +105,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("review"))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    text = report(args.base, args.out)
+    try:
+        text = review(args.base, args.out)
+    except E2EError as exc:
+        sys.exit(f"error: {exc}")
     tmp = args.out / "report.md.tmp"
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(args.out / "report.md")

@@ -46,32 +46,42 @@ def fake_results(root: Path, seed: int) -> None:
     from e2e import evaluate
     from e2e.tasks import get_task
     from e2e.config import load_params
+    from e2e.headline import headline
     from e2e.sparse import SparseImages
     from e2e.tracking import open_live
 
     rng = np.random.default_rng(seed)
     # params.yaml's bins (every *_vs_<variable> plot dvc.yaml declares), few resamples: widths do not matter here
     ep = dataclasses.replace(load_params(ROOT / "params.yaml").evaluate, bootstrap=50)
-    for name, (channels, size) in TASKS.items():
+    for i, (name, (channels, size)) in enumerate(TASKS.items()):
         task, n = get_task(name), 400
+        # the same events (truth, observers, images) in every revision, as the real split gives: only the
+        # predictions and training curves depend on the seed, so a review can pair the revisions' test events
+        events = np.random.default_rng(1000 + i)
         if task.is_classification:
-            y = rng.integers(0, 2, n).astype(float)
+            y = events.integers(0, 2, n).astype(float)
             df = pd.DataFrame({"truth": y, "prediction": 1 / (1 + np.exp(-rng.normal(2 * y - 1, 1.0)))})
         else:
-            t = rng.uniform(85, 500, n)
-            df = pd.DataFrame({"truth": t, "prediction": t * rng.normal(1, 0.1, n), "pt": rng.uniform(400, 1000, n)})
+            t = events.uniform(85, 500, n)
+            df = pd.DataFrame({"truth": t, "prediction": t * rng.normal(1, 0.1, n),
+                               "pt": events.uniform(400, 1000, n)})
         for var, spec in ep.bins[name].items():  # the binning variables, over their bins
             lo, hi = (spec[0], spec[-1]) if isinstance(spec, list) else (0.0, 50.0)
-            df[var] = rng.uniform(lo, hi, n)
+            df[var] = events.uniform(lo, hi, n)
         df.insert(0, "split", np.where(np.arange(n) % 2, "test", "val"))
         df.insert(1, "row", np.arange(n))
-        images = SparseImages.from_dense(rng.exponential(1.0, (n, channels, size, size)).astype(np.float16))
+        images = SparseImages.from_dense(events.exponential(1.0, (n, channels, size, size)).astype(np.float16))
         data = types.SimpleNamespace(images=images, meta={"channel_names": [f"ch{c}" for c in range(channels)]})
         test = df[df["split"] == "test"].reset_index(drop=True)
+        results = evaluate.summarise(task, df, 250.0, ep)
         with open_live(root / "metrics" / name / "eval") as live:
-            live.summary.update(evaluate.summarise(task, df, 250.0, ep))
+            live.summary.update(results)
             evaluate.log_plots(live, task, test, 200, ep)
             log_images_once(live, root / "metrics" / name / "eval", task, data, test, channels)
+        # evaluate's other two files: the predictions (the review pairs the revisions' test events) and the headline
+        df.to_parquet(root / "metrics" / name / "eval" / "predictions.parquet", index=False)
+        top = headline(task, results, ep.working_points)
+        (root / "metrics" / name / "eval" / "headline.json").write_text(json.dumps(top, indent=2) + "\n")
         with open_live(root / "metrics" / name / "train") as live:
             for _ in range(3):
                 for key in ("train/loss", "val/loss", f"val/{task.primary_metric}", "lr", "epoch_seconds"):
