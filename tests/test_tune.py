@@ -20,6 +20,7 @@ import yaml
 from pipeline_repo import built_once, clone, commit, env, make_repo, restrict_to, run, start, tiny_params
 
 TASK = "quark_gluon"
+TAG = "qg"  # its headline keys (e2e.tasks)
 SPACE = {  # one range of each kind: log float, int with a step, categorical
     f"train.{TASK}.lr": {"low": 1e-4, "high": 3e-3, "log": True},
     f"train.{TASK}.batch_size": {"low": 16, "high": 48, "step": 16},
@@ -54,7 +55,8 @@ def worker_clone(golden: Path, name: str) -> Path:
 
 
 def experiments(repo: Path) -> dict[str, dict]:
-    """Experiment name -> {params: train.<task> params, metrics: best_val_roc_auc} from `dvc exp show --json`."""
+    """Experiment name -> {params: train.<task> params, value: the headline's validation AUC} from
+    `dvc exp show --json`."""
     proc = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, env=env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     found = {}
@@ -63,7 +65,7 @@ def experiments(repo: Path) -> dict[str, dict]:
             data = exp["revs"][0]["data"]
             found[exp["name"]] = {
                 "params": data["params"]["params.yaml"]["data"]["train"][TASK],
-                "value": data["metrics"][f"metrics/{TASK}/train/metrics.json"]["data"]["best_val_roc_auc"]}
+                "value": data["metrics"][f"metrics/{TASK}/eval/headline.json"]["data"][TAG]["val_auc"]}
     return found
 
 
@@ -80,11 +82,11 @@ def progress_lines(out: str) -> list[str]:
 
 
 def add_second_task_metrics(repo: Path) -> None:
-    """A second task's train metrics file among dvc.yaml's metrics (as in the full pipeline), so that a bare
-    `--sort-by best_val_roc_auc` is ambiguous as it is there: a fixture of this test, not a result."""
-    other = "metrics/electron_photon/train/metrics.json"
+    """A second task's headline among dvc.yaml's metrics (as in the full pipeline), so the printed compare
+    command runs where more than one task has metrics: a fixture of this test, not a result."""
+    other = "metrics/electron_photon/eval/headline.json"
     (repo / other).parent.mkdir(parents=True)
-    (repo / other).write_text(json.dumps({"best_val_roc_auc": 0.5}))
+    (repo / other).write_text(json.dumps({"eg": {"val_auc": 0.5}}))
     spec = yaml.safe_load((repo / "dvc.yaml").read_text())
     spec["metrics"].append(other)
     (repo / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -115,7 +117,7 @@ def test_trials_are_experiments_with_the_fixed_overrides_and_a_rerun_adds_only_t
         assert e["params"]["batch_size"] == t.params[f"train.{TASK}.batch_size"] in (16, 32, 48)
         assert t.value == pytest.approx(e["value"]) and 0 <= t.user_attrs["test_roc_auc"] <= 1
     best = study.best_trial
-    assert f"best trial {best.number}: best_val_roc_auc" in out and f"dvc exp apply {TASK}-{best.number}" in out, out
+    assert f"best trial {best.number}: {TAG}.val_auc" in out and f"dvc exp apply {TASK}-{best.number}" in out, out
     assert f"fixed:      {' '.join(study.user_attrs['fixed'])}" in out, out
     committed = params()
     changed = {f"train.{TASK}.seed": "0 -> 7", f"train.{TASK}.augment": '[] -> ["flip_eta"]'}

@@ -89,7 +89,7 @@ def open_study(name: str, storage: str | None, root: Path, task: str):
         raise E2EError(f"tune: --storage {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     if study.direction.name.lower() != direction:
         raise E2EError(f"tune: study '{name}' in {where} has direction {study.direction.name.lower()}, but "
-                       f"{task}'s objective best_val_{TASKS[task].primary_metric} needs {direction}")
+                       f"{task}'s objective, the validation {TASKS[task].primary_metric}, needs {direction}")
     return study, where
 
 

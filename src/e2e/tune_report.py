@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from .tune import Runner
 
 
+def objective_name(task: str) -> str:
+    return ".".join(columns(task)[0].keys)  # e.g. qg.val_auc, as `dvc exp show` names the column
+
+
 def progress(runner: Runner, trial, values: dict, out: Outcome, push_error: str | None) -> str:
     """One line per finished trial (no progress bar: the output is often a log or a pipe)."""
     head = f"[{runner.finished()}/{runner.trials}] trial {trial.number} {trial.user_attrs['experiment']}"
@@ -22,7 +26,7 @@ def progress(runner: Runner, trial, values: dict, out: Outcome, push_error: str 
     m = runner.metric
     test = f"{out.test:.4g}" if isinstance(out.test, (int, float)) else "-"
     best = runner.study.best_trial
-    line = (f"{head} {out.seconds:.0f}s: best_val_{m} {out.value:.4g} (test {m} {test})  "
+    line = (f"{head} {out.seconds:.0f}s: {objective_name(runner.task)} {out.value:.4g} (test {m} {test})  "
             f"{show_params(values)}  "
             f"| best: trial {best.number} {best.value:.4g}")
     return line + (f"  | push to {runner.push_to} failed: {push_error}" if push_error else "")
@@ -43,7 +47,7 @@ def report(study, runner: Runner, where: str) -> None:
                        f"the logs are in tune/logs/")
     best, m = study.best_trial, runner.metric
     name, test = best.user_attrs.get("experiment"), best.user_attrs.get(f"test_{m}")
-    print(f"best trial {best.number}: best_val_{m} {best.value:.6g} (validation, "
+    print(f"best trial {best.number}: {objective_name(runner.task)} {best.value:.6g} (validation, "
           f"{'higher' if TASKS[runner.task].higher_is_better else 'lower'} is better); test {m} "
           f"{test if test is None else f'{test:.6g}'} (reported, never used to choose)")
     searched = best.user_attrs.get("set", [])
@@ -54,7 +58,7 @@ def report(study, runner: Runner, where: str) -> None:
     print(f"  experiment: {name}" + ("" if local else f" (run by {best.user_attrs.get('worker')})"))
     print_apply(best, name, local)
     order = "desc" if TASKS[runner.task].higher_is_better else "asc"
-    print(f"compare:      dvc exp show --only-changed --sort-by {columns(runner.task, m)[0].sort_by()} "
+    print(f"compare:      dvc exp show --only-changed --sort-by {columns(runner.task)[0].sort_by()} "
           f"--sort-order {order}")
 
 

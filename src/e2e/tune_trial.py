@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import E2EError
+from .headline import keys as headline_keys
+from .tasks import get_task
 from .tune_space import differences
 
 STARTED = "Reproducing experiment '"  # DVC's first line once it has taken its stash entry
@@ -165,15 +167,15 @@ class Column:
         return value
 
 
-def columns(task: str, metric: str) -> tuple[Column, Column]:
-    """(the objective best_val_<metric>, the reported test <metric>): the one place that knows where
-    the metrics files keep them."""
-    return (Column(f"metrics/{task}/train/metrics.json", (f"best_val_{metric}",)),
-            Column(f"metrics/{task}/eval/metrics.json", ("test", metric)))
+def columns(task: str) -> tuple[Column, Column]:
+    """(the objective: the best model's validation metric, the reported test metric): their keys in the task's
+    headline.json (e2e.headline), the one metrics file of the task that dvc.yaml lists, so `dvc exp show` has it."""
+    path, keys = f"metrics/{task}/eval/headline.json", headline_keys(get_task(task))
+    return Column(path, tuple(keys["val"].split("."))), Column(path, tuple(keys["test"].split(".")))
 
 
-def read_metrics(root: Path, rev: str, task: str, metric: str) -> tuple[float, float | None]:
-    """(best_val_<metric>, test.<metric>) of commit `rev`, through DVC: the metrics files are DVC outputs,
+def read_metrics(root: Path, rev: str, task: str) -> tuple[float, float | None]:
+    """(validation, test) metric of commit `rev`, through DVC: the metrics files are DVC outputs,
     in the cache rather than in git. `--rev <commit> -n 1` reads that one commit, not every experiment."""
     proc = subprocess.run(dvc("exp", "show", "--json", "--no-fetch", "--rev", rev, "-n", "1"), cwd=root,
                           capture_output=True, text=True, env=trial_env(Slot({})))
@@ -182,7 +184,7 @@ def read_metrics(root: Path, rev: str, task: str, metric: str) -> tuple[float, f
         metrics = next(r for r in rows if r["rev"] == rev)["data"]["metrics"]
     except (ValueError, StopIteration, KeyError, TypeError):
         raise E2EError(f"dvc exp show --rev {rev[:7]}: no metrics ({error_line(proc.stderr.splitlines(), 1)})")
-    objective, test = columns(task, metric)
+    objective, test = columns(task)
     value = objective.read(metrics)
     if not isinstance(value, (int, float)):
         raise E2EError(f"{objective.file} of {rev[:7]}: no number {'.'.join(objective.keys)}")
@@ -213,7 +215,7 @@ def run_trial(root: Path, task: str, metric: str, name: str, sets: list[str], sl
             if sha is None:
                 raise E2EError(f"dvc exp run succeeded but left no experiment {ref}")
             out.ref, out.baseline = ref, baseline
-            out.value, out.test = read_metrics(root, sha, task, metric)
+            out.value, out.test = read_metrics(root, sha, task)
             out.changed = changed_params(root, baseline, sha)
         except E2EError as exc:
             out.error = str(exc)
