@@ -38,7 +38,8 @@ stages, per dataset or task: download -> convert -> split -> train -> evaluate, 
 
 usual commands:
   dvc repro                                 run the stages whose inputs changed (synthetic data by default)
-  dvc exp run -S train.quark_gluon.lr=3e-4  an experiment with one param changed; compare: make compare
+  dvc exp run -S train.quark_gluon.lr=3e-4  an experiment with one param changed
+  e2e compare --task quark_gluon            the experiments on one screen, best validation first
   e2e summary                               where the results are, and the headline test metrics
   e2e predict jet_mass --input new.parquet  apply a trained model to new files in the real formats
   e2e tune quark_gluon --trials 20          search hyperparameters, every trial a DVC experiment
