@@ -22,8 +22,8 @@ def test_help_says_what_e2e_does_and_names_the_stages_and_commands():
                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}).stdout
     assert "argument parsing" not in out and "run the train stage" not in out
     assert "detector images" in out
-    for word in (*cli.STAGES, *cli.NAMES, "dvc repro", "dvc exp run", "e2e summary", "e2e predict", "e2e tune", "e2e compare",
-                 "make full", "download -> convert -> split -> train -> evaluate"):
+    for word in (*cli.STAGES, *cli.NAMES, "dvc repro", "dvc exp run", "e2e summary", "e2e predict", "e2e tune",
+                 "e2e compare", "make full", "download -> convert -> split -> train -> evaluate"):
         assert word in out, word
 
 
