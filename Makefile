@@ -45,9 +45,10 @@ browser:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-# the real CERNBox data at full scale with the references' hyperparameters, as a named experiment
+# the real CERNBox data at full scale with the references' hyperparameters, as a named experiment. Without
+# a visible GPU it stops before anything starts (one error line) unless asked for the CPU: make full DEVICE=cpu
 full: $(STAMP)
-	dvc exp run -n full $$(python -m e2e preset full)
+	args="$$(python -m e2e preset full $(if $(DEVICE),--device $(DEVICE)))" && dvc exp run -n full $$args
 
 push: $(STAMP)
 	dvc push

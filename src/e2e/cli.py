@@ -18,19 +18,51 @@ STAGES = {  # stage -> module; imported only when run, so `e2e --help` stays fas
     "export": "e2e.export",
 }
 NAMES = ("electron_photon", "quark_gluon", "jet_mass")
+STAGE_HELP = {
+    "download": "get a dataset's raw files: the CERNBox originals, checked by sha256, or synthetic files in the "
+                "same formats (params.yaml data.source)",
+    "convert": "raw files -> data/converted/<dataset>: the non-zero pixels only, labels, observables",
+    "split": "stratified, seeded train/validation/test indices -> data/splits/<task>",
+    "train": "fit the task's model, keep the best epoch on validation -> models/<task>/model.pt",
+    "evaluate": "test metrics with their 95 percent intervals, ROC or mass-response plots, per-event predictions -> "
+                "metrics/<task>/",
+    "export": "the trained model as ONNX, checked against PyTorch -> models/<task>/model.onnx",
+}
+DESCRIPTION = """\
+Train and evaluate neural networks on CMS "end-to-end" detector images, reproducibly:
+electron_photon (32x32 ECAL crops: electron or photon?), quark_gluon (125x125 jet images: quark or
+gluon jet?) and jet_mass (125x125 jet images, 8 channels: the jet's mass). Every step is a stage of the
+DVC pipeline in dvc.yaml, driven by params.yaml; the stage commands below are what `dvc repro` runs."""
+EPILOG = """\
+stages, per dataset or task: download -> convert -> split -> train -> evaluate, and export
+
+usual commands:
+  dvc repro                                 run the stages whose inputs changed (synthetic data by default)
+  dvc exp run -S train.quark_gluon.lr=3e-4  an experiment with one param changed
+  e2e compare --task quark_gluon            the experiments on one screen, best validation first
+  e2e summary                               where the results are, and the headline test metrics
+  e2e predict jet_mass --input new.parquet  apply a trained model to new files in the real formats
+  e2e tune quark_gluon --trials 20          search hyperparameters, every trial a DVC experiment
+  make full                                 the real CERNBox data at full size (needs a GPU)
+
+`python -m e2e` and `e2e` are the same command."""
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="e2e", description=__doc__)
+    p = argparse.ArgumentParser(prog="e2e", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     p.add_argument("--root", default=".", help="repository root that holds data/, models/, metrics/")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
     for stage in STAGES:
-        s = sub.add_parser(stage, help=f"run the {stage} stage for one dataset/task")
+        s = sub.add_parser(stage, help=STAGE_HELP[stage], description=STAGE_HELP[stage])
         s.add_argument("name", choices=NAMES)
-    pre = sub.add_parser("preset", help="print `-S key=value` arguments of a preset for `dvc exp run`")
+    pre = sub.add_parser("preset", help="the `-S key=value` arguments of a preset under presets/ for `dvc exp "
+                         "run` (make full: presets/full.yaml); refused without a GPU unless --device cpu")
     pre.add_argument("preset", help="a file name under presets/ without .yaml, e.g. full")
-    sub.add_parser("summary", help="print where results are and the headline test metrics")
+    pre.add_argument("--device", help="run the experiment on this device (runtime.device: auto, cpu, cuda, "
+                     "cuda:<index>); cpu allows a preset on a machine without a GPU")
+    sub.add_parser("summary", help="where the results are, and the headline test metrics of each task")
     add_predict(sub)
     add_tune(sub)
     cmp = sub.add_parser("compare", help="the experiments on one screen: changed params, each changed task's test "
@@ -41,7 +73,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def add_predict(sub) -> None:
-    pr = sub.add_parser("predict", help="apply a trained model to new raw files in the real formats")
+    pr = sub.add_parser("predict", help="apply a trained model to new files in the real formats -> a table of "
+                        "predictions")
     pr.add_argument("name", choices=NAMES, help="task whose model to apply")
     pr.add_argument("--input", nargs="+", required=True, type=Path, metavar="FILE", help="raw .hdf5/.parquet files")
     pr.add_argument("--output", default=Path("predictions.parquet"), type=Path, help="(default: predictions.parquet)")
@@ -77,8 +110,10 @@ def run(argv: list[str] | None = None) -> None:
 
     if args.command == "preset":
         from .presets import set_args
+        from .tune_trial import visible_gpus
 
-        print(" ".join(set_args(Path(args.root) / "presets" / f"{args.preset}.yaml")))
+        path = Path(args.root) / "presets" / f"{args.preset}.yaml"
+        print(" ".join(set_args(path, device=args.device, gpus=visible_gpus())))
         return
     if args.command == "summary":
         from .summary import main as summary
