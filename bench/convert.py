@@ -1,6 +1,6 @@
 """Conversion throughput and memory on a quark/gluon file in the real format, in one run.
 
-(a) ours: e2e.convert.convert_files with params.yaml's convert.quark_gluon (float16 .npy output);
+(a) ours: e2e.convert_file.convert_file (the convert stage's per-file step) with params.yaml's convert.quark_gluon (float16 .npy output);
 (b) public solutions: pq.read_table(f).to_pandas(), then np.stack per row into (N, 3, 125, 125) float32;
 (c) pyarrow's bare decode: pq.read_table + list flatten to numpy views, no copy into our layout;
 (d) for reference, the streaming floor: ParquetFile.iter_batches decode alone.
@@ -94,15 +94,15 @@ def jet_file(n: int) -> Path:
 
 def run_ours(path: Path) -> int:
     from e2e.config import load_params
-    from e2e.convert import convert_files
+    from e2e.convert_file import convert_file
     from e2e.sources.registry import get_dataset
 
     cfg = load_params(ROOT / "params.yaml").convert["quark_gluon"]
     out = WORK / f"out-{os.getpid()}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    try:
-        return convert_files(get_dataset("quark_gluon"), [path], cfg, out, classify=True)["n"]
+    try:  # one file's part, as the convert stage writes it for each raw file before joining them
+        return convert_file(get_dataset("quark_gluon"), path, cfg, True, out / "part", "bench")["rows"]
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
