@@ -209,3 +209,12 @@ def test_load_params_names_the_file(tmp_path):
     path.write_text("runtime:\n  nproc: 0\n")
     with pytest.raises(E2EError, match=rf"^{path}: runtime.nproc: 0 is out of range"):
         load_params(path)
+
+
+def test_first_line_of_an_empty_message_is_said_not_raised():
+    """Regression: four one-line errors took `str(exc).splitlines()[0]`, an IndexError on an empty message."""
+    from e2e.errors import first_line
+
+    assert first_line(ValueError("")) == "(no message)"
+    assert first_line("\n  first\nsecond\n") == "first" and first_line("a\nb\n", last=True) == "b"
+    assert first_line("x" * 500, limit=10) == "x" * 10

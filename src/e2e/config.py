@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from .errors import E2EError
+from .errors import E2EError, first_line
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except FileNotFoundError:
         raise E2EError(f"{path}: not found; run from the repository root") from None
     except yaml.YAMLError as exc:
-        raise E2EError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise E2EError(f"{path}: not valid YAML ({first_line(exc)})") from None
     return parse_params(raw, str(path))
 
 

@@ -22,7 +22,7 @@ import torch.nn as nn
 from .atomic import atomic_path
 from .config import Params, Paths
 from .data import Converted, make_batches
-from .errors import E2EError
+from .errors import E2EError, first_line
 from .modelio import Ensemble, Standardized, load_checkpoint
 from .onnx_model import session, worst_difference
 from .split import load_split
@@ -58,7 +58,7 @@ def to_onnx(model: Standardized | Ensemble, example: torch.Tensor, output: str, 
                                     dynamic_shapes=({0: batch},), opset_version=opset)
     except Exception as exc:  # torch.export's own error classes: the architecture cannot be traced
         raise E2EError(f"{where}: ONNX export failed ({type(exc).__name__}: "
-                       f"{str(exc).strip().splitlines()[0][:300]})") from None
+                       f"{first_line(exc)})") from None
     return program.model_proto
 
 

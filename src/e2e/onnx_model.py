@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import E2EError
+from .errors import E2EError, first_line
 
 REQUIRED = ("task", "channels", "preprocessing", "input_shape", "output", "output_unit")
 
@@ -44,7 +44,7 @@ class OnnxModel:
         try:
             self.session = session(self.path, threads)
         except Exception as exc:  # onnxruntime raises its own classes for a corrupt or foreign file
-            raise E2EError(f"{self.path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+            raise E2EError(f"{self.path}: not a loadable ONNX model ({first_line(exc, limit=200)})") from None
         raw = self.session.get_modelmeta().custom_metadata_map
         missing = [k for k in REQUIRED if k not in raw]
         if missing:

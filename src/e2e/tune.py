@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import E2EError
+from .errors import E2EError, first_line
 from .tasks import TASKS
 from .tune_report import progress, report
 from .tune_space import load_fixed, load_space, set_arg, suggest
@@ -86,7 +86,7 @@ def open_study(name: str, storage: str | None, root: Path, task: str):
     try:
         study = optuna.create_study(study_name=name, storage=backend, direction=direction, load_if_exists=True)
     except Exception as exc:  # a database that cannot be reached, a URL Optuna does not know
-        raise E2EError(f"tune: --storage {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        raise E2EError(f"tune: --storage {where}: {first_line(exc) if str(exc) else type(exc).__name__}")
     if study.direction.name.lower() != direction:
         raise E2EError(f"tune: study '{name}' in {where} has direction {study.direction.name.lower()}, but "
                        f"{task}'s objective, the validation {TASKS[task].primary_metric}, needs {direction}")
