@@ -1,11 +1,14 @@
 """Training: reproducible on CPU, resumable only for the same experiment (SIGKILL and resume: test_faults), and
 DistributedDataParallel with gloo."""
 import dataclasses
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +16,10 @@ import pytest
 import torch
 import yaml
 
-from e2e import convert, split, train
+from e2e import convert, engine, split, train
 from e2e.config import Paths, parse_params
 from e2e.data import Converted
+from e2e.modelio import Standardized
 from e2e.tasks import get_task
 
 # training's behaviour does not depend on the file layouts: the project's own files only ([shared] would repeat it)
@@ -212,3 +216,93 @@ def test_an_interrupted_training_resumes_only_the_same_experiment(tmp_path, form
         assert "resuming" not in printed, printed
     summary = json.loads((root / "metrics/electron_photon/train/metrics.json").read_text())
     assert summary["epochs_run"] == 2
+
+
+@OWN
+def test_a_resumed_training_draws_the_same_random_numbers_as_an_uninterrupted_one(tmp_path, formats_dir,
+                                                                                  monkeypatch):
+    """Guards against: last.pt missing a random state the loop draws from (here the augmentation's flips,
+    from the CPU generator; on a GPU the CUDA generator, tests/test_gpu.py), so that a resumed run trained
+    another model than an uninterrupted one."""
+    whole, resumed = (prepared_root(tmp_path / n, RAW, formats_dir) for n in ("whole", "resumed"))
+    train.main(parse_params(RAW), "electron_photon", Paths(whole))
+    with monkeypatch.context() as m:
+        fail_in_epoch_2(m, [])
+        with pytest.raises(RuntimeError, match="simulated"):
+            train.main(parse_params(RAW), "electron_photon", Paths(resumed))
+    train.main(parse_params(RAW), "electron_photon", Paths(resumed))
+    assert history(whole) == history(resumed)
+    a, b = (torch.load(r / "models/electron_photon/model.pt", weights_only=True)["state_dict"] for r in (whole, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def mass_model() -> Standardized:
+    """A jet-mass-like regression: outputs standardised, decoded to ~300 +- 100 GeV."""
+    torch.manual_seed(0)
+    model = Standardized(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 4 * 4, 1)), 2, False)
+    model.set_stats(np.zeros(2), np.ones(2), 300.0, 100.0)
+    return model
+
+
+def test_predictions_are_float32_even_where_the_training_steps_use_bf16(monkeypatch):
+    """Guards against: validation, evaluate and predict running under bf16 autocast, so that jet masses came
+    out in steps of 0.5-1 GeV (8 significant bits); and against runtime.amp no longer reaching the training
+    steps. CPU bf16 autocast stands in for the GPU's (engine.autocast is a no-op on a CPU)."""
+    model, device = mass_model(), torch.device("cpu")
+    x = torch.randn(64, 2, 4, 4)
+    batches = [(x[:32], torch.full((32,), 300.0)), (x[32:], torch.full((32,), 300.0))]
+    with torch.no_grad():
+        exact = model.decode(model(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller under autocast, as a GPU run with amp
+        raw, _ = engine.predict(model, batches, device)
+        with torch.no_grad():
+            rounded = model.decode(model(x).float())
+    assert raw.dtype == torch.float32 and torch.equal(model.decode(raw), exact)
+    assert not torch.equal(rounded, exact)  # the autocast would have rounded them
+
+    seen = []
+    model.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    monkeypatch.setattr(engine, "autocast", lambda dev, on: torch.autocast("cpu", dtype=torch.bfloat16, enabled=on))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    engine.run_steps(model, batches, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+                     torch.nn.MSELoss(), device, True)
+    engine.predict(model, batches, device)
+    assert seen == [True, True, False, False]
+
+
+def test_a_terminal_keeps_its_progress_bar_and_no_progress_lines(monkeypatch, capsys):
+    """The lines of a piped log replace the bar; where the bar is drawn (a terminal) there are none."""
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(engine, "PROGRESS_EVERY_S", 0.0)
+    model, x = mass_model(), torch.randn(8, 2, 4, 4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    engine.run_steps(model, [(x, torch.full((8,), 300.0))] * 3, optimizer,
+                     torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), torch.nn.MSELoss(),
+                     torch.device("cpu"), False, desc="bar")
+    assert "bar:" in terminal.getvalue() and capsys.readouterr().out == ""
+
+
+@OWN
+def test_a_piped_training_of_a_slow_model_reports_progress_within_the_epoch(tmp_path, formats_dir, monkeypatch,
+                                                                             capsys):
+    """Guards against: a piped log (no progress bar: `dvc repro > log`) silent for a whole epoch of a slow
+    model. The interval (30 s) is shortened and each batch made slow; pytest's captured output is no
+    terminal, as a pipe."""
+    monkeypatch.setattr(engine, "PROGRESS_EVERY_S", 0.2)
+    monkeypatch.setattr(train, "make_augment", lambda names: lambda x: (time.sleep(0.15), x)[1])
+    raw = raw_with(epochs=1)
+    root = prepared_root(tmp_path, raw, formats_dir)
+    capsys.readouterr()
+    train.main(parse_params(raw), "electron_photon", Paths(root))
+    printed = capsys.readouterr().out.splitlines()
+    progress = [re.fullmatch(r"electron_photon epoch 1/1: (\d+)/(\d+) batches, \d+ img/s, ETA \d\d:\d\d", line)
+                for line in printed if "batches" in line]
+    assert progress and all(progress), printed
+    assert int(progress[0][1]) < int(progress[0][2]), "no line before the epoch ended"
+    assert printed.index(next(line for line in printed if "batches" in line)) < printed.index(
+        next(line for line in printed if line.startswith("electron_photon epoch 1:")))
