@@ -4,8 +4,8 @@ for in $E2E_DDP_TEST (JSON):
     roots    each rank's repository root (separate copies stand for nodes that share no filesystem)
     metrics  each rank's scripted validation metric per epoch, or null for the real one
     fail_at  the training epoch (counted from 1 in this run) that raises, or null
-    out      a directory for rank<r>.json: the epochs this rank trained, and a hash of the model it validated
-             each epoch (weights and buffers)
+    out      a directory for rank<r>.json: the epochs this rank trained, a hash of the model it validated
+             each epoch (weights and buffers), and the device it trained on
 
 Not a test module: run as a script by torch.distributed.run.
 """
@@ -29,12 +29,13 @@ def model_hash(model) -> str:
 def main() -> None:
     cfg, rank = json.loads(os.environ["E2E_DDP_TEST"]), int(os.environ["RANK"])
     root = Path(cfg["roots"][rank])
-    seen: dict[str, list] = {"epochs": [], "validated": []}
+    seen: dict = {"epochs": [], "validated": []}
     real_score, real_epoch = train.score, train.train_one_epoch
 
     def score(task, model, *args, **kw):
         out = real_score(task, model, *args, **kw)
         seen["validated"].append(model_hash(model))
+        seen["device"] = str(next(model.parameters()).device)
         if cfg["metrics"]:
             out[task.primary_metric] = cfg["metrics"][rank][len(seen["validated"]) - 1]
         return out

@@ -306,3 +306,14 @@ def test_a_piped_training_of_a_slow_model_reports_progress_within_the_epoch(tmp_
     assert int(progress[0][1]) < int(progress[0][2]), "no line before the epoch ended"
     assert printed.index(next(line for line in printed if "batches" in line)) < printed.index(
         next(line for line in printed if line.startswith("electron_photon epoch 1:")))
+
+
+@pytest.mark.parametrize("tf32", [False, True, False])
+def test_tf32_is_what_runtime_tf32_says(tf32):
+    """Guards against: TF32 switched on for every GPU run (and cuDNN's own default of TF32 convolutions left
+    in place), so GPU predictions differed from the CPU's at ~1e-3 while predict promised float32. The
+    flags are process-wide and set either way, so each case follows the one before."""
+    runtime = dataclasses.replace(parse_params(RAW).runtime, tf32=tf32)
+    engine.prepare(torch.nn.Linear(2, 1), torch.device("cpu"), runtime)
+    want = "tf32" if tf32 else "ieee"
+    assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == (want, want)
