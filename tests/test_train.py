@@ -232,7 +232,8 @@ def test_a_resumed_training_draws_the_same_random_numbers_as_an_uninterrupted_on
             train.main(parse_params(RAW), "electron_photon", Paths(resumed))
     train.main(parse_params(RAW), "electron_photon", Paths(resumed))
     assert history(whole) == history(resumed)
-    a, b = (torch.load(r / "models/electron_photon/model.pt", weights_only=True)["state_dict"] for r in (whole, resumed))
+    a, b = (torch.load(r / "models/electron_photon/model.pt", weights_only=True)["state_dict"]
+            for r in (whole, resumed))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

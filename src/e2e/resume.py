@@ -56,7 +56,8 @@ def load(path: Path, fp: str, dist: ddp.Dist) -> dict | None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # weights_only refuses pickled code: a tampered checkpoint is an error
-            raise E2EError(f"{path}: refused to resume from it ({type(exc).__name__}); delete it to start afresh") from None
+            raise E2EError(f"{path}: refused to resume from it ({type(exc).__name__}); "
+                           "delete it to start afresh") from None
         if state.get("fingerprint") != fp:
             state = None
         else:
