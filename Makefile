@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 BASE   ?= main
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install repro test test-fast full push pull plots clean-venv browser review plots-html compare
+.PHONY: install repro test test-fast full push pull plots plots-diff clean-venv browser review plots-html compare
 
 install: $(STAMP)
 
@@ -58,13 +58,16 @@ pull: $(STAMP)
 plots: $(STAMP)
 	dvc plots show
 
-# `dvc exp show` cut to one screen: the params that differ between the experiments shown and each changed
-# task's headline test metric (ROC-AUC or MAE); the other metrics, the data/model hashes and the queue's
-# executor dropped. DVC matches --drop from the start of a column name, which is `key`, or `file:key` when
-# several metrics files have that key. `dvc exp show` alone shows everything.
-COMPARE_DROP := (.*:)?(val\.|test\.(?!(roc_auc|mae)$$)|best_|epochs_run$$|seconds_per_epoch$$|step$$)|data/|models/|Executor$$
+# `dvc exp show` on one screen (src/e2e/compare.py): the params that differ, each changed task's test metric with
+# its 95 % interval, validation metric and ensemble mean member; best validation first. TASK=quark_gluon: that
+# task alone. `dvc exp show` alone shows everything.
 compare: $(STAMP)
-	dvc exp show --only-changed --md --drop '$(COMPARE_DROP)' $(ARGS)
+	python -m e2e compare $(if $(TASK),--task $(TASK)) $(ARGS)
+
+# the plots of one task (TASK=quark_gluon; all three without it), workspace vs $(BASE), in dvc_plots/index.html.
+# DVC matches --targets from the start of each plot id, so a task's folder selects its plots.
+plots-diff: $(STAMP)
+	dvc plots diff $(BASE) $(if $(TASK),--targets metrics/$(TASK)/) $(ARGS)
 
 # metrics and params diffs and the key plots (PNG, rendered offline) of the workspace vs $(BASE)
 review: $(STAMP)

@@ -136,8 +136,13 @@ def test_global_threshold_gives_the_known_efficiency_in_each_bin():
     df = shifted_bins(rng)
     y, s, pt = (df[c].to_numpy() for c in ("truth", "prediction", "pt"))
     table = binned.efficiency_plot(y, s, pt, np.array([60.0, 75.0, 90.0]), "pt", (0.5, 0.8)).rows
-    assert list(table.columns) == ["pt", "pt_lo", "pt_hi", "n", "series", "efficiency"] and len(table) == 4
+    assert list(table.columns) == ["pt", "pt_lo", "pt_hi", "n", "series", "efficiency", "efficiency_lo",
+                                   "efficiency_hi"] and len(table) == 4
     got = {(r.series, r.pt_lo): r.efficiency for r in table.itertuples()}
+    # the error bars: the exact binomial interval of 60 of 100 signal events passing, around the value
+    sixty = table[(table.series == "global 80%") & (table.pt_lo == 60.0)].iloc[0]
+    assert (sixty.efficiency_lo, sixty.efficiency_hi) == pytest.approx((0.4972, 0.6967), abs=1e-4)
+    assert (table.efficiency_lo <= table.efficiency).all() and (table.efficiency <= table.efficiency_hi).all()
     # 50 %: the 100 highest signal scores are the upper bin's; 80 %: those and the lower bin's top 60
     assert got == {("global 50%", 60.0): 0.0, ("global 50%", 75.0): 1.0,
                    ("global 80%", 60.0): pytest.approx(0.6), ("global 80%", 75.0): 1.0}
@@ -156,9 +161,15 @@ def test_per_bin_threshold_gives_the_working_point_in_every_bin_unlike_the_globa
             assert np.mean(s[sel & (y == 1)] >= cut) == pytest.approx(wp)  # flat signal efficiency
             cuts.append(cut)
         assert cuts[0] != cuts[1] and metrics.threshold_at_efficiency(y, s, wp) not in cuts
-    table = binned.rejection_plot(y, s, pt, np.array([60.0, 75.0, 90.0]), "pt", (0.5, 0.8)).rows
-    assert list(table.columns) == ["pt", "pt_lo", "pt_hi", "n", "series", "rejection"] and len(table) == 8
-    got = {(r.series, r.pt_lo): r.rejection for r in table.itertuples()}
+    edges = np.array([60.0, 75.0, 90.0])
+    glob = binned.global_rejection_plot(y, s, pt, edges, "pt", (0.5, 0.8)).rows
+    measured = binned.binned_metrics(df, QG, params(bins={"pt": edges.tolist()}))["pt"]
+    flat = binned.flat_rejection_plot(measured, edges, "pt", (0.5, 0.8)).rows
+    for table in (glob, flat):
+        assert list(table.columns) == ["pt", "pt_lo", "pt_hi", "n", "series", "rejection", "rejection_lo",
+                                       "rejection_hi"] and len(table) == 4
+    assert set(glob.series) == {"global 50%", "global 80%"} and set(flat.series) == {"per-bin 50%", "per-bin 80%"}
+    got = {(r.series, r.pt_lo): r.rejection for t in (glob, flat) for r in t.itertuples()}
     global_cut = metrics.threshold_at_efficiency(y, s, 0.8)
     for lo in (60.0, 75.0):
         sel = (pt >= lo) & (pt < lo + 15)
@@ -166,6 +177,15 @@ def test_per_bin_threshold_gives_the_working_point_in_every_bin_unlike_the_globa
         passing = np.mean(s[sel & (y == 0)] >= global_cut)
         assert got[("global 80%", lo)] == (1 / passing if passing else np.inf)
     assert got[("global 80%", 60.0)] != got[("per-bin 80%", 60.0)]
+    # the per-bin series' error bars are metrics.json's bootstrap intervals of the same bins
+    first = flat[(flat.series == "per-bin 80%") & (flat.pt_lo == 60.0)].iloc[0]
+    assert (first.rejection_lo, first.rejection_hi) == (measured["60-75"]["rejection_at_80_ci_lo"],
+                                                        measured["60-75"]["rejection_at_80_ci_hi"])
+    # the global series' error bars: 1/the exact binomial interval of the background passing, ends swapped
+    row = glob[(glob.series == "global 80%") & (glob.pt_lo == 60.0)].iloc[0]
+    k = int(np.sum(s[(pt < 75) & (y == 0)] >= global_cut))
+    f_lo, f_hi = binned.passing_interval(k, 100)
+    assert (row.rejection_lo, row.rejection_hi) == pytest.approx((1 / f_hi, 1 / f_lo))
 
 
 def test_infinite_rejection_is_null_in_the_plot_records():
@@ -196,7 +216,7 @@ def test_regression_bins_have_the_known_response_and_resolution():
     assert list(out["ieta"]) == ["20-25.5", "25.5-31"]  # 2 bins over [20, 31)
     made = {p.name: p for p in evaluate.plot_tables(JM, df, 50, ep)}
     assert {"response_vs_pt", "response_vs_ieta", "resolution_vs_ieta", "resolution_vs_pt"} <= set(made)
-    assert made["resolution_vs_pt"].template == "band" and "n" in made["resolution_vs_pt"].rows  # today's profile
+    assert made["resolution_vs_pt"].template == "binned" and "n" in made["resolution_vs_pt"].rows  # today's profile
     band = made["response_vs_pt"].rows
     assert len(band) == 2 and (band["response_lo"] <= band["response"]).all() and (band["response"] <= band["response_hi"]).all()
     assert band["response"].tolist() == pytest.approx([exact["response"], smeared["response"]])
@@ -237,7 +257,7 @@ def test_dvc_yaml_declares_every_binned_plot_of_params_yaml(task):
     entries = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
     declared = {k: v for e in entries if isinstance(e, dict) for k, v in e.items()}
     made = evaluate.plot_tables(get_task(task), with_variables(get_task(task), np.random.default_rng(8)), 50, ep)
-    kinds = ("response", "resolution") if task == "jet_mass" else ("efficiency", "rejection")
+    kinds = ("response", "resolution") if task == "jet_mass" else ("efficiency", "rejection", "rejection_flat")
     assert {f"{kind}_vs_{var}" for kind in kinds for var in ep.bins[task]} <= {p.name for p in made}
     templates = {t.stem for t in (ROOT / ".dvc" / "plots").glob("*.json")}
     for p in made:

@@ -1,5 +1,6 @@
 """Ensembles (`train.<task>.ensemble`): members trained apart, predicting together as the mean of their
-probabilities, with their spread as a per-event uncertainty, through train, evaluate, predict and export."""
+probabilities, with their spread as a per-event uncertainty, through train, evaluate, predict (both backends)
+and export."""
 from __future__ import annotations
 
 import json
@@ -74,9 +75,14 @@ def test_an_ensemble_trains_evaluates_predicts_and_exports_as_the_mean_of_its_me
     assert worst_difference(onnx_out, each.mean(axis=1)) <= 1e-4
 
     files = [root / "data" / "raw" / EG / s["file"] for s in data.meta["sources"]]  # the converter's order
-    predict.main(EG, files, tmp_path / "p.parquet", root / "models" / EG / "model.pt", device_name="cpu")
-    predicted = pd.read_parquet(tmp_path / "p.parquet")["prediction"].to_numpy()
     with torch.inference_mode():
         everything = torch.from_numpy(data.images[np.arange(len(data.target))])
         mean = np.mean([m.decode(m(everything)).numpy() for m in model.members], axis=0)
-    np.testing.assert_allclose(predicted, mean, rtol=1e-5, atol=1e-6)
+    for backend, name in (("torch", "model.pt"), ("onnx", "model.onnx")):
+        predict.main(EG, files, tmp_path / "p.parquet", root / "models" / EG / name, device_name="cpu", backend=backend)
+        predicted = pd.read_parquet(tmp_path / "p.parquet")
+        assert worst_difference(predicted["prediction"], mean) <= 1e-4, backend
+        # predict's ensemble columns are evaluate's, event by event (`row` indexes the converted data, predict's order)
+        same = predicted.iloc[df["row"].to_numpy()]
+        for column in ("prediction", "uncertainty", "prediction_member1", "prediction_member2"):
+            assert worst_difference(same[column], df[column]) <= 1e-4, (backend, column)

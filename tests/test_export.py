@@ -9,32 +9,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pyarrow.parquet as pq
 import pytest
 import torch
-from test_predict import make_model_dir, reference
+from test_predict import TASKS, TOLERANCE, exported, reference
 
 from e2e import export, predict
-from e2e.config import parse_params
-from e2e.data import Converted
 from e2e.errors import E2EError
 from e2e.onnx_model import OnnxModel, worst_difference
 
-TASKS = ("electron_photon", "quark_gluon", "jet_mass")
 OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
-PARAMS = parse_params({"export": {"batch_size": 4, "parity_batches": 2}})
-TOLERANCE = PARAMS.export.tolerance
-
-
-def exported(root: Path, task: str, model: tuple | None = None) -> tuple[Path, Converted]:
-    """models/<task>/ with model.pt, preprocessing.json and model.onnx, under the repo-like `root`."""
-    model_path, data = make_model_dir(root, task, root / "models" / task, model)
-    export.export_dir(task, model_path.parent, data, np.arange(len(data.target)), PARAMS, root)
-    return model_path, data
+OUTPUT = {"electron_photon": "probability", "quark_gluon": "probability", "jet_mass": "mass"}  # the graph's output
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -50,7 +38,24 @@ def test_the_onnx_graph_equals_pytorch_and_carries_its_preprocessing(raw_root, t
                                                         torch.load(model_path, weights_only=True)["spec"]["channels"]]
     assert meta["input_shape"] == [None, x.shape[1], *x.shape[2:]]
     assert meta["output_unit"] == ("GeV" if task == "jet_mass" else "")
+    # a single model's graph: its one output, as before ensembles
+    assert meta["members"] == 1 and [o.name for o in onnx_model.session.get_outputs()] == [OUTPUT[task]]
     assert meta["training_data"] == {"path": "data/converted/" + task, "md5": export.dir_md5(data.path)}
+
+
+@OWN
+def test_an_ensemble_graph_also_returns_each_members_prediction(raw_root):
+    """Its layout; the members' values on every task and both backends: test_predict's unlabelled test."""
+    task = "jet_mass"
+    model_path, data = exported(raw_root, task, members=2)
+    onnx_model = OnnxModel(model_path.parent / "model.onnx")
+    assert [o.name for o in onnx_model.session.get_outputs()] == [OUTPUT[task], "members"]
+    assert onnx_model.meta["members"] == 2
+    x = data.images[np.arange(len(data.target))][:, torch.load(model_path, weights_only=True)["spec"]["channels"]]
+    prediction, members = onnx_model.run(x)
+    assert members.shape == (len(x), 2) and onnx_model.run(x[:1])[1].shape == (1, 2)
+    assert worst_difference(members, reference(model_path, data, members=True)) <= TOLERANCE
+    assert worst_difference(prediction, reference(model_path, data)) <= TOLERANCE
 
 
 def test_the_training_data_md5_is_the_one_dvc_lock_records(tmp_path):
@@ -69,21 +74,22 @@ def test_the_training_data_md5_is_the_one_dvc_lock_records(tmp_path):
 
 
 @OWN
-def test_a_graph_that_differs_from_pytorch_fails_the_stage_naming_the_model(raw_root, monkeypatch):
+@pytest.mark.parametrize("members, output", [(1, 0), (2, 0), (2, 1)])
+def test_a_graph_that_differs_from_pytorch_fails_the_stage_naming_the_model(raw_root, monkeypatch, members, output):
+    """Every output is checked: an ensemble's `members` as well as its mean."""
     real = export.to_onnx
 
-    def off_by_a_bit(model, *args):  # the exported graph with 1e-3 added to its output
+    def off_by_a_bit(model, *args):  # the exported graph with 1e-3 added to one of its outputs
         proto = real(model, *args)
-        out = proto.graph.output[0].name
-        last = next(n for n in proto.graph.node if out in n.output)
-        last.output[list(last.output).index(out)] = "before_nudge"
+        out = proto.graph.output[output]  # other nodes may read it (the mean reads `members`): a new tensor
         proto.graph.initializer.append(onnx.numpy_helper.from_array(np.float32(1e-3), "nudge"))
-        proto.graph.node.append(onnx.helper.make_node("Add", ["before_nudge", "nudge"], [out]))
+        proto.graph.node.append(onnx.helper.make_node("Add", [out.name, "nudge"], ["nudged"]))
+        out.name = "nudged"
         return proto
 
     monkeypatch.setattr(export, "to_onnx", off_by_a_bit)
     with pytest.raises(E2EError, match=r"model.onnx \(model lenet5\): onnxruntime differs from PyTorch by"):
-        exported(raw_root, "quark_gluon")
+        exported(raw_root, "quark_gluon", members=members)
     assert not (raw_root / "models" / "quark_gluon" / "model.onnx").exists()
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from e2e import evaluate, images, plots
+from e2e import evaluate, images, metrics, plots
 from e2e.config import load_params
 from e2e.tasks import TASKS, get_task
 
@@ -120,9 +120,7 @@ def vega_specs(out: str) -> dict[str, dict]:
 
 def drawn(spec: dict) -> tuple[list[tuple[str, str]], list[str]]:
     """(stroke colour, dash) of every line Vega draws, and every text of the picture (legends, titles)."""
-    import vl_convert
-
-    svg = vl_convert.vegalite_to_svg(spec, vl_version=VEGA_LITE, allowed_base_urls=[])
+    svg = svg_of(spec)
     lines = []
     for tag in re.findall(r"<path[^>]*>", svg):
         if 'aria-roledescription="line mark"' in tag:
@@ -130,6 +128,12 @@ def drawn(spec: dict) -> tuple[list[tuple[str, str]], list[str]]:
             dash = re.search(r'stroke-dasharray="([^"]+)"', tag)
             lines.append((stroke.group(1) if stroke else "", dash.group(1) if dash else ""))
     return lines, re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+
+
+def svg_of(spec: dict) -> str:
+    import vl_convert
+
+    return vl_convert.vegalite_to_svg(spec, vl_version=VEGA_LITE, allowed_base_urls=[])
 
 
 def title(spec: dict) -> str:
@@ -162,8 +166,8 @@ def test_score_distribution_diff_keeps_classes_by_colour_and_revisions_by_dash(d
 
 # ---------------------------------------------------------------- binned plots: a colour per series
 
-BINNED = {"metrics/quark_gluon/eval/plots/custom/rejection_vs_pt.json": ["global 50%", "per-bin 50%", "global 80%",
-                                                                        "per-bin 80%"],
+BINNED = {"metrics/quark_gluon/eval/plots/custom/rejection_vs_pt.json": ["global 50%", "global 80%"],
+          "metrics/quark_gluon/eval/plots/custom/rejection_flat_vs_pt.json": ["per-bin 50%", "per-bin 80%"],
           "metrics/electron_photon/eval/plots/custom/efficiency_vs_energy_total.json": ["global 50%", "global 80%"]}
 
 
@@ -177,8 +181,52 @@ def test_binned_plots_colour_each_series_and_dash_each_revision(shown, diffed, p
     assert len(lines) == 2 * len(series) and len(set(lines)) == 2 * len(series), lines  # series x revision
     assert len({stroke for stroke, _ in lines}) == len(series) and len({dash for _, dash in lines}) == 2
     assert {"workspace", "HEAD", *series} <= set(texts)
-    log = shown[plot_id]["encoding"]["y"]["scale"].get("type") == "log"
-    assert log == ("rejection_vs_" in plot_id)  # rejections span decades
+    log = shown[plot_id]["layer"][0]["encoding"]["y"]["scale"].get("type") == "log"
+    assert log == ("rejection_" in plot_id)  # rejections span decades
+
+
+ERROR_BARS = ["metrics/quark_gluon/eval/plots/custom/rejection_vs_pt.json",
+              "metrics/quark_gluon/eval/plots/custom/rejection_flat_vs_m0.json",
+              "metrics/electron_photon/eval/plots/custom/efficiency_vs_energy_max.json",
+              "metrics/jet_mass/eval/plots/custom/response_vs_pt.json",
+              "metrics/jet_mass/eval/plots/custom/resolution_vs_ieta.json",
+              "metrics/jet_mass/eval/plots/custom/resolution_vs_true_mass.json"]
+
+
+@pytest.mark.parametrize("plot_id", ERROR_BARS)
+def test_binned_plots_draw_each_interval_and_bin_as_an_error_bar(diffed, plot_id):
+    """Every binned chart draws its 95 % interval (<y>_lo to <y>_hi) as a vertical error bar and the bin's
+    extent (<x>_lo to <x>_hi) as a horizontal one: a reader tells a fluctuation from a trend."""
+    spec = diffed[plot_id]
+    x, y = spec["layer"][0]["encoding"]["x"]["field"], spec["layer"][0]["encoding"]["y"]["field"]
+    rows = spec["data"]["values"]
+    assert rows and all({f"{y}_lo", f"{y}_hi", f"{x}_lo", f"{x}_hi"} <= set(r) for r in rows)
+    bars = {(layer["encoding"].get("y2", {}).get("field"), layer["encoding"].get("x2", {}).get("field"))
+            for layer in spec["layer"] if layer["mark"]["type"] == "errorbar"}
+    assert bars == {(f"{y}_hi", None), (None, f"{x}_hi")}
+    measured = [r for r in rows if r[f"{y}_lo"] is not None and r[f"{y}_hi"] is not None]
+    assert measured and all(r[f"{y}_lo"] <= r[y] <= r[f"{y}_hi"] for r in measured)
+    svg = svg_of(spec)
+    # Vega draws them: at least a horizontal bar per row (a null end, as a rejection's upper end with no
+    # background passing, leaves its bar undrawn)
+    assert len(re.findall(r'aria-roledescription="errorbar"', svg)) >= len(rows)
+
+
+def test_roc_names_each_revision_with_its_auc_and_draws_the_diagonal(diffed):
+    spec = diffed["metrics/quark_gluon/eval/plots/custom/roc.json"]
+    rows = spec["data"]["values"]
+    aucs = {r["rev"]: r["auc"] for r in rows}
+    assert set(aucs) == {"workspace", "HEAD"} and aucs["workspace"] != aucs["HEAD"]
+    lines, texts = drawn(spec)
+    for rev, auc in aucs.items():
+        assert f"{rev} (AUC {auc:.4f})" in texts
+    assert len(lines) == 3 and ("#808080", "4,4") in lines or ("grey", "4,4") in lines, lines  # 2 curves + diagonal
+
+
+def test_learning_curves_of_one_epoch_show_a_point(shown):
+    """A one-epoch run has one value per curve: a line alone would draw nothing."""
+    spec = shown[TRAIN_DIR.format(task="quark_gluon") + "/val/roc_auc.tsv"]
+    assert spec["mark"]["point"] is True
 
 
 def test_residuals_histogram_is_drawn_as_steps(shown):
@@ -306,3 +354,12 @@ def test_exp_run_set_param_changes_only_the_lines_it_sets(tmp_path):
             node = node[part]
         node[leaf] = value
     assert yaml.safe_load((root / "params.yaml").read_text()) == expected
+
+
+def test_roc_rows_carry_the_exact_auc_of_every_event():
+    """The legend's AUC is the events' own, not that of another ordering or of the thinned curve."""
+    y = np.r_[np.zeros(300), np.ones(300)]
+    s = np.r_[np.linspace(0.0, 0.6, 300), np.linspace(0.4, 1.0, 300)]
+    rows = plots.roc(y, s, 20).rows
+    assert len(rows) < 100 and rows["auc"].nunique() == 1
+    assert rows["auc"].iloc[0] == pytest.approx(metrics.roc_auc(y, s)) and 0.9 < rows["auc"].iloc[0] < 1.0

@@ -2,7 +2,8 @@
 
 The model directory is built the way `train` builds it (model.pt plus preprocessing.json copied from
 the converted meta.json), on the files in the real formats of the formats_dir fixture (the project's own,
-and ../shared/formats where present).
+and ../shared/formats where present); `exported` adds model.onnx as the `export` stage writes it. Unlabelled
+files are those files with the target column/key removed, everything else byte for byte as read.
 """
 from __future__ import annotations
 
@@ -14,15 +15,17 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from e2e import convert, predict, train
+from e2e import convert, export, predict, train
 from e2e.config import Paths, TrainParams, parse_params
 from e2e.data import Converted, channel_stats
 from e2e.errors import E2EError
-from e2e.modelio import build, save_checkpoint
+from e2e.modelio import build, load_checkpoint, save_checkpoint
+from e2e.onnx_model import worst_difference
 from e2e.sources.registry import DATASETS
 from e2e.tasks import get_task
 
@@ -34,10 +37,15 @@ CONVERT = {"electron_photon": {"channels": [1, 0], "scale": [2.0, 0.5], "clip": 
            "jet_mass": {"channels": [0, 3, 1], "scale": [1.0, 2.0, 0.1], "clip": 1.0}}
 # the model sees a subset of the converted channels, in another order: predict must compose both selections
 MODEL_CHANNELS = {"electron_photon": None, "quark_gluon": [1, 0], "jet_mass": [2, 0]}
+TASKS = ("electron_photon", "quark_gluon", "jet_mass")
+EXPORT_PARAMS = parse_params({"export": {"batch_size": 4, "parity_batches": 2}})
+TOLERANCE = EXPORT_PARAMS.export.tolerance
 
 
-def make_model_dir(root: Path, task: str, out: Path, model: tuple | None = None) -> tuple[Path, Converted]:
-    """Convert the raw files, then write model.pt and preprocessing.json as `train` does."""
+def make_model_dir(root: Path, task: str, out: Path, model: tuple | None = None,
+                   members: int = 1) -> tuple[Path, Converted]:
+    """Convert the raw files, then write model.pt and preprocessing.json as `train` does; with members > 1
+    an ensemble of differently initialised members, as `train.<task>.ensemble` joins them."""
     params = parse_params({"convert": {task: CONVERT[task]}, "runtime": {"convert_workers": 1},
                            "datasets": {"jet_mass": {"files": [DATASETS["jet_mass"].files[0].name]}}})
     convert.main(params, task, Paths(root))
@@ -45,25 +53,58 @@ def make_model_dir(root: Path, task: str, out: Path, model: tuple | None = None)
     name, kwargs = model or SMALL[task]
     tp = TrainParams(model=name, model_kwargs=kwargs, channels=MODEL_CHANNELS[task])
     spec = train.model_spec(get_task(task), data, tp)
+    spec = spec if members == 1 else {**spec, "members": members}
     torch.manual_seed(0)
     net = build(spec)
     idx = np.arange(len(data.target))
-    net.set_stats(*channel_stats(data.images, idx, spec["channels"]),
-                  *((0.0, 1.0) if task != "jet_mass" else (250.0, 100.0)))
+    for member in net.members if members > 1 else [net]:
+        member.set_stats(*channel_stats(data.images, idx, spec["channels"]),
+                         *((0.0, 1.0) if task != "jet_mass" else (250.0, 100.0)))
     out.mkdir(parents=True)
     save_checkpoint(out / "model.pt", net.eval(), spec, epoch=0, metrics={})
     (out / "preprocessing.json").write_text(json.dumps(train.preprocessing(data, spec["channels"])))
     return out / "model.pt", data
 
 
-def reference(model_path: Path, data: Converted) -> np.ndarray:
-    """The model on the converted (training-format) images."""
-    from e2e.modelio import load_checkpoint
+def exported(root: Path, task: str, model: tuple | None = None, members: int = 1) -> tuple[Path, Converted]:
+    """models/<task>/ with model.pt, preprocessing.json and model.onnx, under the repo-like `root`."""
+    model_path, data = make_model_dir(root, task, root / "models" / task, model, members)
+    export.export_dir(task, model_path.parent, data, np.arange(len(data.target)), EXPORT_PARAMS, root)
+    return model_path, data
 
+
+def reference(model_path: Path, data: Converted, members: bool = False) -> np.ndarray:
+    """The model on the converted (training-format) images; with members, each member's predictions (N, K)."""
     model, ckpt = load_checkpoint(model_path)
-    x = data.images[np.arange(len(data.target))][:, ckpt["spec"]["channels"]]
+    x = torch.from_numpy(data.images[np.arange(len(data.target))][:, ckpt["spec"]["channels"]])
     with torch.inference_mode():
-        return model.decode(model(torch.from_numpy(x))).numpy()
+        return model.decode_members(model(x)).numpy() if members else model.decode(model(x)).numpy()
+
+
+def unlabelled(src: Path, out_dir: Path, task: str, image_key: str | None = None) -> Path:
+    """A copy of the raw file `src` without its target column/key (row groups and everything else kept);
+    with image_key, its image column/key renamed to that."""
+    ds = DATASETS[get_task(task).dataset]
+    out = out_dir / src.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if ds.format == "hdf5":
+        with h5py.File(src, "r") as f, h5py.File(out, "w") as g:
+            for key in f:
+                if key not in ds.target_keys:
+                    f.copy(key, g, name=image_key if key in ds.image_keys and image_key else key)
+        return out
+    table = pq.read_table(src)
+    table = table.drop_columns([c for c in table.column_names if c in ds.target_keys])
+    if image_key:
+        table = table.rename_columns([image_key if c in ds.image_keys else c for c in table.column_names])
+    pq.write_table(table, out, row_group_size=1, compression="snappy")  # one jet per row group, as the real files
+    return out
+
+
+def run_predict(task: str, files: list[Path], out: Path, model_path: Path, backend: str) -> pd.DataFrame:
+    model = model_path.parent / predict.BACKENDS[backend][1]
+    predict.main(task, files, out, model, batch_rows=3, device_name="cpu", backend=backend)  # batches straddle files
+    return pq.read_table(out).to_pandas()
 
 
 @pytest.mark.parametrize("task", ["electron_photon", "quark_gluon", "jet_mass"])
@@ -79,6 +120,57 @@ def test_predict_on_raw_files_matches_model_on_converted_images(raw_root, tmp_pa
     assert table["row"].tolist() == [i for r in data.meta["rows_per_file"] for i in range(r)]
     for k, v in data.observers.items():
         np.testing.assert_array_equal(table[k], v)
+
+
+@pytest.mark.parametrize("members", [1, 2])
+@pytest.mark.parametrize("task", TASKS)
+def test_unlabelled_files_predict_as_labelled_ones_without_truth(raw_root, tmp_path, task, members):
+    """Bug: predict refused a file without its target ("no target column/key"), and an ensemble's predictions
+    lost the per-event uncertainty that evaluate writes. Both backends, a single model and an ensemble."""
+    model_path, data = exported(raw_root, task, members=members)
+    files = [raw_root / "data" / "raw" / task / s["file"] for s in data.meta["sources"]]
+    bare = [unlabelled(f, tmp_path / "bare", task) for f in files]
+    each = reference(model_path, data, members=True) if members > 1 else None
+    for backend in ("torch", "onnx"):
+        labelled = run_predict(task, files, tmp_path / f"{backend}.parquet", model_path, backend)
+        table = run_predict(task, bare, tmp_path / f"{backend}-bare.parquet", model_path, backend)
+        assert "truth" not in table and "truth" in labelled
+        pd.testing.assert_frame_equal(table, labelled.drop(columns="truth"))
+        assert worst_difference(table["prediction"], reference(model_path, data)) <= TOLERANCE
+        if each is None:
+            assert not any(c.startswith(("uncertainty", "prediction_member")) for c in table)
+            continue
+        got = table[[f"prediction_member{k + 1}" for k in range(members)]].to_numpy()
+        assert worst_difference(got, each) <= TOLERANCE, backend
+        np.testing.assert_allclose(table["uncertainty"], got.std(axis=1), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(table["prediction"], got.mean(axis=1), rtol=1e-5, atol=1e-6)
+        assert not np.allclose(got[:, 0], got[:, 1])  # the members differ: a zero uncertainty would show
+
+
+def test_truth_is_written_only_when_every_file_has_its_target(raw_root, tmp_path, capsys):
+    model_path, data = make_model_dir(raw_root, "quark_gluon", tmp_path / "model")
+    files = [raw_root / "data" / "raw" / "quark_gluon" / s["file"] for s in data.meta["sources"]]
+    mixed = [files[0], unlabelled(files[1], tmp_path / "bare", "quark_gluon"), files[2]]
+    table = run_predict("quark_gluon", mixed, tmp_path / "p.parquet", model_path, "torch")
+    assert "truth" not in table and len(table) == len(data.target)
+    assert f"no truth column (1 file(s) without a target, e.g. {files[1].name})" in capsys.readouterr().out
+    np.testing.assert_allclose(table["prediction"], reference(model_path, data), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_an_unlabelled_file_with_a_wrong_image_column_is_one_clear_error(raw_root, tmp_path, task):
+    model_path, data = make_model_dir(raw_root, task, tmp_path / "model")
+    src = raw_root / "data" / "raw" / task / data.meta["sources"][0]["file"]
+    bad = unlabelled(src, tmp_path / "bare", task, image_key="pixels")
+    out = tmp_path / "p.parquet"
+    with pytest.raises(E2EError, match=f"{bad.name}: no image column/key; expected one of") as err:
+        predict.main(task, [bad], out, model_path, device_name="cpu")
+    assert "\n" not in str(err.value) and "pixels" in str(err.value) and not out.exists()
+    if task == "quark_gluon":  # the CLI: exit 2 and that one line
+        proc = subprocess.run([sys.executable, "-m", "e2e", "predict", task, "--input", str(bad), "--output",
+                               str(out), "--model", str(model_path)], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.strip() == f"error: {err.value}", proc.stderr
+        assert not out.exists()
 
 
 @pytest.mark.parametrize("formats_dir", ["shared"], indirect=True)  # the real crops are only in the shared files

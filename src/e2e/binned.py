@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
 from . import metrics
 from .errors import E2EError
 from .plots import Plot, axis_edges
 
 MIN_EVENTS = 10  # as metrics.binned: fewer events give no meaningful value or interval
-BAND_LEVEL = 0.68  # plot bands: one standard deviation's worth, as plots.resolution_profile
+LEVEL = 0.95  # every interval of metrics.json and of the binned plots' error bars
 ENERGY_CHANNEL = "energy"  # the converted channel whose crop totals become energy_total and energy_max
 
 
@@ -108,12 +109,12 @@ def classifier_bin(y: np.ndarray, s: np.ndarray, working_points, n_boot: int) ->
     return out
 
 
-def regression_bin(t: np.ndarray, p: np.ndarray, n_boot: int, level: float = 0.95) -> dict:
-    """n, response and resolution with their bootstrap intervals (`level`)."""
+def regression_bin(t: np.ndarray, p: np.ndarray, n_boot: int) -> dict:
+    """n, response and resolution with their 95 % bootstrap intervals."""
     out = {"n": len(t)}
     if len(t) < MIN_EVENTS:
         return out
-    lo, hi = metrics.bootstrap_intervals(metrics.response_statistic(t, p), len(t), n_boot, level)
+    lo, hi = metrics.bootstrap_intervals(metrics.response_statistic(t, p), len(t), n_boot, LEVEL)
     return {**out, "response": metrics.response(t, p), "response_ci_lo": lo[0], "response_ci_hi": hi[0],
             "resolution": metrics.resolution(t, p), "resolution_ci_lo": lo[1], "resolution_ci_hi": hi[1]}
 
@@ -141,57 +142,93 @@ def table(rows: list[dict], var: str, values: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[var, f"{var}_lo", f"{var}_hi", "n", *values])
 
 
+def with_interval(name: str, value: float, lo: float, hi: float) -> dict:
+    """{name, name_lo, name_hi}: the columns .dvc/plots/binned*.json draw as a point with a vertical error bar."""
+    return {name: value, f"{name}_lo": lo, f"{name}_hi": hi}
+
+
+def passing_interval(k: int, n: int) -> tuple[float, float]:
+    """95 % Clopper-Pearson interval of a fraction k/n passing a fixed cut: an efficiency or an FPR is a
+    binomial proportion once the threshold is fixed (the global one is, for every bin)."""
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=LEVEL, method="exact")
+    return float(ci.low), float(ci.high)
+
+
 # The classifier tables are long: one row per bin and series, the series named in a column, so dvc.yaml
-# names one y column whatever the working points (.dvc/plots/binned.json colours by that column).
+# names one y column whatever the working points (.dvc/plots/binned.json colours by that column). Each
+# chart holds one kind of threshold, so a chart of two revisions has four lines, not eight.
 
 def efficiency_plot(y, s, by, edges, var: str, working_points) -> Plot:
     """Signal efficiency per bin at the threshold that gives each working point on the whole split."""
-    cuts = {wp: metrics.threshold_at_efficiency(y, s, wp) for wp in working_points}
-    rows = [{**bin_columns(var, lo, hi, sel.sum()), "series": series("global", wp),
-             "efficiency": float(np.mean(s[sel & (y == 1)] >= cut))}
-            for wp, cut in cuts.items() for _, lo, hi, sel in each_bin(by, edges) if measurable(y[sel])]
-    return Plot(f"efficiency_vs_{var}", table(rows, var, ["series", "efficiency"]), var, "efficiency", "binned",
-                "signal efficiency, one global threshold per working point")
-
-
-def rejection_plot(y, s, by, edges, var: str, working_points) -> Plot:
-    """1/FPR per bin at the global threshold of each working point, and at the bin's own threshold."""
-    cuts = {wp: metrics.threshold_at_efficiency(y, s, wp) for wp in working_points}
     rows = []
-    for _, lo, hi, sel in each_bin(by, edges):
-        if not measurable(y[sel]):
-            continue
-        yb, sb, at = y[sel], s[sel], bin_columns(var, lo, hi, sel.sum())
-        for wp, cut in cuts.items():
-            rows.append({**at, "series": series("global", wp), "rejection": _inverse(np.mean(sb[yb == 0] >= cut))})
-            rows.append({**at, "series": series("per-bin", wp), "rejection": metrics.background_rejection(yb, sb, wp)})
-    rows = table(rows, var, ["series", "rejection"])
-    return Plot(f"rejection_vs_{var}", rows, var, "rejection", "binned_log_y",
-                "1/FPR, global vs per-bin threshold (flat efficiency)")
+    for wp in working_points:
+        cut = metrics.threshold_at_efficiency(y, s, wp)
+        for _, lo, hi, sel in each_bin(by, edges):
+            if measurable(y[sel]):
+                passed, n = int(np.sum(s[sel & (y == 1)] >= cut)), int(np.sum(sel & (y == 1)))
+                rows.append({**bin_columns(var, lo, hi, sel.sum()), "series": series("global", wp),
+                             **with_interval("efficiency", passed / n, *passing_interval(passed, n))})
+    return Plot(f"efficiency_vs_{var}", table(rows, var, ["series", *interval_columns("efficiency")]), var,
+                "efficiency", "binned", "signal efficiency, one global threshold per working point, bars: 95 % interval")
 
 
-def regression_plots(t, p, by, edges, var: str, n_boot: int) -> list[Plot]:
-    """Response and resolution per bin, bands: 68 % bootstrap intervals."""
+def interval_columns(name: str) -> list[str]:
+    return [name, f"{name}_lo", f"{name}_hi"]
+
+
+def global_rejection_plot(y, s, by, edges, var: str, working_points) -> Plot:
+    """1/FPR per bin at the global threshold of each working point: how a fixed cut performs across bins."""
     rows = []
-    for _, lo, hi, sel in each_bin(by, edges):
-        m = regression_bin(t[sel], p[sel], n_boot, BAND_LEVEL)
-        if "response" in m:  # the band template reads <y>_lo and <y>_hi
-            rows.append({**bin_columns(var, lo, hi, m.pop("n")), **{k.replace("_ci", ""): v for k, v in m.items()}})
-    rows = table(rows, var, [f"{k}{end}" for k in ("response", "resolution") for end in ("", "_lo", "_hi")])
-    return [Plot(f"response_vs_{var}", rows, var, "response", "band",
-                 "mass response median(pred/true), band: 68 % bootstrap interval"),
-            Plot(f"resolution_vs_{var}", rows, var, "resolution", "band",
-                 "mass resolution, band: 68 % bootstrap interval")]
+    for wp in working_points:
+        cut = metrics.threshold_at_efficiency(y, s, wp)
+        for _, lo, hi, sel in each_bin(by, edges):
+            if measurable(y[sel]):
+                passed, n = int(np.sum(s[sel & (y == 0)] >= cut)), int(np.sum(sel & (y == 0)))
+                f_lo, f_hi = passing_interval(passed, n)  # a high FPR is a low rejection: the ends swap
+                rows.append({**bin_columns(var, lo, hi, sel.sum()), "series": series("global", wp),
+                             **with_interval("rejection", _inverse(passed / n), _inverse(f_hi), _inverse(f_lo))})
+    return Plot(f"rejection_vs_{var}", table(rows, var, ["series", *interval_columns("rejection")]), var,
+                "rejection", "binned_log_y", "1/FPR at one global threshold per working point, bars: 95 % interval")
 
 
-def binned_plots(test: pd.DataFrame, task, ep) -> list[Plot]:
+def flat_rejection_plot(measured: dict, edges, var: str, working_points) -> Plot:
+    """1/FPR per bin at the bin's own threshold (a flat signal efficiency), with the intervals of metrics.json."""
+    rows = []
+    for wp in working_points:
+        key = rejection_key(wp)
+        for (lo, hi), m in zip(zip(edges[:-1], edges[1:]), measured.values()):
+            if key in m:
+                rows.append({**bin_columns(var, lo, hi, m["n"]), "series": series("per-bin", wp),
+                             **with_interval("rejection", m[key], m[f"{key}_ci_lo"], m[f"{key}_ci_hi"])})
+    return Plot(f"rejection_flat_vs_{var}", table(rows, var, ["series", *interval_columns("rejection")]), var,
+                "rejection", "binned_log_y",
+                "1/FPR at each bin's own threshold (flat efficiency), bars: 95 % interval")
+
+
+def regression_plots(measured: dict, edges, var: str) -> list[Plot]:
+    """Response and resolution per bin with the 95 % intervals of metrics.json."""
+    rows = [{**bin_columns(var, lo, hi, m["n"]),
+             **{k.replace("_ci", ""): v for k, v in m.items() if k != "n"}}
+            for (lo, hi), m in zip(zip(edges[:-1], edges[1:]), measured.values()) if "response" in m]
+    rows = table(rows, var, [*interval_columns("response"), *interval_columns("resolution")])
+    return [Plot(f"response_vs_{var}", rows, var, "response", "binned",
+                 "mass response median(pred/true), bars: 95 % bootstrap interval"),
+            Plot(f"resolution_vs_{var}", rows, var, "resolution", "binned",
+                 "mass resolution, bars: 95 % bootstrap interval")]
+
+
+def binned_plots(test: pd.DataFrame, task, ep, measured: dict | None = None) -> list[Plot]:
+    """The plot tables in the bins of `ep.bins`; `measured` is binned_metrics' result for the same test split
+    (computed here when not given), whose bootstrap intervals the per-bin series show."""
     t, p = test["truth"].to_numpy(np.float64), test["prediction"].to_numpy(np.float64)
+    measured = binned_metrics(test, task, ep) if measured is None else measured
     out = []
     for var, edges in resolve(test, task.name, ep.bins.get(task.name, {})).items():
         by = test[var].to_numpy(np.float64)
         if task.is_classification:
             out += [efficiency_plot(t, p, by, edges, var, ep.working_points),
-                    rejection_plot(t, p, by, edges, var, ep.working_points)]
+                    global_rejection_plot(t, p, by, edges, var, ep.working_points),
+                    flat_rejection_plot(measured[var], edges, var, ep.working_points)]
         else:
-            out += regression_plots(t, p, by, edges, var, ep.bootstrap)
+            out += regression_plots(measured[var], edges, var)
     return out

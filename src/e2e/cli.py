@@ -33,6 +33,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("summary", help="print where results are and the headline test metrics")
     add_predict(sub)
     add_tune(sub)
+    cmp = sub.add_parser("compare", help="the experiments on one screen: changed params, each changed task's test "
+                         "metric with its 95 %% interval and validation metric, best validation first")
+    cmp.add_argument("--task", choices=NAMES, help="only this task's params and metrics, sorted by its validation metric")
+    cmp.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to `dvc exp show`, e.g. -A or --rev main")
     return p
 
 
@@ -83,6 +87,11 @@ def run(argv: list[str] | None = None) -> None:
 
         predict(args.name, args.input, args.output, args.model, Path(args.root), args.batch_rows, args.device,
                 args.backend)
+        return
+    if args.command == "compare":
+        from .compare import main as compare
+
+        compare(args.task, args.dvc_args)
         return
     if args.command == "tune":
         from .tune import main as tune

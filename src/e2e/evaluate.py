@@ -5,6 +5,7 @@ views read the converted images by the `row` column).
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -14,7 +15,9 @@ from . import binned, images, metrics, plots
 from .atomic import atomic_path
 from .config import EvaluateParams, Params, Paths
 from .data import Converted, make_batches
+from .headline import headline
 from .engine import predict, prepare, select_device
+from .members import ensemble_columns
 from .modelio import load_checkpoint
 from .split import load_split
 from .tasks import Task, get_task
@@ -35,10 +38,7 @@ def member_columns(model, raw) -> dict[str, np.ndarray]:
     prediction (`prediction_member<k>`); nothing for a single model."""
     if not hasattr(model, "decode_members"):
         return {}
-    each = model.decode_members(raw).cpu().numpy()
-    cols = {"uncertainty": each.std(axis=1)}
-    cols.update({f"prediction_member{k + 1}": each[:, k] for k in range(each.shape[1])})
-    return cols
+    return ensemble_columns(model.decode_members(raw).cpu().numpy())
 
 
 def predictions(model, data: Converted, split: dict, channels: list[int], params: Params, device) -> pd.DataFrame:
@@ -81,6 +81,7 @@ def regression_metrics(df: pd.DataFrame, train_mean: float, edges: dict[str, np.
     out["resolution_ci_lo"], out["resolution_ci_hi"] = metrics.resolution_interval(t, p, n_boot=n_boot)
     out["mae_of_training_mean"] = metrics.mae(t, np.full_like(t, train_mean))
     out["mae_ratio_to_mean"] = out["mae"] / out["mae_of_training_mean"]
+    out["response"] = metrics.response(t, p)
     out["resolution_by_mass"] = binned_resolution(t, p, t, edges["truth"])
     if "pt" in edges:
         out["resolution_by_pt"] = binned_resolution(t, p, df["pt"].to_numpy(np.float64), edges["pt"])
@@ -128,19 +129,22 @@ def records(rows: pd.DataFrame) -> list[dict]:
             for r in rows.to_dict("records")]
 
 
-def plot_tables(task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None) -> list:
-    """The plots.Plot tables of the test split; with params `evaluate` (ep) also those in its bins."""
+def plot_tables(task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None,
+                measured: dict | None = None) -> list:
+    """The plots.Plot tables of the test split; with params `evaluate` (ep) also those in its bins, whose
+    per-bin intervals are `measured` (binned.binned_metrics of the same split) when given."""
     made = (plots.classification_plots(test, task.name, roc_points) if task.is_classification
             else plots.regression_plots(test))
     if ep is not None:
         # resolution_vs_pt stays plots.resolution_profile's (its own bins): an existing plot keeps its axes
         taken = {p.name for p in made}
-        made += [p for p in binned.binned_plots(test, task, ep) if p.name not in taken]
+        made += [p for p in binned.binned_plots(test, task, ep, measured) if p.name not in taken]
     return made
 
 
-def log_plots(live, task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None) -> None:
-    for p in plot_tables(task, test, roc_points, ep):
+def log_plots(live, task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None,
+              measured: dict | None = None) -> None:
+    for p in plot_tables(task, test, roc_points, ep, measured):
         live.log_plot(p.name, records(p.rows), x=p.x, y=p.y, template=p.template, title=p.title)
 
 
@@ -170,8 +174,10 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
         with open_live(tmp) as live:
             live.summary.update(results)
             live.summary["best_epoch"] = int(ckpt["epoch"]) + 1
+            top = headline(task, results, params.evaluate.working_points)
+            (tmp / "headline.json").write_text(json.dumps(top, indent=2) + "\n")
             test = df[df["split"] == "test"].reset_index(drop=True)
-            log_plots(live, task, test, params.evaluate.roc_points, params.evaluate)
+            log_plots(live, task, test, params.evaluate.roc_points, params.evaluate, results["test"].get("binned"))
             log_images(live, task, data, test, channels)
     test = results["test"]
     shown = "  ".join(f"{k} {test[k]:.4g}" for k in metrics.HEADLINE if k in test)

@@ -2,9 +2,11 @@
 
 The graph maps images as the converter stores them (N, C, H, W) to the probability of class 1 or the
 mass in GeV: standardisation and decoding are inside, and the conversion's preprocessing rides along as
-metadata (e2e.onnx_model), so a deployment (CMSSW's ONNX Runtime) needs nothing but this file. Before
-the file is written, onnxruntime must reproduce PyTorch's float32 outputs on the first batches of the
-test split to `export.tolerance`, else the stage fails naming the model.
+metadata (e2e.onnx_model), so a deployment (CMSSW's ONNX Runtime) needs nothing but this file. An
+ensemble's graph also returns each member's prediction (output `members`, (N, K)), from which predict
+takes the per-event uncertainty. Before the file is written, onnxruntime must reproduce PyTorch's float32
+outputs (all of them) on the first batches of the test split to `export.tolerance`, else the stage fails
+naming the model.
 """
 from __future__ import annotations
 
@@ -21,31 +23,38 @@ from .atomic import atomic_path
 from .config import Params, Paths
 from .data import Converted, make_batches
 from .errors import E2EError
-from .modelio import Standardized, load_checkpoint
+from .modelio import Ensemble, Standardized, load_checkpoint
 from .onnx_model import session, worst_difference
 from .split import load_split
 from .tasks import get_task
 
 CLASS_ONE = {"electron_photon": "electron", "quark_gluon": "gluon"}
+MEMBERS = "members"  # an ensemble graph's second output
 
 
 class Deployed(nn.Module):
-    """Stored images in, physics out: what the ONNX graph computes."""
+    """Stored images in, physics out: what the ONNX graph computes, as a tuple of its outputs (the
+    prediction, and an ensemble's members' predictions (N, K), whose mean the prediction is)."""
 
-    def __init__(self, model: Standardized):
+    def __init__(self, model: Standardized | Ensemble):
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(self.model(images))
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raw = self.model(images)
+        if not isinstance(self.model, Ensemble):
+            return (self.model.decode(raw),)
+        each = self.model.decode_members(raw)
+        return each.mean(-1), each
 
 
-def to_onnx(model: Standardized, example: torch.Tensor, output: str, opset: int, where: str):
+def to_onnx(model: Standardized | Ensemble, example: torch.Tensor, output: str, opset: int, where: str):
     """The onnx ModelProto of Deployed(model), its batch axis dynamic (torch.export, the dynamo exporter)."""
     batch = torch.export.Dim("batch")
+    names = [output, MEMBERS] if isinstance(model, Ensemble) else [output]
     try:
         program = torch.onnx.export(Deployed(model).eval(), (example,), dynamo=True, verbose=False,
-                                    input_names=["images"], output_names=[output],
+                                    input_names=["images"], output_names=names,
                                     dynamic_shapes=({0: batch},), opset_version=opset)
     except Exception as exc:  # torch.export's own error classes: the architecture cannot be traced
         raise E2EError(f"{where}: ONNX export failed ({type(exc).__name__}: "
@@ -87,17 +96,22 @@ def metadata(task_name: str, ckpt: dict, pre: dict, data_path: Path, root: Path)
             "output_unit": "" if task.is_classification else "GeV",
             "training_data": {"path": data_path.relative_to(root).as_posix() if data_path.is_relative_to(root)
                               else str(data_path), "md5": dir_md5(data_path)},
-            "git_revision": git_revision(root), "best_epoch": int(ckpt["epoch"]) + 1}
+            "git_revision": git_revision(root), "best_epoch": int(ckpt["epoch"]) + 1,
+            "members": int(spec.get("members", 1))}
     return {k: json.dumps(v) for k, v in meta.items()}
 
 
-def check_parity(model: Standardized, graph: bytes, batches, tolerance: float, where: str) -> tuple[float, int]:
-    """(worst difference, images compared) of onnxruntime against PyTorch float32; E2EError beyond tolerance."""
-    ort, worst, n = session(graph), 0.0, 0
+def check_parity(model: Standardized | Ensemble, graph: bytes, batches, tolerance: float,
+                 where: str) -> tuple[float, int]:
+    """(worst difference over every output, images compared) of onnxruntime against PyTorch float32;
+    E2EError beyond tolerance."""
+    ort, deployed, worst, n = session(graph), Deployed(model).eval(), 0.0, 0
     with torch.inference_mode():
         for x, _ in batches:
-            want = model.decode(model(x)).numpy()
-            worst = max(worst, worst_difference(ort.run(None, {"images": x.numpy()})[0], want))
+            got, want = ort.run(None, {"images": x.numpy()}), deployed(x)
+            if len(got) != len(want):
+                raise E2EError(f"{where}: the graph has {len(got)} output(s), PyTorch {len(want)}")
+            worst = max([worst] + [worst_difference(g, w.numpy()) for g, w in zip(got, want)])
             n += len(x)
     if not worst <= tolerance:  # also catches NaN
         raise E2EError(f"{where}: onnxruntime differs from PyTorch by {worst:.3g} on the test split's first {n} "
@@ -105,7 +119,8 @@ def check_parity(model: Standardized, graph: bytes, batches, tolerance: float, w
     return worst, n
 
 
-def export_model(model: Standardized, batches, output: str, meta: dict, ep, where: str) -> tuple[bytes, float, int]:
+def export_model(model: Standardized | Ensemble, batches, output: str, meta: dict, ep,
+                 where: str) -> tuple[bytes, float, int]:
     """Serialised graph with its metadata, after the parity check; `where` names the model in errors."""
     import onnx
 

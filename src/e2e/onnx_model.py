@@ -2,12 +2,13 @@
 
 The graph takes images as the converter stores them (after channel selection, scale, clip, as float32)
 and returns the probability of class 1, or the mass in GeV: the input standardisation and the output
-decoding are inside it. Everything a deployment needs to prepare those images travels in the graph's
-metadata (string -> JSON), which e2e.export writes and this module reads:
+decoding are inside it. An ensemble's graph has a second output, `members` (N, K): each member's
+prediction, whose mean is the first output. Everything a deployment needs to prepare those images
+travels in the graph's metadata (string -> JSON), which e2e.export writes and this module reads:
 
     task, model, channels (names), preprocessing (as preprocessing.json), input_shape ([null, C, H, W]),
     output (what it means), output_unit, training_data ({path, md5} as dvc.lock spells it),
-    git_revision ({commit, dirty}), best_epoch
+    git_revision ({commit, dirty}), best_epoch, members (K; 1 for a single model, whose graph has one output)
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def session(source: bytes | str | Path, threads: int = 0):
 
 
 class OnnxModel:
-    """`model(images)` -> float32 predictions (N,), for images (N, C, H, W) float32."""
+    """`model(images)` -> float32 predictions (N,), for images (N, C, H, W) float32; `model.run(images)` ->
+    (predictions, the members' predictions (N, K) of an ensemble's graph, else None)."""
 
     def __init__(self, path: Path, threads: int = 0):
         self.path = Path(path)
@@ -50,8 +52,12 @@ class OnnxModel:
         self.meta = {k: json.loads(v) for k, v in raw.items()}
         self.input_name = self.session.get_inputs()[0].name
 
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(images, np.float32)})
+        return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(images, np.float32)})[0]
+        return self.run(images)[0]
 
 
 def worst_difference(got: np.ndarray, want: np.ndarray) -> float:

@@ -20,6 +20,7 @@ SCORE_BINS = np.linspace(0.0, 1.0, 41)
 RELATIVE_RESIDUAL_BINS = np.linspace(-1.0, 1.0, 51)
 N_HIST2D = 25  # bins per axis of predicted vs true
 N_PROFILE = 10  # bins of true mass / pT for the resolution curves
+PROFILE_BOOTSTRAP = 200  # resamples per bin of those curves: ten bins, each a plot point, not a metric
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,10 @@ def roc(y, s, n_points: int) -> Plot:
     k = thin(fpr, tpr, n_points)
     # the (0, 0) start has threshold inf, which JSON cannot hold; scores never exceed 1
     rows = pd.DataFrame({"fpr": fpr[k], "tpr": tpr[k], "threshold": np.minimum(thr[k], 1.0)})
-    return Plot("roc", rows, "fpr", "tpr", "simple", "ROC")
+    # the exact AUC of every event on each row: .dvc/plots/roc.json puts it in each revision's legend entry
+    # (an area computed from the thinned curve in the browser would differ from metrics.json)
+    rows["auc"] = metrics.roc_auc(y, s)
+    return Plot("roc", rows, "fpr", "tpr", "roc", "ROC")
 
 
 def rejection(y, s, n_points: int) -> Plot:
@@ -131,16 +135,17 @@ def residuals(t: np.ndarray, p: np.ndarray) -> Plot:
 
 
 def resolution_profile(t: np.ndarray, p: np.ndarray, by: np.ndarray, name: str, label: str) -> Plot:
-    """Resolution in bins of `by`, with a 68 % bootstrap band (one standard deviation's worth)."""
+    """Resolution in bins of `by`, with 95 % bootstrap intervals drawn as error bars (.dvc/plots/binned.json)."""
     rows, edges = [], axis_edges(by, N_PROFILE)
     for lo, hi in zip(edges[:-1], edges[1:]):
         sel = (by >= lo) & (by < hi)
-        if sel.sum() >= 10:  # fewer events give no meaningful 68 % interval
-            band = metrics.resolution_interval(t[sel], p[sel], n_boot=200, level=0.68)
-            rows.append((float((lo + hi) / 2), metrics.resolution(t[sel], p[sel]), *band, int(sel.sum())))
-    columns = [name, "resolution", "resolution_lo", "resolution_hi", "n"]
-    return Plot(f"resolution_vs_{name}", pd.DataFrame(rows, columns=columns), name, "resolution", "band",
-                f"mass resolution vs {label}, band: 68 % bootstrap interval")
+        if sel.sum() >= 10:  # fewer events give no meaningful interval
+            ci = metrics.resolution_interval(t[sel], p[sel], n_boot=PROFILE_BOOTSTRAP, level=0.95)
+            rows.append((float((lo + hi) / 2), float(lo), float(hi), metrics.resolution(t[sel], p[sel]), *ci,
+                         int(sel.sum())))
+    columns = [name, f"{name}_lo", f"{name}_hi", "resolution", "resolution_lo", "resolution_hi", "n"]
+    return Plot(f"resolution_vs_{name}", pd.DataFrame(rows, columns=columns), name, "resolution", "binned",
+                f"mass resolution vs {label}, bars: 95 % bootstrap interval")
 
 
 def regression_plots(test: pd.DataFrame) -> list[Plot]:

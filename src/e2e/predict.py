@@ -7,6 +7,11 @@ clipping, storage dtype) is the training's own, never re-derived from today's pa
 silently mismatch a model trained under other params): `preprocessing.json` beside model.pt, which
 `train` writes, or the metadata inside model.onnx, which `export` writes. The onnx backend runs with
 onnxruntime alone, so it works where torch is not installed.
+
+The output: `file`, `row` (in that file), `prediction`, `truth` (the file's label or target), then for an
+ensemble `uncertainty` and `prediction_member<k>` (e2e.members, as evaluate writes them), then the
+observers. Files without their target column/key predict too: `truth` is written only when every input
+file has one, so a column is never partly empty.
 """
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ from .config import ConvertParams
 from .convert_file import preprocess, to_storage
 from .sparse import densify
 from .errors import E2EError
-from .sources.readers import open_reader
+from .members import ensemble_columns
+from .sources.readers import Batch, open_reader
 from .sources.registry import get_dataset
 from .tasks import get_task
 
@@ -56,8 +62,12 @@ def check_model(task: str | None, in_channels: int, task_name: str, cfg: Convert
         raise E2EError(f"{path}: model takes {in_channels} channels but its preprocessing selects {len(cfg.channels)}")
 
 
+# a backend's function of images: (predictions (N,), an ensemble's members' predictions (N, K) or None)
+Outputs = tuple[np.ndarray, np.ndarray | None]
+
+
 def torch_backend(task_name: str, path: Path, device_name: str):
-    """(images -> predictions, preprocessing) of model.pt and the preprocessing.json beside it."""
+    """(images -> Outputs, preprocessing) of model.pt and the preprocessing.json beside it."""
     import torch
 
     from .engine import select_device, set_tf32
@@ -69,15 +79,17 @@ def torch_backend(task_name: str, path: Path, device_name: str):
     model, ckpt = load_checkpoint(path, device)
     check_model(ckpt["spec"].get("task"), ckpt["spec"]["in_channels"], task_name, cfg, path)
 
-    def apply(images: np.ndarray) -> np.ndarray:
+    def apply(images: np.ndarray) -> Outputs:
         with torch.inference_mode():  # float32 throughout: the same numbers on every device
-            return model.decode(model(torch.from_numpy(images).to(device))).float().cpu().numpy()
+            raw = model(torch.from_numpy(images).to(device))
+            each = model.decode_members(raw).float().cpu().numpy() if hasattr(model, "decode_members") else None
+            return model.decode(raw).float().cpu().numpy(), each
 
     return apply, cfg
 
 
 def onnx_backend(task_name: str, path: Path, device_name: str):
-    """(images -> predictions, preprocessing) of an exported model.onnx, its preprocessing from its metadata."""
+    """(images -> Outputs, preprocessing) of an exported model.onnx, its preprocessing from its metadata."""
     from .onnx_model import OnnxModel
 
     if device_name not in ("auto", "cpu"):
@@ -85,7 +97,7 @@ def onnx_backend(task_name: str, path: Path, device_name: str):
     model = OnnxModel(path)
     cfg = parse_preprocessing(model.meta["preprocessing"], f"{path} (metadata 'preprocessing')")
     check_model(model.meta["task"], model.meta["input_shape"][1], task_name, cfg, path)
-    return model, cfg
+    return model.run, cfg
 
 
 BACKENDS = {"torch": (torch_backend, "model.pt"), "onnx": (onnx_backend, "model.onnx")}
@@ -96,12 +108,17 @@ def default_backend() -> str:
     return "torch" if importlib.util.find_spec("torch") else "onnx"
 
 
-def batch_table(path: Path, start: int, batch, prediction: np.ndarray):
+def batch_table(path: Path, start: int, batch: Batch, outputs: Outputs, labelled: bool):
     import pyarrow as pa
 
+    prediction, each = outputs
     n = len(prediction)
     columns = {"file": pa.array([path.name] * n, pa.string()), "row": np.arange(start, start + n, dtype=np.int64),
-               "prediction": prediction.astype(np.float32), "truth": batch.target.astype(np.float32)}
+               "prediction": prediction.astype(np.float32)}
+    if labelled:
+        columns["truth"] = batch.target.astype(np.float32)
+    if each is not None:
+        columns.update({k: v.astype(np.float32) for k, v in ensemble_columns(each).items()})
     columns.update({k: v.astype(np.float32) for k, v in batch.observers.items()})
     return pa.table(columns)
 
@@ -110,21 +127,22 @@ def predict_files(apply, readers: list, cfg: ConvertParams, out: Path, batch_row
     import pyarrow.parquet as pq
 
     total, writer = sum(r.n_rows for r in readers), None
+    labelled = all(r.has_target for r in readers)  # one schema for every row group
     with atomic_path(out) as tmp, tqdm(total=total, desc=f"predict {out.name}", unit="img", disable=None) as bar:
         try:
             for reader in readers:
                 start = 0
                 for batch in reader.batches(batch_rows):
-                    where = f"{reader.path} rows {start}-{start + len(batch.target)}"
+                    where = f"{reader.path} rows {start}-{start + len(batch.images)}"
                     entries, _ = preprocess(batch.images, cfg, where)
                     # what the model was trained on: the values as stored in the converted dtype
                     shape = (len(cfg.channels), *batch.images.shape[2:])
                     x = densify(to_storage(entries, cfg.dtype, where, reader.dataset.name), shape)
-                    table = batch_table(reader.path, start, batch, apply(x))
+                    table = batch_table(reader.path, start, batch, apply(x), labelled)
                     writer = writer or pq.ParquetWriter(tmp, table.schema)
                     writer.write_table(table)
-                    start += len(batch.target)
-                    bar.update(len(batch.target))
+                    start += len(batch.images)
+                    bar.update(len(batch.images))
                 reader.close()
         finally:
             if writer is not None:
@@ -140,7 +158,10 @@ def main(task_name: str, inputs: list[Path], output: Path, model_path: Path | No
     model_path = Path(model_path) if model_path else Path(root) / "models" / task_name / default_name
     apply, cfg = load(task_name, model_path, device_name)
     ds = get_dataset(task.dataset)
-    readers = [open_reader(ds, Path(f)) for f in inputs]  # every header validated before anything is written
+    # every header validated before anything is written
+    readers = [open_reader(ds, Path(f), require_target=False) for f in inputs]
     n = predict_files(apply, readers, cfg, Path(output), batch_rows)
-    print(f"{output}: {n} predictions from {len(readers)} file(s) with {model_path} ({backend})")
+    unlabelled = [r.path.name for r in readers if not r.has_target]
+    note = f"; no truth column ({len(unlabelled)} file(s) without a target, e.g. {unlabelled[0]})" if unlabelled else ""
+    print(f"{output}: {n} predictions from {len(readers)} file(s) with {model_path} ({backend}){note}")
     return n

@@ -12,6 +12,9 @@ class Task:
     loss: str  # key of LOSSES
     primary_metric: str  # key of e2e.metrics.METRICS, computed on the validation split each epoch
     higher_is_better: bool
+    # prefix of the task's headline metrics: unique across tasks, so `dvc exp show` names each column by its
+    # key alone (a key shared by two metrics files is shown as `<file path>:<key>`, three times as wide)
+    tag: str = ""
     num_outputs: int = 1
 
     @property
@@ -20,9 +23,9 @@ class Task:
 
 
 TASKS: dict[str, Task] = {
-    "electron_photon": Task("electron_photon", "electron_photon", "classification", "bce", "roc_auc", True),
-    "quark_gluon": Task("quark_gluon", "quark_gluon", "classification", "bce", "roc_auc", True),
-    "jet_mass": Task("jet_mass", "jet_mass", "regression", "mse", "mae", False),
+    "electron_photon": Task("electron_photon", "electron_photon", "classification", "bce", "roc_auc", True, "eg"),
+    "quark_gluon": Task("quark_gluon", "quark_gluon", "classification", "bce", "roc_auc", True, "qg"),
+    "jet_mass": Task("jet_mass", "jet_mass", "regression", "mse", "mae", False, "mass"),
 }
 
 

@@ -26,7 +26,7 @@ SPAN_ROWS = 16
 @dataclass
 class Batch:
     images: np.ndarray  # (b, C, H, W) float32, channels-first
-    target: np.ndarray  # (b,) float32
+    target: np.ndarray | None  # (b,) float32; None from a file without one, opened with require_target=False
     observers: dict[str, np.ndarray]
 
 
@@ -38,17 +38,19 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
-def _pick(found: list[str], accepted: tuple[str, ...], path: Path, what: str) -> str:
+def _pick(found: list[str], accepted: tuple[str, ...], path: Path, what: str, required: bool = True) -> str | None:
     for name in accepted:
         if name in found:
             return name
+    if not required:
+        return None
     raise E2EError(f"{path}: no {what} column/key; expected one of {list(accepted)}, found {sorted(found)}")
 
 
 class HDF5Reader:
-    """The e/gamma layout: `X` (N, H, W, C) channels-LAST float32 and `y` (N,)."""
+    """The e/gamma layout: `X` (N, H, W, C) channels-LAST float32 and `y` (N,) (optional with require_target=False)."""
 
-    def __init__(self, dataset: Dataset, path: Path):
+    def __init__(self, dataset: Dataset, path: Path, *, require_target: bool = True):
         import h5py
 
         self.path, self.dataset = path, dataset
@@ -58,14 +60,16 @@ class HDF5Reader:
             raise E2EError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from None
         keys = list(self.file.keys())
         self.x = self.file[_pick(keys, dataset.image_keys, path, "image")]
-        self.y = self.file[_pick(keys, dataset.target_keys, path, "target")]
+        y_key = _pick(keys, dataset.target_keys, path, "target", require_target)
+        self.y = None if y_key is None else self.file[y_key]
+        self.has_target = y_key is not None
         C, H, W = dataset.shape
         if self.x.ndim != 4 or self.x.shape[1:] != (H, W, C):
             raise E2EError(f"{path}: image shape expected (N, {H}, {W}, {C}) channels-last, found {self.x.shape}")
         for name, ds in (("X", self.x), ("y", self.y)):
-            if ds.dtype.kind not in "fiub":
+            if ds is not None and ds.dtype.kind not in "fiub":
                 raise E2EError(f"{path}: {name} must be numeric, found dtype {ds.dtype}")
-        if self.y.shape != (self.x.shape[0],):
+        if self.y is not None and self.y.shape != (self.x.shape[0],):
             raise E2EError(f"{path}: y shape expected ({self.x.shape[0]},), found {self.y.shape}")
         self.n_rows = int(self.x.shape[0])
 
@@ -74,7 +78,7 @@ class HDF5Reader:
             stop = min(start + batch_rows, self.n_rows)
             try:
                 x = np.asarray(self.x[start:stop], dtype=np.float32)
-                y = np.asarray(self.y[start:stop], dtype=np.float32)
+                y = None if self.y is None else np.asarray(self.y[start:stop], dtype=np.float32)
             except (OSError, RuntimeError) as exc:  # truncated or corrupt chunk
                 raise E2EError(f"{self.path}: unreadable rows {start}-{stop} ({_one_line(exc)})") from None
             # transpose, never reshape: a reshape of channels-last data scrambles pixels
@@ -130,7 +134,7 @@ def _regroup(batches: Iterator[Batch], batch_rows: int) -> Iterator[Batch]:
     """Consecutive batches joined into batches of at most batch_rows rows."""
     parts: list[Batch] = []
     for batch in batches:
-        if parts and sum(len(p.target) for p in parts) + len(batch.target) > batch_rows:
+        if parts and sum(len(p.images) for p in parts) + len(batch.images) > batch_rows:
             yield _concat(parts)
             parts = []
         parts.append(batch)
@@ -141,7 +145,8 @@ def _regroup(batches: Iterator[Batch], batch_rows: int) -> Iterator[Batch]:
 def _concat(parts: list[Batch]) -> Batch:
     if len(parts) == 1:
         return parts[0]
-    return Batch(np.concatenate([p.images for p in parts]), np.concatenate([p.target for p in parts]),
+    target = None if parts[0].target is None else np.concatenate([p.target for p in parts])
+    return Batch(np.concatenate([p.images for p in parts]), target,
                  {k: np.concatenate([p.observers[k] for p in parts]) for k in parts[0].observers})
 
 
@@ -149,7 +154,7 @@ class ParquetReader:
     """Jet images: nested list<list<list<double>>> channels-first, one row group per jet in the real files,
     so every row group is read (reading one row group as "a chunk" reads one jet)."""
 
-    def __init__(self, dataset: Dataset, path: Path):
+    def __init__(self, dataset: Dataset, path: Path, *, require_target: bool = True):
         import pyarrow.parquet as pq
 
         self.path, self.dataset = path, dataset
@@ -162,14 +167,16 @@ class ParquetReader:
             raise E2EError(f"{path}: not a readable parquet file ({_one_line(exc)})") from None
         names = self.file.schema_arrow.names
         self.image_col = _pick(names, dataset.image_keys, path, "image")
-        self.target_col = _pick(names, dataset.target_keys, path, "target")
+        self.target_col = _pick(names, dataset.target_keys, path, "target", require_target)
+        self.has_target = self.target_col is not None
         self.observer_cols = {out: _pick(names, acc, path, out) for out, acc in dataset.observer_keys.items()}
-        for col in [self.target_col, *self.observer_cols.values()]:
+        present = [c for c in (self.target_col, *self.observer_cols.values()) if c is not None]
+        for col in present:
             t = self.file.schema_arrow.field(col).type
             if not (str(t).startswith(("double", "float", "int", "uint", "halffloat", "bool"))):
                 raise E2EError(f"{path}: column {col} must be numeric, found {t}")
         self.n_rows = self.file.metadata.num_rows
-        self.columns = [self.image_col, self.target_col, *self.observer_cols.values()]
+        self.columns = [self.image_col, *present]
 
     def batches(self, batch_rows: int, transform: Transform | None = None) -> Iterator:
         """Batches of at most batch_rows rows in file order; with a transform, transform(batch, index of
@@ -231,7 +238,8 @@ class ParquetReader:
             flat[at:at + len(values)] = values  # the float64 -> float32 cast happens in this one copy
             at += len(values)
         # the file is channels-first already, so filling (b, C, H, W) in order keeps every pixel where it was
-        target = rb.column(self.target_col).to_numpy(zero_copy_only=False).astype(np.float32)
+        target = (None if self.target_col is None
+                  else rb.column(self.target_col).to_numpy(zero_copy_only=False).astype(np.float32))
         observers = {out: rb.column(col).to_numpy(zero_copy_only=False).astype(np.float32)
                      for out, col in self.observer_cols.items()}
         return Batch(images, target, observers)
@@ -243,12 +251,13 @@ class ParquetReader:
 READERS = {"hdf5": HDF5Reader, "parquet": ParquetReader}
 
 
-def open_reader(dataset: Dataset, path: Path):
+def open_reader(dataset: Dataset, path: Path, *, require_target: bool = True):
+    """require_target=False (predict): a file without the target column/key reads with Batch.target None."""
     if not path.is_file():
         raise E2EError(f"{path}: missing input file for dataset {dataset.name}")
     if path.stat().st_size == 0:
         raise E2EError(f"{path}: empty file")
-    reader = READERS[dataset.format](dataset, path)
+    reader = READERS[dataset.format](dataset, path, require_target=require_target)
     if reader.n_rows == 0:
         raise E2EError(f"{path}: holds no rows")
     return reader
