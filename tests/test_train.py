@@ -312,9 +312,10 @@ def test_a_piped_training_of_a_slow_model_reports_progress_within_the_epoch(tmp_
 @pytest.mark.parametrize("tf32", [False, True, False])
 def test_tf32_is_what_runtime_tf32_says(tf32):
     """Guards against: TF32 switched on for every GPU run (and cuDNN's own default of TF32 convolutions left
-    in place), so GPU predictions differed from the CPU's at ~1e-3 while predict promised float32. The
+    in place), so GPU predictions differed from the CPU's at ~1e-3 while predict promised float32; and
+    against flags set so that torch's own getter raises (torch.compile and torch.export read it). The
     flags are process-wide and set either way, so each case follows the one before."""
     runtime = dataclasses.replace(parse_params(RAW).runtime, tf32=tf32)
     engine.prepare(torch.nn.Linear(2, 1), torch.device("cpu"), runtime)
-    want = "tf32" if tf32 else "ieee"
-    assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == (want, want)
+    assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
+    assert (torch.backends.cudnn.conv.fp32_precision == "tf32") is tf32  # what the convolutions go by

@@ -45,10 +45,12 @@ def autocast(device: torch.device, enabled: bool):
 def set_tf32(enabled: bool) -> None:
     """TF32 tensor-core math for float32 matmuls and cuDNN convolutions (Ampere and later), or IEEE float32.
     Set both ways on purpose: cuDNN defaults to TF32 for convolutions, so a GPU's float32 predictions would
-    differ from the CPU's at ~1e-3 unless IEEE is asked for. No effect on a CPU."""
-    precision = "tf32" if enabled else "ieee"
-    torch.backends.cuda.matmul.fp32_precision = precision
-    torch.backends.cudnn.conv.fp32_precision = precision
+    differ from the CPU's at ~1e-3 unless IEEE is asked for. No effect on a CPU.
+    The allow_tf32 flags, not the per-operation `fp32_precision` ones: in torch 2.14 setting cuDNN's conv
+    precision alone makes `torch.backends.cudnn.allow_tf32` raise, and torch.compile and torch.export
+    (e2e export) read it. The two APIs share their state (allow_tf32 False is conv precision "none")."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def prepare(model: torch.nn.Module, device: torch.device, runtime) -> torch.nn.Module:
