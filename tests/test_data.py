@@ -87,3 +87,23 @@ def test_select_channels_keeps_the_entries_of_those_channels():
     x = dense_images()
     got = select_channels(sparsify(x), [2, 0], x.shape[1:])
     np.testing.assert_array_equal(densify(got, (2, *x.shape[2:]), np.float16), x[:, [2, 0]])
+
+
+@pytest.mark.parametrize("max_gb", [1.0, 0.0], ids=["resident", "host"])
+def test_channels_last_batches_hold_the_same_values_in_the_models_layout(max_gb):
+    """Guards against: the densified buffer staying NCHW while a GPU model is channels_last (a layout
+    conversion every step), or a wrong channels-last index putting values in the wrong channel or pixel."""
+    x = dense_images(n=40)
+    channels = [2, 0]
+    plain, last = (SparseBatches(SparseImages.from_dense(x), np.arange(40, dtype=np.float32), np.arange(40),
+                                 channels, 6, torch.device("cpu"), True, 0, max_gb, channels_last=cl)
+                   for cl in (False, True))
+    for epoch in range(2):  # the second pass zeroes what the first wrote, in the channels-last positions
+        plain.set_epoch(epoch)
+        last.set_epoch(epoch)
+        for (xp, yp), (xl, yl) in zip(plain, last):
+            assert xl.is_contiguous(memory_format=torch.channels_last) and not xl.is_contiguous()
+            assert xp.is_contiguous()
+            assert torch.equal(yl, yp)
+            np.testing.assert_array_equal(xl.numpy(), x[yl.numpy().astype(int)][:, channels].astype(np.float32))
+            assert torch.equal(xl, xp)

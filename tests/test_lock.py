@@ -31,8 +31,8 @@ DISPATCH = {"e2e", "e2e.__main__", "e2e.cli"}
 NO_AVX = "X86_V3 X86_V4 AVX2 FMA3 AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
 HARDWARE_KNOBS = {"runtime.device": "cpu", "runtime.threads": 1, "runtime.resident_max_gb": 1.0,
                   "runtime.nproc": 2, "runtime.convert_workers": 3}
-NUMERIC_KNOBS = {"runtime.amp": ("train", "evaluate"), "runtime.channels_last": ("train", "evaluate"),
-                 "runtime.compile": ("train",)}
+NUMERIC_KNOBS = {"runtime.amp": ("train",), "runtime.channels_last": ("train", "evaluate"),
+                 "runtime.tf32": ("train", "evaluate"), "runtime.compile": ("train",)}
 
 
 def module_path(name: str) -> Path | None:

@@ -1,11 +1,14 @@
-"""Training: reproducible on CPU, resumable only for the same experiment (SIGKILL and resume: test_faults), and
-DistributedDataParallel with gloo."""
+"""Training: reproducible on CPU, resumable only for the same experiment (SIGKILL and resume: test_faults) and
+then drawing the same random numbers, progress in a piped log, and DistributedDataParallel with gloo (more
+in test_ddp)."""
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from e2e import convert, split, train
+from e2e import convert, engine, split, train
 from e2e.config import Paths, parse_params
 from e2e.data import Converted
 from e2e.tasks import get_task
@@ -212,3 +215,43 @@ def test_an_interrupted_training_resumes_only_the_same_experiment(tmp_path, form
         assert "resuming" not in printed, printed
     summary = json.loads((root / "metrics/electron_photon/train/metrics.json").read_text())
     assert summary["epochs_run"] == 2
+
+
+@OWN
+def test_a_resumed_training_draws_the_same_random_numbers_as_an_uninterrupted_one(tmp_path, formats_dir,
+                                                                                  monkeypatch):
+    """Guards against: last.pt missing a random state the loop draws from (here the augmentation's flips,
+    from the CPU generator; on a GPU the CUDA generator, tests/test_gpu.py), so that a resumed run trained
+    another model than an uninterrupted one."""
+    whole, resumed = (prepared_root(tmp_path / n, RAW, formats_dir) for n in ("whole", "resumed"))
+    train.main(parse_params(RAW), "electron_photon", Paths(whole))
+    with monkeypatch.context() as m:
+        fail_in_epoch_2(m, [])
+        with pytest.raises(RuntimeError, match="simulated"):
+            train.main(parse_params(RAW), "electron_photon", Paths(resumed))
+    train.main(parse_params(RAW), "electron_photon", Paths(resumed))
+    assert history(whole) == history(resumed)
+    a, b = (torch.load(r / "models/electron_photon/model.pt", weights_only=True)["state_dict"]
+            for r in (whole, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@OWN
+def test_a_piped_training_of_a_slow_model_reports_progress_within_the_epoch(tmp_path, formats_dir, monkeypatch,
+                                                                             capsys):
+    """Guards against: a piped log (no progress bar: `dvc repro > log`) silent for a whole epoch of a slow
+    model. The interval (30 s) is shortened and each batch made slow; pytest's captured output is no
+    terminal, as a pipe."""
+    monkeypatch.setattr(engine, "PROGRESS_EVERY_S", 0.2)
+    monkeypatch.setattr(train, "make_augment", lambda names: lambda x: (time.sleep(0.15), x)[1])
+    raw = raw_with(epochs=1)
+    root = prepared_root(tmp_path, raw, formats_dir)
+    capsys.readouterr()
+    train.main(parse_params(raw), "electron_photon", Paths(root))
+    printed = capsys.readouterr().out.splitlines()
+    progress = [re.fullmatch(r"electron_photon epoch 1/1: (\d+)/(\d+) batches, \d+ img/s, ETA \d\d:\d\d", line)
+                for line in printed if "batches" in line]
+    assert progress and all(progress), printed
+    assert int(progress[0][1]) < int(progress[0][2]), "no line before the epoch ended"
+    assert printed.index(next(line for line in printed if "batches" in line)) < printed.index(
+        next(line for line in printed if line.startswith("electron_photon epoch 1:")))

@@ -55,8 +55,9 @@ class SplitParams:
 @dataclass(frozen=True)
 class RuntimeParams:
     device: str = "auto"
-    amp: bool = True
+    amp: bool = True  # bf16 autocast of the training steps on a GPU; predictions are always float32
     channels_last: bool = True
+    tf32: bool = False  # TF32 float32 matmuls/convolutions on a GPU: faster, ~1e-3 relative error
     compile: bool = False
     resident_max_gb: float = 8.0  # the sparse split stays on the GPU up to this size, else in host memory
     convert_workers: int = 0  # raw files converted in parallel, one process each; 0: one per 4 cores

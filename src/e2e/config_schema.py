@@ -38,7 +38,7 @@ RULES: dict[type, dict[str, Rule]] = {
     SplitParams: {"seed": SEED, "val_fraction": _number(gt=0, lt=1), "test_fraction": _number(gt=0, lt=1),
                   "target_bins": SIZE},
     RuntimeParams: {"device": _choice(names.DEVICES, r"cuda:\d+", "cuda:<index>"), "amp": BOOL,
-                    "channels_last": BOOL, "compile": BOOL, "resident_max_gb": _number(ge=0),
+                    "channels_last": BOOL, "tf32": BOOL, "compile": BOOL, "resident_max_gb": _number(ge=0),
                     "convert_workers": COUNT, "threads": COUNT, "nproc": SIZE},
     TrainParams: {"model": _choice(names.MODELS, names.TIMM_MODEL, "timm/<name> (any timm model)"), "model_kwargs": KWARGS, "epochs": SIZE, "batch_size": SIZE,
                   "optimizer": _choice(names.OPTIMIZERS), "lr": _number(gt=0), "weight_decay": _number(ge=0),

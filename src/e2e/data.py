@@ -4,7 +4,8 @@ each batch densified where the model runs.
 On a GPU the sparse split lives on the device (the jet-mass train and validation splits of all seven
 files at the model's 4 channels are ~1.4 GB), so an epoch makes no host-to-device copies of images;
 when it exceeds `runtime.resident_max_gb` it stays in host memory and each batch's entries (kilobytes)
-are copied over before densifying. On a CPU it is the same code.
+are copied over before densifying, from pinned memory so that the copy does not block the host. On a
+CPU it is the same code.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import torch
 
 from .errors import E2EError
 from .npy import load_array
-from .sparse import SparseBatch, SparseImages, select_channels
+from .sparse import SparseBatch, SparseImages, nhwc_index, select_channels
+
+RANK_SEED_STRIDE = 100003  # rank r of a DDP run draws from seed + r * this: its own shuffle and dropout
 
 
 class Converted:
@@ -63,22 +66,40 @@ def shard(idx: np.ndarray, rank: int, world: int) -> np.ndarray:
     return idx[: len(idx) // world * world][rank::world]
 
 
+def uses_channels_last(device: torch.device, runtime) -> bool:
+    """The memory format of the model (e2e.engine.prepare) and so of its batches: channels_last on a GPU."""
+    return bool(runtime.channels_last) and device.type == "cuda"
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device` without blocking the host: a host tensor bound for a GPU goes through pinned memory,
+    since a copy from pageable memory is staged by the driver and returns only when done, non_blocking or
+    not. (The caching host allocator keeps the pinned block until the copy has finished.)"""
+    if t.device.type == "cpu" and device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 class SparseBatches:
     """Batches (x float32 (b, C, H, W), y float32 (b,)) of one split, shuffled per epoch when asked.
 
     A yielded `x` lives in one of two reused buffers: it is valid until the next-but-one batch. A fresh
     zeroed 16 MB tensor per batch cost more in page faults than the whole densification on a CPU, and
     zeroing only the entries the buffer's last batch wrote is ~1000x less memory traffic than a memset.
+    With `channels_last` the buffer is laid out (b, H, W, C) and `x` is its channels_last view, the layout
+    of a channels_last model: no conversion per step.
     """
 
     def __init__(self, images: SparseImages, target, idx, channels, batch_size: int, device: torch.device,
-                 shuffle: bool, seed: int, resident_max_gb: float):
+                 shuffle: bool, seed: int, resident_max_gb: float, *, channels_last: bool = False):
         self.shape = (len(channels), *images.image_shape[1:])
         self.size = int(np.prod(self.shape))  # values per dense image
         self.rows = np.sort(np.asarray(idx))  # batch i of an unshuffled pass holds rows[i*b:(i+1)*b]
         self.n, self.batch_size, self.shuffle, self.seed, self.epoch = len(idx), batch_size, shuffle, seed, 0
-        self.device = device
+        self.device, self.channels_last = device, channels_last
         entries = _gather(images, self.rows, channels)
+        if channels_last:
+            entries = SparseBatch(entries.values, nhwc_index(entries.index, self.shape), entries.counts)
         fits = entries.values.nbytes + entries.index.nbytes <= resident_max_gb * 2**30
         self.store = store = device if fits else torch.device("cpu")
         self.counts_host = entries.counts  # each batch's size is known on the host: no device sync per batch
@@ -104,9 +125,9 @@ class SparseBatches:
     def __iter__(self):
         order = self.order()
         totals = np.add.reduceat(self.counts_host[order.numpy()], np.arange(0, self.n, self.batch_size))
-        order = order.to(self.store)  # one copy of the epoch's order: none per batch
+        order = to_device(order, self.store)  # one copy of the epoch's order: none per batch
         for k, (rows, total) in enumerate(zip(order.split(self.batch_size), totals.tolist())):
-            yield self.densify(rows, total, k % 2), self.y[rows].to(self.device, non_blocking=True)
+            yield self.densify(rows, total, k % 2), to_device(self.y[rows], self.device)
 
     def densify(self, rows: torch.Tensor, total: int, slot: int) -> torch.Tensor:
         """Scatter the `total` entries of `rows` into buffer `slot`, after zeroing only what its last batch wrote."""
@@ -115,12 +136,17 @@ class SparseBatches:
         first = torch.cumsum(counts, 0) - counts
         src = (self.offsets[rows] - first)[event] + torch.arange(total, device=store)
         # only the batch's entries travel when the split lives in host memory (kilobytes, not the dense batch)
-        position = (event * self.size + self.index[src]).to(self.device, non_blocking=True)
+        position = to_device(event * self.size + self.index[src], self.device)
         buffer, written = self.buffers[slot]
-        buffer[written] = 0
-        buffer[position] = self.values[src].to(self.device, non_blocking=True).float()
+        # not `buffer[written] = 0`: indexing with a Python scalar copies it to the GPU and waits, every batch
+        buffer.index_fill_(0, written, 0.0)
+        buffer[position] = to_device(self.values[src], self.device).float()
         self.buffers[slot] = (buffer, position)
-        return buffer[: len(rows) * self.size].view(len(rows), *self.shape)
+        dense = buffer[: len(rows) * self.size]
+        if self.channels_last:
+            c, h, w = self.shape
+            return dense.view(len(rows), h, w, c).permute(0, 3, 1, 2)
+        return dense.view(len(rows), *self.shape)
 
 
 def _gather(images: SparseImages, rows: np.ndarray, channels: list[int], chunk: int = 65536) -> SparseBatch:
@@ -134,4 +160,5 @@ def _gather(images: SparseImages, rows: np.ndarray, channels: list[int], chunk: 
 
 def make_batches(data: Converted, idx, channels, batch_size, device, shuffle, seed, runtime, rank=0, world=1):
     return SparseBatches(data.images, data.target, shard(np.asarray(idx), rank, world), channels, batch_size,
-                         device, shuffle, seed + 100003 * rank, runtime.resident_max_gb)
+                         device, shuffle, seed + RANK_SEED_STRIDE * rank, runtime.resident_max_gb,
+                         channels_last=uses_channels_last(device, runtime))

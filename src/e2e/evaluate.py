@@ -47,7 +47,7 @@ def predictions(model, data: Converted, split: dict, channels: list[int], params
         batches = make_batches(data, split[part], channels, params.evaluate.batch_size, device, False, 0,
                                params.runtime)
         idx = batches.rows  # the order of the predictions
-        raw, truth = predict(model, batches, device, params.runtime.amp)
+        raw, truth = predict(model, batches, device)
         est, truth = model.decode(raw).cpu().numpy(), truth.cpu().numpy()
         cols = {"split": part, "row": idx, "truth": truth, "prediction": est}
         cols.update(member_columns(model, raw))

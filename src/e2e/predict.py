@@ -70,11 +70,12 @@ def torch_backend(task_name: str, path: Path, device_name: str):
     """(images -> Outputs, preprocessing) of model.pt and the preprocessing.json beside it."""
     import torch
 
-    from .engine import select_device
+    from .engine import select_device, set_tf32
     from .modelio import load_checkpoint
 
     cfg = load_preprocessing(path.parent / "preprocessing.json")
     device = select_device(device_name)
+    set_tf32(False)  # IEEE float32 on a GPU too (cuDNN would use TF32 for convolutions)
     model, ckpt = load_checkpoint(path, device)
     check_model(ckpt["spec"].get("task"), ckpt["spec"]["in_channels"], task_name, cfg, path)
 

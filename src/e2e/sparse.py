@@ -144,6 +144,12 @@ def select_channels(batch: SparseBatch, channels: list[int], shape: tuple[int, i
     return keep_entries(SparseBatch(batch.values, index, batch.counts), channel >= 0)
 
 
+def nhwc_index(index: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Flat positions c*H*W + h*W + w of (C, H, W) images as positions (h*W + w)*C + c in (H, W, C) order."""
+    hw = shape[1] * shape[2]
+    return ((index % hw).astype(np.int64) * shape[0] + index // hw).astype(INDEX_DTYPE)
+
+
 def keep_entries(batch: SparseBatch, keep: np.ndarray) -> SparseBatch:
     """The entries where `keep` is true, with each event's count updated."""
     if keep.all():

@@ -1,29 +1,28 @@
 """Stage `train`: fit the task's model on the train split, keep the best epoch on the validation split.
 
 Runs as one process or under torchrun (DistributedDataParallel); only rank 0 writes DVCLive output
-and checkpoints.
+and checkpoints, and every decision (best epoch, early stop, resume) is rank 0's, broadcast (e2e.ddp).
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
 import os
 import shutil
 import time
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import metrics
+from . import ddp, metrics, resume
 from .atomic import atomic_path
 from .augment import make_augment
-from .config import Params, Paths
-from .data import Converted, channel_stats, make_batches
+from .config import Params, Paths, RuntimeParams, TrainParams
+from .data import RANK_SEED_STRIDE, Converted, channel_stats, make_batches
 from .ensemble import join, member_dir, member_rows
 from .engine import _unwrap, predict, prepare, select_device, train_one_epoch
-from .errors import E2EError
 from .modelio import build, save_checkpoint
 from .optim import make_optimizer, make_scheduler
 from .split import load_split
@@ -31,13 +30,17 @@ from .tracking import open_live
 from .tasks import Task, get_task, make_loss
 
 
-def init_distributed() -> tuple[int, int, int]:
-    """(rank, world, local_rank); a single process when not launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+@dataclass(frozen=True)
+class Run:
+    """What every epoch of one ensemble member needs besides its model and batches."""
+    task: Task
+    tp: TrainParams
+    rt: RuntimeParams
+    device: torch.device
+    dist: ddp.Dist
+    live: object  # rank 0's DVCLive; None on the other ranks
+    workdir: Path
+    prefix: str = ""  # member<k>/ for the members of an ensemble after the first
 
 
 def model_spec(task: Task, data: Converted, tp) -> dict:
@@ -74,43 +77,36 @@ def score(task: Task, model, out: torch.Tensor, truth: torch.Tensor, loss_fn) ->
     return {"loss": loss, task.primary_metric: metrics.METRICS[task.primary_metric](y, decoded)}
 
 
-def wrap(model, runtime, world: int, device: torch.device):
-    net = torch.compile(model) if runtime.compile else model
-    if world > 1:
+def wrap(model, runtime, dist: ddp.Dist, device: torch.device):
+    """(the network the training steps run, the one validation runs).
+
+    DDP inside torch.compile, not around it: compiling the DDP module splits its graph at the gradient
+    buckets, so each bucket's all-reduce overlaps the rest of the backward pass. dynamic=False: the last,
+    smaller batch of an epoch costs one more static graph, compiled once per run, instead of turning the
+    batch dimension dynamic for every later step; dropping it (drop_last) would change which events train
+    and every CPU result, padding it would need a masked loss and would bias BatchNorm's batch statistics.
+    Validation runs the bare model: DDP's forward broadcasts buffers, a collective that the ranks' unequal
+    validation shares (one batch more on some ranks) would leave unmatched."""
+    net = model
+    if dist.world > 1:
         ids = [device.index] if device.type == "cuda" else None
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
-    return net
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if not runtime.compile:
+        return net, model
+    compiled = torch.compile(net, dynamic=False)
+    return compiled, compiled if dist.world == 1 else torch.compile(model, dynamic=False)
+
+
+def validate(run: Run, evaluator, model, val_b, n_val: int, loss_fn) -> dict:
+    """Loss and metric on the whole validation split, identical on every rank: the ranks first hold the same
+    model (rank 0's BatchNorm statistics), predict their shares, gather them all, and take rank 0's score."""
+    ddp.sync_buffers(model, run.dist)
+    out, truth = (ddp.gather_spread(t, n_val, run.dist) for t in predict(evaluator, val_b, run.device))
+    return ddp.broadcast(score(run.task, model, out, truth, loss_fn), run.dist)
 
 
 def is_better(task: Task, value: float, best: float | None) -> bool:
     return best is None or (value > best if task.higher_is_better else value < best)
-
-
-def fingerprint(tp, data: Converted, split: dict) -> str:
-    """What a resumable checkpoint must match: the train params, the converted data and the split."""
-    h = hashlib.sha256(json.dumps(dataclasses.asdict(tp), sort_keys=True, default=str).encode())
-    h.update(json.dumps(data.meta["sources"], sort_keys=True).encode())
-    for part in ("train", "val"):
-        h.update(split[part].tobytes())
-    return h.hexdigest()
-
-
-def load_resume(path, fp: str, model, optimizer, scheduler) -> dict | None:
-    """State of the last completed epoch of an interrupted run with the same fingerprint, else None."""
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses pickled code: a tampered checkpoint is an error
-        raise E2EError(f"{path}: refused to resume from it ({type(exc).__name__}); delete it to start afresh") from None
-    if state.get("fingerprint") != fp:
-        return None
-    model.load_state_dict(state["state_dict"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    print(f"resuming after epoch {state['epoch'] + 1} from {path}")
-    return state
 
 
 def log_epoch(live, epoch: int, row: dict, prefix: str = "") -> None:
@@ -159,58 +155,60 @@ def live_output(path, workdir, rank: int):
     shutil.move(tmp, path)
 
 
-def fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, fp,
-        prefix: str = "") -> tuple[dict, list[dict]]:
+def fit(run: Run, model, nets: tuple, train_b, val_b, n_val: int, spec: dict, fp: str) -> tuple[dict, list[dict]]:
+    """Train `model` (through nets: training, validation) epoch by epoch: (best epoch and value, history)."""
+    task, tp, live = run.task, run.tp, run.live
     optimizer = make_optimizer(model, tp)
     scheduler = make_scheduler(optimizer, tp, len(train_b))
     train_loss_fn, loss_fn = make_loss(task.loss, tp.label_smoothing), make_loss(task.loss)
     augment = make_augment(tp.augment)
-    m, best, history = task.primary_metric, {"epoch": -1, "value": None}, []
-    resumed = load_resume(workdir / "last.pt", fp, model, optimizer, scheduler)
-    if resumed:
-        best, history = resumed["best"], resumed["history"]
+    m, best, history, last = task.primary_metric, {"epoch": -1, "value": None}, [], run.workdir / "last.pt"
+    state = resume.load(last, fp, run.dist)
+    if state:
+        resume.restore(state, model, optimizer, scheduler, run.device, run.dist)
+        best, history = state["best"], state["history"]
         for epoch, row in enumerate(history if live is not None else []):  # DVC deleted the old files: replay
-            log_epoch(live, epoch, row, prefix)
+            log_epoch(live, epoch, row, run.prefix)
     for epoch in range(len(history), tp.epochs):
         if tp.patience and history and epoch - 1 - best["epoch"] >= tp.patience:  # early stop, also on resume
             break
         train_b.set_epoch(epoch)
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(net, train_b, optimizer, scheduler, train_loss_fn, device, rt.amp,
+        train_loss = train_one_epoch(nets[0], train_b, optimizer, scheduler, train_loss_fn, run.device, run.rt.amp,
                                      tp.grad_clip, augment, desc=f"{task.name} epoch {epoch + 1}/{tp.epochs}")
         seconds = time.perf_counter() - t0
-        val = score(task, model, *predict(model, val_b, device, rt.amp), loss_fn)
+        val = validate(run, nets[1], model, val_b, n_val, loss_fn)
         row = {"train/loss": train_loss, "val/loss": val["loss"], f"val/{m}": val[m],
                "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds}
         history.append(row)
         if is_better(task, val[m], best["value"]):
             best = {"epoch": epoch, "value": val[m]}
             if live is not None:
-                save_checkpoint(workdir / "best.pt", model, spec, epoch=epoch, metrics={f"val_{m}": val[m]})
+                save_checkpoint(run.workdir / "best.pt", model, spec, epoch=epoch, metrics={f"val_{m}": val[m]})
         if live is not None:
-            log_epoch(live, epoch, row, prefix)
-            print(f"{task.name}{' ' + prefix.rstrip('/') if prefix else ''} epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
-                  f"val {m} {val[m]:.4f}  ({train_b.n / seconds:.0f} img/s)")
-            save_checkpoint(workdir / "last.pt", model, spec, epoch=epoch, best=best, history=history,
-                            fingerprint=fp, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                            rng=torch.get_rng_state())
+            log_epoch(live, epoch, row, run.prefix)
+            print(f"{task.name}{' ' + run.prefix.rstrip('/') if run.prefix else ''} epoch {epoch + 1}: train loss "
+                  f"{train_loss:.4f}  val loss {val['loss']:.4f}  val {m} {val[m]:.4f}  "
+                  f"({train_b.n * run.dist.world / seconds:.0f} img/s)")
+        resume.save(last, model, spec, epoch=epoch, best=best, history=history, fp=fp, optimizer=optimizer,
+                    scheduler=scheduler, device=run.device, dist=run.dist)
     return best, history
 
 
-def train_member(k: int, task: Task, tp, rt, data: Converted, split: dict, seed: int, rows: np.ndarray,
-                 live, workdir, dist: tuple[int, int, torch.device]) -> tuple[dict, list[dict], dict]:
+def train_member(k: int, run: Run, data: Converted, split: dict, seed: int,
+                 rows: np.ndarray) -> tuple[dict, list[dict], dict]:
     """Train ensemble member k (the model itself when there is one) on `rows`: (best, history, spec)."""
-    rank, world, device = dist
+    rt, dist, device = run.rt, run.dist, run.device
     torch.manual_seed(seed)
-    model, spec = build_model(task, data, tp, rows)
+    model, spec = build_model(run.task, data, run.tp, rows)
+    if dist.rank:  # its own dropout and augmentation draws; rank 0 goes on as a single process would
+        torch.manual_seed(seed + RANK_SEED_STRIDE * dist.rank)
     model = prepare(model, device, rt)
-    net = wrap(model, rt, world, device)
     channels = spec["channels"]
-    train_b = make_batches(data, rows, channels, tp.batch_size, device, True, seed, rt, rank, world)
-    val_b = make_batches(data, split["val"], channels, 4 * tp.batch_size, device, False, 0, rt)
-    fp = fingerprint(tp, data, split) + (f"-member{k + 1}" if k else "")
-    best, history = fit(task, tp, rt, model, net, train_b, val_b, device, live, workdir, spec, fp,
-                        f"member{k + 1}/" if k else "")
+    train_b = make_batches(data, rows, channels, run.tp.batch_size, device, True, seed, rt, dist.rank, dist.world)
+    val_b = make_batches(data, ddp.spread(split["val"], dist), channels, 4 * run.tp.batch_size, device, False, 0, rt)
+    fp = resume.fingerprint(run.tp, data, split) + (f"-member{k + 1}" if k else "")
+    best, history = fit(run, model, wrap(model, rt, dist, device), train_b, val_b, len(split["val"]), spec, fp)
     return best, history, spec
 
 
@@ -231,19 +229,20 @@ def save_model(paths: Paths, task_name: str, tp, data: Converted, channels: list
 
 def main(params: Params, task_name: str, paths: Paths) -> None:
     task, tp, rt = get_task(task_name), params.train[task_name], params.runtime
-    rank, world, local_rank = init_distributed()
-    device = select_device(rt.device, local_rank)
+    dist = ddp.from_env()
+    device = select_device(rt.device, dist.local_rank, dist.local_world)
+    ddp.init(dist, device)
     data = Converted(paths.converted(task.dataset))
     split = load_split(paths.splits(task_name))
     members = member_rows(split["train"], tp)
     # outside the DVC outputs, which `dvc repro` deletes before a rerun: this is what makes resume possible
     workdir = paths.root / ".cache" / "train" / task_name
     workdirs = [member_dir(workdir, k, len(members)) for k in range(len(members))]
-    with live_output(paths.train_metrics(task_name), workdir, rank) as live:
-        results = [train_member(k, task, tp, rt, data, split, seed, rows, live, workdirs[k], (rank, world, device))
-                   for k, (seed, rows) in enumerate(members)]
+    with live_output(paths.train_metrics(task_name), workdir, dist.rank) as live:
+        run = Run(task, tp, rt, device, dist, live, workdir)
+        results = [train_member(k, replace(run, workdir=workdirs[k], prefix=f"member{k + 1}/" if k else ""),
+                                data, split, seed, rows) for k, (seed, rows) in enumerate(members)]
         if live is not None:
             summarize(live, task, [(best, history) for best, history, _ in results])
             save_model(paths, task_name, tp, data, results[0][2]["channels"], workdirs)
-    if world > 1:
-        torch.distributed.destroy_process_group()
+    ddp.close(dist)
