@@ -303,8 +303,12 @@ def test_stage_writes_predictions_metrics_plots_and_images(raw_root):
     np.testing.assert_array_equal(df["energy_max"], energy.max((1, 2)))
     custom = {p.stem for p in (out / "plots" / "custom").glob("*.json")}
     assert custom == {"roc", "rejection", "precision_recall", "confusion", "score_distribution", "calibration",
-                      "efficiency_vs_energy_total", "rejection_vs_energy_total", "efficiency_vs_energy_max",
-                      "rejection_vs_energy_max"}
+                      "efficiency_vs_energy_total", "rejection_vs_energy_total", "rejection_flat_vs_energy_total",
+                      "efficiency_vs_energy_max", "rejection_vs_energy_max", "rejection_flat_vs_energy_max"}
+    headline = json.loads((out / "headline.json").read_text())["eg"]  # what dvc.yaml lists: the test metric first
+    assert list(headline)[:4] == ["test_auc", "test_auc_lo", "test_auc_hi", "val_auc"]
+    assert headline["test_auc"] == summary["test"]["roc_auc"] and headline["val_auc"] == summary["val"]["roc_auc"]
+    assert headline["rej80"] == summary["test"]["rejection_at_80"]
     for image in ("mean_per_class.png", "examples.png"):
         assert (out / "plots" / "images" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
