@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 BASE   ?= main
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install repro test test-fast full push pull plots plots-diff clean-venv browser review plots-html compare
+.PHONY: install repro test lint test-fast full push pull plots plots-diff clean-venv browser review plots-html compare
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ PYTEST := python -m pytest -q -n auto --maxprocesses=4 --dist loadfile
 
 test: $(STAMP)
 	$(PYTEST)
+
+# ruff (lint rules and format) on the whole tree, mypy on src/: what .ci/run and the CI workflow run first
+lint: $(STAMP)
+	ruff check .
+	ruff format --check .
+	mypy
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow"

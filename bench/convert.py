@@ -1,6 +1,7 @@
 """Conversion throughput and memory on a quark/gluon file in the real format, in one run.
 
-(a) ours: e2e.convert_file.convert_file (the convert stage's per-file step) with params.yaml's convert.quark_gluon (float16 .npy output);
+(a) ours: e2e.convert_file.convert_file (the convert stage's per-file step) with params.yaml's
+    convert.quark_gluon (float16 .npy output);
 (b) public solutions: pq.read_table(f).to_pandas(), then np.stack per row into (N, 3, 125, 125) float32;
 (c) pyarrow's bare decode: pq.read_table + list flatten to numpy views, no copy into our layout;
 (d) for reference, the streaming floor: ParquetFile.iter_batches decode alone.
@@ -15,6 +16,7 @@ in bench/work/ (git-ignored), so a rerun reuses it.
     python bench/convert.py             # 5,000 jets timed; RSS at 5,000 and 40,000; writes bench/results/convert.md
     python bench/convert.py --quick     # smoke run on small files
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,6 +43,7 @@ GEN_BATCH = 250  # jets per generated batch: ~90 MB of float64, whatever the fil
 
 
 # ---------------------------------------------------------------- the input file
+
 
 def sparse_batch(rng: np.random.Generator, n: int) -> np.ndarray:
     """Random deposits: ~250 track pixels, ~400 ECAL pixels, ~10 HCAL 5x5 towers divided by 25."""
@@ -76,8 +79,9 @@ def jet_file(n: int) -> Path:
         return path
     WORK.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    schema = pa.schema([("X_jets", pa.list_(pa.list_(pa.list_(pa.float64()))))]
-                       + [(k, pa.float64()) for k in COLUMNS[1:]])
+    schema = pa.schema(
+        [("X_jets", pa.list_(pa.list_(pa.list_(pa.float64()))))] + [(k, pa.float64()) for k in COLUMNS[1:]]
+    )
     rng, start = np.random.default_rng(n), time.perf_counter()
     with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
         for first in range(0, n, GEN_BATCH):
@@ -91,6 +95,7 @@ def jet_file(n: int) -> Path:
 
 
 # ---------------------------------------------------------------- the methods (run in a worker process)
+
 
 def run_ours(path: Path) -> int:
     from e2e.config import load_params
@@ -147,9 +152,13 @@ def run_footer(path: Path) -> int:
 
 METHODS = {"ours": run_ours, "public": run_public, "bare": run_bare, "decode": run_decode, "footer": run_footer}
 PRELOAD = {"ours": ["e2e.convert"], "public": ["pyarrow.parquet", "pandas"]}  # imports are not what is timed
-LABELS = {"ours": "(a) e2e convert", "public": "(b) public: to_pandas + np.stack",
-          "bare": "(c) pyarrow read_table + flatten", "decode": "(d) pyarrow iter_batches decode only",
-          "footer": "parquet footer"}
+LABELS = {
+    "ours": "(a) e2e convert",
+    "public": "(b) public: to_pandas + np.stack",
+    "bare": "(c) pyarrow read_table + flatten",
+    "decode": "(d) pyarrow iter_batches decode only",
+    "footer": "parquet footer",
+}
 FOOTER: dict[str, int] = {}
 
 
@@ -165,8 +174,9 @@ def worker(method: str, path: Path) -> None:
 
 def run_worker(method: str, path: Path) -> dict:
     """One fresh process per run, so no run inherits another's heap, page-cache misses aside."""
-    proc = subprocess.run([sys.executable, __file__, "--worker", method, "--file", str(path)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", method, "--file", str(path)], capture_output=True, text=True, check=False
+    )
     if proc.returncode:
         sys.exit(f"{method} on {path.name} failed:\n{proc.stderr[-2000:]}")
     run = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -186,36 +196,53 @@ def measure_all(methods: list[str], path: Path, repeat: int) -> dict[str, dict]:
 
 # ---------------------------------------------------------------- report
 
+
 def machine() -> str:
     import pyarrow
     import psutil
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return (f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-            f"Python {platform.python_version()}, pyarrow {pyarrow.__version__}, numpy {np.__version__}, "
-            f"{platform.system()} {platform.release()}; {dt.datetime.now():%Y-%m-%d %H:%M}; "
-            f"load average at the end {os.getloadavg()[0]:.1f} (other work shares the machine when above 0)")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
+        f"Python {platform.python_version()}, pyarrow {pyarrow.__version__}, numpy {np.__version__}, "
+        f"{platform.system()} {platform.release()}; {dt.datetime.now():%Y-%m-%d %H:%M}; "
+        f"load average at the end {os.getloadavg()[0]:.1f} (other work shares the machine when above 0)"
+    )
 
 
 def speed_table(results: dict[str, dict]) -> list[str]:
     b, c = results["public"]["seconds"], results["bare"]["seconds"]
-    lines = ["| method | jets | s | jets/s | ms/jet | peak RSS (MB) | speed-up vs (b) | time / (c) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| method | jets | s | jets/s | ms/jet | peak RSS (MB) | speed-up vs (b) | time / (c) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for method, r in results.items():
         s, n = r["seconds"], r["n"]
-        lines.append(f"| {LABELS[method]} | {n:,} | {s:.2f} | {n / s:,.0f} | {1e3 * s / n:.3f} | "
-                     f"{r['peak_rss'] / 2**20:,.0f} | {b / s:.1f}x | {s / c:.2f} |")
+        lines.append(
+            f"| {LABELS[method]} | {n:,} | {s:.2f} | {n / s:,.0f} | {1e3 * s / n:.3f} | "
+            f"{r['peak_rss'] / 2**20:,.0f} | {b / s:.1f}x | {s / c:.2f} |"
+        )
     return lines
 
 
 def rss_table(runs: list[dict]) -> list[str]:
-    lines = ["| jets | input (MB) | output float16 (MB) | s | jets/s | peak RSS (MB) | of which parquet footer (MB) |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| jets | input (MB) | output float16 (MB) | s | jets/s | peak RSS (MB) | of which parquet footer (MB) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in runs:
-        lines.append(f"| {r['n']:,} | {r['input_mb']:,.0f} | {r['n'] * np.prod(SHAPE) * 2 / 2**20:,.0f} | "
-                     f"{r['seconds']:.1f} | {r['n'] / r['seconds']:,.0f} | {r['peak_rss'] / 2**20:,.0f} | "
-                     f"{r['footer_rss'] / 2**20:,.0f} |")
+        lines.append(
+            f"| {r['n']:,} | {r['input_mb']:,.0f} | {r['n'] * np.prod(SHAPE) * 2 / 2**20:,.0f} | "
+            f"{r['seconds']:.1f} | {r['n'] / r['seconds']:,.0f} | {r['peak_rss'] / 2**20:,.0f} | "
+            f"{r['footer_rss'] / 2**20:,.0f} |"
+        )
     return lines
 
 
@@ -224,14 +251,16 @@ def verdict(results: dict[str, dict], rss: list[dict]) -> list[str]:
     peaks = [r["peak_rss"] / 2**20 for r in rss]
     data = [(r["peak_rss"] - r["footer_rss"]) / 2**20 for r in rss]
     ok = lambda flag: "met" if flag else "MISSED"  # noqa: E731
-    return [f"- (a) >= 10x faster than (b): {b / a:.1f}x, {ok(b / a >= 10)}",
-            f"- (a) within 2x of (c): (a) takes {a / c:.2f}x the time of (c), {ok(a / c <= 2)}",
-            f"- peak RSS of (a) under 1.5 GB: {', '.join(f'{p:,.0f} MB' for p in peaks)}, {ok(max(peaks) < 1536)}",
-            f"- ... and flat: without the footer {', '.join(f'{p:,.0f} MB' for p in data)}, "
-            f"{ok(max(data) - min(data) < 0.15 * min(data))}. The footer (pyarrow parses every row group's "
-            "metadata, and the real files have one row group per jet) grows with the jets of one file and "
-            "is released file by file; the 55k-jet real file needs about "
-            f"{rss[-1]['footer_rss'] / rss[-1]['n'] * 55494 / 2**20:,.0f} MB of it."]
+    return [
+        f"- (a) >= 10x faster than (b): {b / a:.1f}x, {ok(b / a >= 10)}",
+        f"- (a) within 2x of (c): (a) takes {a / c:.2f}x the time of (c), {ok(a / c <= 2)}",
+        f"- peak RSS of (a) under 1.5 GB: {', '.join(f'{p:,.0f} MB' for p in peaks)}, {ok(max(peaks) < 1536)}",
+        f"- ... and flat: without the footer {', '.join(f'{p:,.0f} MB' for p in data)}, "
+        f"{ok(max(data) - min(data) < 0.15 * min(data))}. The footer (pyarrow parses every row group's "
+        "metadata, and the real files have one row group per jet) grows with the jets of one file and "
+        "is released file by file; the 55k-jet real file needs about "
+        f"{rss[-1]['footer_rss'] / rss[-1]['n'] * 55494 / 2**20:,.0f} MB of it.",
+    ]
 
 
 def main() -> None:
@@ -256,16 +285,30 @@ def main() -> None:
         print(f"peak RSS on {f.name} ({f.stat().st_size / 1e6:.0f} MB)")
         footer = run_worker("footer", f)["footer_rss"]
         rss.append(run_worker("ours", f) | {"input_mb": f.stat().st_size / 1e6, "footer_rss": footer})
-    report = ["# Conversion benchmark (quark/gluon, real layout)", "",
-              f"Machine: {machine()}.", "",
-              f"Input: generated `{path.name}`, {args.jets:,} jets, {path.stat().st_size / 1e6:.0f} MB: nested "
-              "list<list<list<double>>> 3x125x125 `X_jets` + `pt`, `m0`, `y`, snappy, one row group per jet, "
-              "~2 % non-zero pixels. Each method runs in a fresh process (best of "
-              f"{args.repeat} rounds of all four); peak RSS is that process's ru_maxrss. (a) uses params.yaml "
-              "convert.quark_gluon and writes float16 `.npy`.", "",
-              *speed_table(results), "", "Peak RSS of (a) by input size:", "", *rss_table(rss), "",
-              "Targets:", "", *verdict(results, rss), "",
-              f"Command: `python bench/convert.py {' '.join(sys.argv[1:])}`".rstrip() + "", ""]
+    report = [
+        "# Conversion benchmark (quark/gluon, real layout)",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        f"Input: generated `{path.name}`, {args.jets:,} jets, {path.stat().st_size / 1e6:.0f} MB: nested "
+        "list<list<list<double>>> 3x125x125 `X_jets` + `pt`, `m0`, `y`, snappy, one row group per jet, "
+        "~2 % non-zero pixels. Each method runs in a fresh process (best of "
+        f"{args.repeat} rounds of all four); peak RSS is that process's ru_maxrss. (a) uses params.yaml "
+        "convert.quark_gluon and writes float16 `.npy`.",
+        "",
+        *speed_table(results),
+        "",
+        "Peak RSS of (a) by input size:",
+        "",
+        *rss_table(rss),
+        "",
+        "Targets:",
+        "",
+        *verdict(results, rss),
+        "",
+        f"Command: `python bench/convert.py {' '.join(sys.argv[1:])}`".rstrip() + "",
+        "",
+    ]
     target = WORK / "convert-quick.md" if args.quick else RESULTS  # a smoke run never overwrites the results
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(report))

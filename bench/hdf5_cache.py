@@ -15,6 +15,7 @@ each chunk was decompressed on average.
     python bench/hdf5_cache.py           # writes bench/results/hdf5_cache.md
     python bench/hdf5_cache.py --quick   # 24,900 rows, a smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,7 @@ def write_file(path: Path, rows: int) -> None:
         f.create_dataset("y", data=np.zeros(rows, np.float32), compression="gzip")
         for start in range(0, rows, UNIQUE):
             n = min(UNIQUE, rows - start)
-            x[start:start + n] = crops[rng.permutation(UNIQUE)[:n]]
+            x[start : start + n] = crops[rng.permutation(UNIQUE)[:n]]
     tmp.replace(path)
 
 
@@ -85,9 +86,17 @@ def measure(path: Path, method: str, batch_rows: int) -> dict:
     cache = reader.x.id.get_access_plist().get_chunk_cache()
     stored = reader.x.id.get_storage_size()
     reader.close()
-    return {"method": method, "rows": rows, "s": time.perf_counter() - start, "read": opened[0].read_bytes,
-            "stored": stored, "cache_bytes": cache[1], "cache_slots": cache[0], "w0": cache[2],
-            "rss_mb": peak_rss_mb()}
+    return {
+        "method": method,
+        "rows": rows,
+        "s": time.perf_counter() - start,
+        "read": opened[0].read_bytes,
+        "stored": stored,
+        "cache_bytes": cache[1],
+        "cache_slots": cache[0],
+        "w0": cache[2],
+        "rss_mb": peak_rss_mb(),
+    }
 
 
 def peak_rss_mb() -> float:
@@ -99,9 +108,13 @@ def peak_rss_mb() -> float:
 
 
 def run(path: Path, method: str, batch_rows: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--measure", method, "--file", str(path),
-                          "--batch-rows", str(batch_rows)], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", method, "--file", str(path), "--batch-rows", str(batch_rows)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -112,28 +125,38 @@ def report(results: list[dict], path: Path, batch_rows: int, command: str) -> st
         chunks, compression = f["X"].chunks, f["X"].compression
     size = path.stat().st_size
     lines = [
-        "# HDF5 chunk cache: e/gamma file read in row batches", "",
+        "# HDF5 chunk cache: e/gamma file read in row batches",
+        "",
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python "
         f"{platform.python_version()}, h5py {h5py.__version__} (HDF5 {h5py.version.hdf5_version}); "
-        f"{dt.datetime.now():%Y-%m-%d %H:%M}; load average at the end {os.getloadavg()[0]:.1f}.", "",
+        f"{dt.datetime.now():%Y-%m-%d %H:%M}; load average at the end {os.getloadavg()[0]:.1f}.",
+        "",
         f"File: {results[0]['rows']:,} rows of X (32, 32, 2) float32 ({results[0]['rows'] * 8192 / 1e9:.2f} GB of "
         f"pixels), {compression} chunks {chunks}, {size / 2**20:.0f} MiB on disk (the real files: 115 and 123 MiB "
         f"for 249,000 rows). Read through e2e's HDF5 reader in batches of {batch_rows} rows "
-        "(convert.electron_photon.batch_rows); each method in a fresh process.", "",
+        "(convert.electron_photon.batch_rows); each method in a fresh process.",
+        "",
         "| chunk cache | bytes, slots, w0 | s | rows/s | bytes read / stored (decompressions per chunk) "
         "| peak RSS (MB) |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     names = {"default": "h5py default", "sized": "e2e: one row of chunks"}
     for r in results:
-        lines.append(f"| {names[r['method']]} | {r['cache_bytes'] / 2**20:.1f} MiB, {r['cache_slots']:,}, "
-                     f"{r['w0']:g} | {r['s']:.1f} | {r['rows'] / r['s']:,.0f} | {r['read'] / r['stored']:.2f} | "
-                     f"{r['rss_mb']:,.0f} |")
+        lines.append(
+            f"| {names[r['method']]} | {r['cache_bytes'] / 2**20:.1f} MiB, {r['cache_slots']:,}, "
+            f"{r['w0']:g} | {r['s']:.1f} | {r['rows'] / r['s']:,.0f} | {r['read'] / r['stored']:.2f} | "
+            f"{r['rss_mb']:,.0f} |"
+        )
     default, sized = results
-    lines += ["", f"Sizing the cache saves {1 - sized['s'] / default['s']:.0%} of the reading time; each chunk is "
-              f"decompressed {sized['read'] / sized['stored']:.2f} times instead of "
-              f"{default['read'] / default['stored']:.2f} (bytes read include the file's metadata and y).", "",
-              f"Command: `{command}`", ""]
+    lines += [
+        "",
+        f"Sizing the cache saves {1 - sized['s'] / default['s']:.0%} of the reading time; each chunk is "
+        f"decompressed {sized['read'] / sized['stored']:.2f} times instead of "
+        f"{default['read'] / default['stored']:.2f} (bytes read include the file's metadata and y).",
+        "",
+        f"Command: `{command}`",
+        "",
+    ]
     return "\n".join(lines)
 
 

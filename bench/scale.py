@@ -12,6 +12,7 @@ The raw file is synthetic (e2e.sources.synthetic: real layout, real occupancy), 
     python bench/scale.py --jets 2000    # quick check; its report goes to the workdir, never over the results
     python bench/scale.py --gpu-only     # (4) alone, on a GPU machine; writes bench/results/scale_gpu.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,11 +58,17 @@ OLD_MS_PER_JET, RSS_MAX, FLAT = 0.71, 1.5e9, 1.15  # FLAT: the most 2 files may 
 DENSIFY_MIN, FEED_MIN, GPU_MIN = 20_000, 5.0, 0.9
 CPU_STEPS, GPU_STEPS = 24, 100  # training steps per timed run
 # non-zero fraction per channel; one value: one mask for every channel (e/gamma time is recorded where energy is)
-OCCUPANCY = {"electron_photon": (0.047,), "quark_gluon": (0.02,) * 3,
-             "jet_mass": tuple(k / 15625 for k in (25, 25, 25, 190, 555, 48, 47, 46))}  # the generator's, ~960/jet
+OCCUPANCY = {
+    "electron_photon": (0.047,),
+    "quark_gluon": (0.02,) * 3,
+    "jet_mass": tuple(k / 15625 for k in (25, 25, 25, 190, 555, 48, 47, 46)),
+}  # the generator's, ~960/jet
 FAKE_N = {"electron_photon": 65536, "quark_gluon": 16384}  # beyond the CPU caches, as a real split is
-CONVERT = {"convert.jet_mass.channels": list(range(8)), "convert.jet_mass.scale": [1.0] * 8,
-           "convert.jet_mass.clip": 50.0}
+CONVERT = {
+    "convert.jet_mass.channels": list(range(8)),
+    "convert.jet_mass.scale": [1.0] * 8,
+    "convert.jet_mass.clip": 50.0,
+}
 
 
 def load_params(preset: str | None = None, overrides: dict | None = None) -> Params:
@@ -89,6 +96,7 @@ def train_channels(params: Params, task: str) -> list[int]:
 
 
 # ---------------------------------------------------------------- (1) and (2): the file and its conversion
+
 
 def raw_file(workdir: Path, n: int, params: Params) -> Path:
     """workdir/raw_<n>/top_gun_opendata_0.parquet and its truth sidecar, generated once and reused."""
@@ -174,8 +182,12 @@ def baseline_run(workdir: Path, raw: Path, rev: str) -> dict:
     peak_sum, peak_one = watch([sys.executable, "-c", BASELINE_CHILD, str(root)], env=env)
     seconds = json.loads((root / "timing.json").read_text())["seconds"]
     out = Paths(root).converted("jet_mass")
-    run = {"n": json.loads((out / "meta.json").read_text())["n"], "seconds": seconds, "peak_sum": peak_sum,
-           "bytes": sum(f.stat().st_size for f in out.iterdir())}
+    run = {
+        "n": json.loads((out / "meta.json").read_text())["n"],
+        "seconds": seconds,
+        "peak_sum": peak_sum,
+        "bytes": sum(f.stat().st_size for f in out.iterdir()),
+    }
     shutil.rmtree(root)  # 37.5 GB of dense float16 at 150,000 jets
     print(f"  {seconds:.1f} s, {1e3 * seconds / run['n']:.3f} ms/jet, peak RSS {peak_sum / 1e9:.2f} GB", flush=True)
     return run
@@ -184,18 +196,31 @@ def baseline_run(workdir: Path, raw: Path, rev: str) -> dict:
 def convert_run(workdir: Path, raw: Path, n_files: int, workers: int) -> dict:
     root = conversion_root(workdir, raw, n_files)
     print(f"converting {n_files} file(s), {workers} worker(s), in {root}", flush=True)
-    peak_sum, peak_one = watch([sys.executable, __file__, "--_convert", str(root), "--_files", str(n_files),
-                                "--workers", str(workers)])
+    peak_sum, peak_one = watch(
+        [sys.executable, __file__, "--_convert", str(root), "--_files", str(n_files), "--workers", str(workers)]
+    )
     out = Paths(root).converted("jet_mass")
     meta, seconds = json.loads((out / "meta.json").read_text()), json.loads((root / "timing.json").read_text())
-    run = {"files": n_files, "n": meta["n"], "nnz": meta["nnz"], "seconds": seconds["seconds"], "out": out,
-           "bytes": sum(f.stat().st_size for f in out.iterdir()), "peak_sum": peak_sum, "peak_one": peak_one}
-    print(f"  {run['seconds']:.1f} s, {1e3 * run['seconds'] / run['n']:.3f} ms/jet, peak RSS {peak_sum / 1e9:.2f} GB"
-          f" (largest process {peak_one / 1e9:.2f} GB)", flush=True)
+    run = {
+        "files": n_files,
+        "n": meta["n"],
+        "nnz": meta["nnz"],
+        "seconds": seconds["seconds"],
+        "out": out,
+        "bytes": sum(f.stat().st_size for f in out.iterdir()),
+        "peak_sum": peak_sum,
+        "peak_one": peak_one,
+    }
+    print(
+        f"  {run['seconds']:.1f} s, {1e3 * run['seconds'] / run['n']:.3f} ms/jet, peak RSS {peak_sum / 1e9:.2f} GB"
+        f" (largest process {peak_one / 1e9:.2f} GB)",
+        flush=True,
+    )
     return run
 
 
 # ---------------------------------------------------------------- (3) and (4): batches and training
+
 
 def fake_images(params: Params, task: str, n: int, seed: int = 0):
     """n random images at the task's real occupancy, in the converted (sparse) format, in memory."""
@@ -215,21 +240,28 @@ def fake_images(params: Params, task: str, n: int, seed: int = 0):
 
 def densify_rate(images, target, channels: list[int], batch: int, repeat: int) -> float:
     """Images/s of whole shuffled epochs of float32 batches from SparseBatches on the CPU, the best one."""
-    batches = SparseBatches(images, target, np.arange(len(images)), channels, batch, torch.device("cpu"),
-                            True, 0, 8.0)
+    batches = SparseBatches(images, target, np.arange(len(images)), channels, batch, torch.device("cpu"), True, 0, 8.0)
 
     def epoch():
         batches.set_epoch(batches.epoch + 1)
         for _ in batches:
             pass
+
     epoch()  # warm-up: first touch of the two reused buffers
     return best_rate(epoch, len(images), repeat, torch.device("cpu"))
 
 
 def make_model(params: Params, task: str, device, rt):
     tp, (_, h, w) = params.train[task], converted_shape(params, task)
-    spec = {"model": tp.model, "model_kwargs": dict(tp.model_kwargs), "in_channels": len(train_channels(params, task)),
-            "image_size": (h, w), "num_outputs": 1, "classification": TASKS[task].is_classification, "task": task}
+    spec = {
+        "model": tp.model,
+        "model_kwargs": dict(tp.model_kwargs),
+        "in_channels": len(train_channels(params, task)),
+        "image_size": (h, w),
+        "num_outputs": 1,
+        "classification": TASKS[task].is_classification,
+        "task": task,
+    }
     model = prepare(build(spec), device, rt)
     return model, (torch.compile(model) if rt.compile else model)
 
@@ -262,6 +294,7 @@ def ceiling_rate(params: Params, task: str, device, rt, steps: int, warmup: int,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
     run(warmup)  # cuDNN autotuning, allocator, compilation
     return best_rate(lambda: run(steps), tp.batch_size * steps, repeat, device)
 
@@ -270,8 +303,17 @@ def sparse_rate(params: Params, task: str, device, rt, images, target, repeat: i
     """Images/s of e2e's own training epoch over SparseBatches resident on `device`, after one epoch of warm-up."""
     tp = params.train[task]
     model, net = make_model(params, task, device, rt)
-    batches = SparseBatches(images, target, np.arange(len(images)), train_channels(params, task), tp.batch_size,
-                            device, True, 0, rt.resident_max_gb)
+    batches = SparseBatches(
+        images,
+        target,
+        np.arange(len(images)),
+        train_channels(params, task),
+        tp.batch_size,
+        device,
+        True,
+        0,
+        rt.resident_max_gb,
+    )
     opt = make_optimizer(model, tp)
     sched, loss_fn = make_scheduler(opt, tp, len(batches)), make_loss(TASKS[task].loss)
     epoch = lambda: train_one_epoch(net, batches, opt, sched, loss_fn, device, rt.amp)  # noqa: E731
@@ -281,45 +323,78 @@ def sparse_rate(params: Params, task: str, device, rt, images, target, repeat: i
 
 # ---------------------------------------------------------------- the report
 
+
 def ok(flag: bool) -> str:
     return "pass" if flag else "**FAIL**"
 
 
 def table(rows, head=("measure", "measured", "target", "result")) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head),
-            *("| " + " | ".join(str(v) for v in row) + " |" for row in rows), ""]
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + " --- |" * len(head),
+        *("| " + " | ".join(str(v) for v in row) + " |" for row in rows),
+        "",
+    ]
 
 
 def size_rows(one: dict) -> list[tuple]:
     n, size = one["n"], one["bytes"]
     dense, projected = n * DENSE_PER_JET, size / n * ALL_JETS
     linked = RAW_ALL + projected
-    return [("non-zero values per jet (8 channels)", f"{one['nnz'] / n:,.0f}", "", ""),
-            ("converted size", f"{size / 1e6:,.1f} MB ({size / n / 1e3:.2f} kB/jet)", "", ""),
-            ("dense float16 / converted", f"{dense / size:,.0f}x (dense {dense / 1e9:,.2f} GB)", ">= 20x",
-             ok(dense / size >= 20)),
-            (f"seven files projected ({ALL_JETS:,} jets)", f"{projected / 1e9:.2f} GB", "", ""),
-            ("raw 8.2 GB + converted, DVC cache linked", f"{linked / 2**30:.1f} GiB", "<= 64 GiB", ok(linked <= DISK)),
-            ("raw + converted + DVC's cache copy of each", f"{2 * linked / 2**30:.1f} GiB", "<= 64 GiB",
-             ok(2 * linked <= DISK))]
+    return [
+        ("non-zero values per jet (8 channels)", f"{one['nnz'] / n:,.0f}", "", ""),
+        ("converted size", f"{size / 1e6:,.1f} MB ({size / n / 1e3:.2f} kB/jet)", "", ""),
+        (
+            "dense float16 / converted",
+            f"{dense / size:,.0f}x (dense {dense / 1e9:,.2f} GB)",
+            ">= 20x",
+            ok(dense / size >= 20),
+        ),
+        (f"seven files projected ({ALL_JETS:,} jets)", f"{projected / 1e9:.2f} GB", "", ""),
+        ("raw 8.2 GB + converted, DVC cache linked", f"{linked / 2**30:.1f} GiB", "<= 64 GiB", ok(linked <= DISK)),
+        (
+            "raw + converted + DVC's cache copy of each",
+            f"{2 * linked / 2**30:.1f} GiB",
+            "<= 64 GiB",
+            ok(2 * linked <= DISK),
+        ),
+    ]
 
 
 def convert_rows(runs: list[dict], workers: int, base: dict) -> list[tuple]:
     old_ms = 1e3 * base["seconds"] / base["n"]
-    rows = [(f"dense converter of {BASELINE}, 1 file: ms/jet (wall clock)", f"{old_ms:.3f} ({base['seconds']:.1f} s); "
-             f"peak RSS {base['peak_sum'] / 1e9:.2f} GB; output {base['bytes'] / 1e9:.1f} GB",
-             f"measured {OLD_MS_PER_JET} at the old occupancy", "")]
+    rows = [
+        (
+            f"dense converter of {BASELINE}, 1 file: ms/jet (wall clock)",
+            f"{old_ms:.3f} ({base['seconds']:.1f} s); "
+            f"peak RSS {base['peak_sum'] / 1e9:.2f} GB; output {base['bytes'] / 1e9:.1f} GB",
+            f"measured {OLD_MS_PER_JET} at the old occupancy",
+            "",
+        )
+    ]
     for r in runs:
         label = f"{r['files']} file(s), {r['n']:,} jets, {n_workers(workers, r['files'])} worker process(es)"
         ms = 1e3 * r["seconds"] / r["n"]
-        rows += [(f"{label}: ms/jet (wall clock)", f"{ms:.3f} ({r['seconds']:.1f} s)", f"<= {old_ms:.3f} (dense, "
-                  "same file)", ok(ms <= old_ms)),
-                 (f"{label}: peak RSS of the process tree", f"{r['peak_sum'] / 1e9:.2f} GB (largest process "
-                  f"{r['peak_one'] / 1e9:.2f} GB)", "< 1.5 GB", ok(r["peak_sum"] < RSS_MAX))]
+        rows += [
+            (
+                f"{label}: ms/jet (wall clock)",
+                f"{ms:.3f} ({r['seconds']:.1f} s)",
+                f"<= {old_ms:.3f} (dense, same file)",
+                ok(ms <= old_ms),
+            ),
+            (
+                f"{label}: peak RSS of the process tree",
+                f"{r['peak_sum'] / 1e9:.2f} GB (largest process {r['peak_one'] / 1e9:.2f} GB)",
+                "< 1.5 GB",
+                ok(r["peak_sum"] < RSS_MAX),
+            ),
+        ]
     one, two = runs
     speed, proc = (two["seconds"] / two["n"]) / (one["seconds"] / one["n"]), two["peak_one"] / one["peak_one"]
-    return rows + [("flat: ms/jet, 2 files / 1 file", f"{speed:.2f}x", f"<= {FLAT}x", ok(speed <= FLAT)),
-                   ("flat: largest process, 2 files / 1 file", f"{proc:.2f}x", f"<= {FLAT}x", ok(proc <= FLAT))]
+    return rows + [
+        ("flat: ms/jet, 2 files / 1 file", f"{speed:.2f}x", f"<= {FLAT}x", ok(speed <= FLAT)),
+        ("flat: largest process, 2 files / 1 file", f"{proc:.2f}x", f"<= {FLAT}x", ok(proc <= FLAT)),
+    ]
 
 
 def feed_table(args, params: Params, data) -> list[str]:
@@ -334,10 +409,35 @@ def feed_table(args, params: Params, data) -> list[str]:
         feed = densify_rate(images, target, train_channels(params, task), tp.batch_size, args.repeat)
         train = ceiling_rate(params, task, torch.device("cpu"), params.runtime, CPU_STEPS, 3, args.repeat)
         print(f"{task}: CPU training {train:,.0f} img/s, densification {feed:,.0f} img/s", flush=True)
-        rows.append((task, tp.model, tp.batch_size, " x ".join(map(str, shape)), source, f"{train:,.0f}",
-                     f"{feed:,.0f}", f"{feed / train:,.0f}x", f">= {FEED_MIN:.0f}x", ok(feed / train >= FEED_MIN)))
-    return table(rows, ("task", "model", "batch", "image", "sparse data (images)", "CPU training img/s",
-                        "densification img/s", "ratio", "target", "result"))
+        rows.append(
+            (
+                task,
+                tp.model,
+                tp.batch_size,
+                " x ".join(map(str, shape)),
+                source,
+                f"{train:,.0f}",
+                f"{feed:,.0f}",
+                f"{feed / train:,.0f}x",
+                f">= {FEED_MIN:.0f}x",
+                ok(feed / train >= FEED_MIN),
+            )
+        )
+    return table(
+        rows,
+        (
+            "task",
+            "model",
+            "batch",
+            "image",
+            "sparse data (images)",
+            "CPU training img/s",
+            "densification img/s",
+            "ratio",
+            "target",
+            "result",
+        ),
+    )
 
 
 def gpu_table(args) -> list[str]:
@@ -353,8 +453,18 @@ def gpu_table(args) -> list[str]:
         ceiling = ceiling_rate(params, task, device, rt, steps, steps, args.repeat)
         sparse = sparse_rate(params, task, device, rt, images, target, args.repeat)
         print(f"{task}: GPU ceiling {ceiling:,.0f} img/s, sparse path {sparse:,.0f} img/s", flush=True)
-        rows.append((task, f"{tp.model} {dict(tp.model_kwargs)}", tp.batch_size, f"{ceiling:,.0f}", f"{sparse:,.0f}",
-                     f"{sparse / ceiling:.2f}", f">= {GPU_MIN}", ok(sparse / ceiling >= GPU_MIN)))
+        rows.append(
+            (
+                task,
+                f"{tp.model} {dict(tp.model_kwargs)}",
+                tp.batch_size,
+                f"{ceiling:,.0f}",
+                f"{sparse:,.0f}",
+                f"{sparse / ceiling:.2f}",
+                f">= {GPU_MIN}",
+                ok(sparse / ceiling >= GPU_MIN),
+            )
+        )
     return table(rows, head)
 
 
@@ -366,29 +476,54 @@ def cpu_sections(args) -> list[str]:
     shutil.rmtree(runs[1]["out"].parents[2])  # the 2-file output is only timed; the disk is worth more
     data = Converted(runs[0]["out"])
     rate = densify_rate(data.images, data.target, train_channels(params, "jet_mass"), 64, args.repeat)
-    head = ("jet_mass, 4 x 125 x 125 float32, batch 64, shuffled, from the converted file", f"{rate:,.0f} img/s",
-            f">= {DENSIFY_MIN:,} img/s", ok(rate >= DENSIFY_MIN))
-    return ["## 1. Size", "", f"`{raw.name}`: {args.jets:,} synthetic jets at the real occupancy, "
-            f"{raw.stat().st_size / 1e9:.2f} GB raw, converted with params.yaml convert.jet_mass (8 channels, float16, "
-            "clip 50); sizes are all of data/converted/jet_mass. While converting, .cache/convert holds as much again.",
-            "", *table(size_rows(runs[0])),
-            "## 2. Conversion", "", "e2e.convert.main in a child process on a fresh root; file 2 is a hard link to "
-            "file 1. Peak RSS: the child and all its descendants, sampled every 50 ms. The wall clock includes the "
-            "sha256 of each file and the join.", "", *table(convert_rows(runs, args.workers, base)),
-            "## 3. CPU densification", "", "SparseBatches on the CPU, shuffled: the best epoch of at least "
-            f"{args.repeat} and 3 s. CPU training: forward + backward + Adam step of params.yaml's model on one random "
-            f"batch, the best run of {CPU_STEPS} steps (at least {args.repeat} and 3 s). Random images have the real "
-            "occupancy (e/gamma 4.7 % of energy pixels, quark/gluon 2 %).", "",
-            *table([head]), *feed_table(args, params, data)]
+    head = (
+        "jet_mass, 4 x 125 x 125 float32, batch 64, shuffled, from the converted file",
+        f"{rate:,.0f} img/s",
+        f">= {DENSIFY_MIN:,} img/s",
+        ok(rate >= DENSIFY_MIN),
+    )
+    return [
+        "## 1. Size",
+        "",
+        f"`{raw.name}`: {args.jets:,} synthetic jets at the real occupancy, "
+        f"{raw.stat().st_size / 1e9:.2f} GB raw, converted with params.yaml convert.jet_mass (8 channels, float16, "
+        "clip 50); sizes are all of data/converted/jet_mass. While converting, .cache/convert holds as much again.",
+        "",
+        *table(size_rows(runs[0])),
+        "## 2. Conversion",
+        "",
+        "e2e.convert.main in a child process on a fresh root; file 2 is a hard link to "
+        "file 1. Peak RSS: the child and all its descendants, sampled every 50 ms. The wall clock includes the "
+        "sha256 of each file and the join.",
+        "",
+        *table(convert_rows(runs, args.workers, base)),
+        "## 3. CPU densification",
+        "",
+        "SparseBatches on the CPU, shuffled: the best epoch of at least "
+        f"{args.repeat} and 3 s. CPU training: forward + backward + Adam step of params.yaml's model on one random "
+        f"batch, the best run of {CPU_STEPS} steps (at least {args.repeat} and 3 s). Random images have the real "
+        "occupancy (e/gamma 4.7 % of energy pixels, quark/gluon 2 %).",
+        "",
+        *table([head]),
+        *feed_table(args, params, data),
+    ]
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    return (f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, {gpu}; "
-            f"torch {torch.__version__}, numpy {np.__version__}, Python {platform.python_version()}; "
-            f"{dt.datetime.now():%Y-%m-%d %H:%M}; load average at the end {os.getloadavg()[0]:.1f}")
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, {gpu}; "
+        f"torch {torch.__version__}, numpy {np.__version__}, Python {platform.python_version()}; "
+        f"{dt.datetime.now():%Y-%m-%d %H:%M}; load average at the end {os.getloadavg()[0]:.1f}"
+    )
 
 
 def main() -> None:
@@ -408,16 +543,35 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     sections = ([] if args.gpu_only else cpu_sections(args)) + [
-        "## 4. GPU", "", f"presets/full.yaml models and batch sizes, bf16 autocast, channels_last, compile "
+        "## 4. GPU",
+        "",
+        f"presets/full.yaml models and batch sizes, bf16 autocast, channels_last, compile "
         f"{args.compile}; the best run of {GPU_STEPS} steps (at least {args.repeat} and 3 s) after as many of "
         "warm-up. Ceiling: the step on one pre-made dense batch on the GPU; sparse path: engine.train_one_epoch over "
-        "SparseBatches resident on the GPU (random images at the real occupancy).", "", *gpu_table(args)]
+        "SparseBatches resident on the GPU (random images at the real occupancy).",
+        "",
+        *gpu_table(args),
+    ]
     results = ROOT / "bench" / "results"
-    out = args.out or (results / "scale_gpu.md" if args.gpu_only else results / "scale.md" if args.jets == FULL_JETS
-                       else args.workdir / f"scale-{args.jets}.md")  # a shrunken run never overwrites the results
-    text = "\n".join(["# The real datasets at their full size", "", f"Machine: {machine()}.", "",
-                      f"Command: `{' '.join(['python bench/scale.py', *sys.argv[1:]])}`; "
-                      f"{time.perf_counter() - t0:.0f} s, generation included when it happened.", "", *sections])
+    out = args.out or (
+        results / "scale_gpu.md"
+        if args.gpu_only
+        else results / "scale.md"
+        if args.jets == FULL_JETS
+        else args.workdir / f"scale-{args.jets}.md"
+    )  # a shrunken run never overwrites the results
+    text = "\n".join(
+        [
+            "# The real datasets at their full size",
+            "",
+            f"Machine: {machine()}.",
+            "",
+            f"Command: `{' '.join(['python bench/scale.py', *sys.argv[1:]])}`; "
+            f"{time.perf_counter() - t0:.0f} s, generation included when it happened.",
+            "",
+            *sections,
+        ]
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text + f"\nwrote {out}")

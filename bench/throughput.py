@@ -9,6 +9,7 @@ On CPU it also times the input pipeline alone, to check it delivers >= 3x what t
     python bench/throughput.py                  # CPU, params.yaml models, writes bench/results/throughput.md
     python bench/throughput.py --preset full    # reference widths (run this one on a GPU)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,15 +53,21 @@ def load_params(preset: str | None):
 def fake_data(task: str, n: int, seed: int = 0):
     """Sparse images like the real ones (~2 % non-zero), stored float16 as converted data is."""
     rng = np.random.default_rng(seed)
-    x = (rng.random((n, *SHAPES[task]), dtype=np.float32) * (rng.random((n, *SHAPES[task])) < 0.02))
+    x = rng.random((n, *SHAPES[task]), dtype=np.float32) * (rng.random((n, *SHAPES[task])) < 0.02)
     y = rng.integers(0, 2, n).astype(np.float32) if TASKS[task].is_classification else rng.uniform(85, 500, n)
     return x.astype(np.float16), y.astype(np.float32)
 
 
 def make_model(task, tp, device, rt):
-    spec = {"model": tp.model, "model_kwargs": dict(tp.model_kwargs), "in_channels": SHAPES[task][0],
-            "image_size": SHAPES[task][1:], "num_outputs": 1, "classification": TASKS[task].is_classification,
-            "task": task}
+    spec = {
+        "model": tp.model,
+        "model_kwargs": dict(tp.model_kwargs),
+        "in_channels": SHAPES[task][0],
+        "image_size": SHAPES[task][1:],
+        "num_outputs": 1,
+        "classification": TASKS[task].is_classification,
+        "task": task,
+    }
     model = prepare(build(spec), device, rt)
     return model, (torch.compile(model) if rt.compile else model)
 
@@ -92,6 +99,7 @@ def ceiling(task, tp, rt, device, batch, steps) -> float:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
     return timed(run, batch * steps, device)
 
 
@@ -122,6 +130,7 @@ def reference(task, tp, device, steps, x, y) -> float:
             opt.zero_grad()
             loss.backward()
             opt.step()
+
     try:
         return timed(run, n, device)
     finally:
@@ -130,8 +139,17 @@ def reference(task, tp, device, steps, x, y) -> float:
 
 def resident(x, y, batch, device) -> SparseBatches:
     """The training input path: the sparse entries resident on `device`, batches densified there."""
-    return SparseBatches(SparseImages.from_dense(x), y, np.arange(len(x)), list(range(x.shape[1])), batch, device,
-                         True, 0, resident_max_gb=1e3)
+    return SparseBatches(
+        SparseImages.from_dense(x),
+        y,
+        np.arange(len(x)),
+        list(range(x.shape[1])),
+        batch,
+        device,
+        True,
+        0,
+        resident_max_gb=1e3,
+    )
 
 
 def input_only(x, y, batch, device) -> float:
@@ -169,16 +187,22 @@ def main() -> None:
 
 def write(args, rows, device, rt, steps) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    lines = [f"# Training throughput ({'GPU' if device.type == 'cuda' else 'CPU'})", "",
-             f"{dt.date.today()}, {name}, torch {torch.__version__}, Python {platform.python_version()}, "
-             f"preset {args.preset or 'none (params.yaml)'}, amp {rt.amp and device.type == 'cuda'}, "
-             f"compile {rt.compile}, {steps} steps per measurement. Command: `{' '.join(sys.argv)}`", "",
-             "| task | model | batch (a, b) | (a) ceiling img/s | (b) ours img/s | (b)/(a) | (c) reference img/s "
-             "| (b)/(c) | input pipeline alone img/s | input/(b) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# Training throughput ({'GPU' if device.type == 'cuda' else 'CPU'})",
+        "",
+        f"{dt.date.today()}, {name}, torch {torch.__version__}, Python {platform.python_version()}, "
+        f"preset {args.preset or 'none (params.yaml)'}, amp {rt.amp and device.type == 'cuda'}, "
+        f"compile {rt.compile}, {steps} steps per measurement. Command: `{' '.join(sys.argv)}`",
+        "",
+        "| task | model | batch (a, b) | (a) ceiling img/s | (b) ours img/s | (b)/(a) | (c) reference img/s "
+        "| (b)/(c) | input pipeline alone img/s | input/(b) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for task, model, batch, a, b, c, feed in rows:
-        lines.append(f"| {task} | {model} | {batch} | {a:,.0f} | {b:,.0f} | {b / a:.2f} | {c:,.0f} | "
-                     f"{b / c:.1f}x | {feed:,.0f} | {feed / b:.0f}x |")
+        lines.append(
+            f"| {task} | {model} | {batch} | {a:,.0f} | {b:,.0f} | {b / a:.2f} | {c:,.0f} | "
+            f"{b / c:.1f}x | {feed:,.0f} | {feed / b:.0f}x |"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")

@@ -19,6 +19,7 @@
 The full-size data (~7.5 GB) goes to --workdir when given (kept, and reused by the next run), else to
 .cache/bench/train_memory when that exists (reused), else to a temporary directory removed at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,6 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import resource
 import shutil
 import sys
@@ -57,6 +57,7 @@ def base_params() -> dict:
 
 # ---------------------------------------------------------------- (1) and (2): the data
 
+
 def sample_counts(workdir: Path, dataset: str) -> tuple[np.ndarray, dict]:
     """(events, channels) non-zero counts of a converted synthetic sample, and its meta.json."""
     from e2e import convert, download
@@ -82,10 +83,12 @@ def write_images(out: Path, counts: np.ndarray, hw: int, dtype: str, rng: np.ran
     per_event = counts.sum(1)
     nnz = int(per_event.sum())
     np.save(out / "offsets.npy", np.concatenate([[0], np.cumsum(per_event)]).astype(np.int64))
-    with NpyAppender(out / "values.npy", (nnz,), dtype) as values, \
-            NpyAppender(out / "index.npy", (nnz,), INDEX_DTYPE) as index:
+    with (
+        NpyAppender(out / "values.npy", (nnz,), dtype) as values,
+        NpyAppender(out / "index.npy", (nnz,), INDEX_DTYPE) as index,
+    ):
         for s in range(0, n, CHUNK):
-            part = counts[s:s + CHUNK]
+            part = counts[s : s + CHUNK]
             channel = np.repeat(np.tile(np.arange(c, dtype=INDEX_DTYPE), len(part)), part.ravel())
             index.append(channel * hw + rng.integers(0, hw, len(channel), dtype=INDEX_DTYPE))
             values.append(rng.uniform(0.01, 10.0, len(channel)).astype(np.float32))
@@ -113,11 +116,21 @@ def full_size(workdir: Path, dataset: str, n: int, seed: int = 0) -> Path:
     np.save(out / "target.npy", target.astype(np.float32))
     for key in meta["observers"]:
         np.save(out / f"{key}.npy", rng.uniform(0, 1000, n).astype(np.float32))
-    meta.update(n=n, nnz=nnz, shape=[n, c, h, w], rows_per_file=[n], truth=[], nonfinite_zeroed=0,
-                sources=[{"file": f"bench/train_memory.py seed {seed}", "sha256": ""}])
+    meta.update(
+        n=n,
+        nnz=nnz,
+        shape=[n, c, h, w],
+        rows_per_file=[n],
+        truth=[],
+        nonfinite_zeroed=0,
+        sources=[{"file": f"bench/train_memory.py seed {seed}", "sha256": ""}],
+    )
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
-    print(f"wrote {out}: {n:,} events, {nnz:,} entries, {disk_bytes(out) / 1e9:.2f} GB in "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"wrote {out}: {n:,} events, {nnz:,} entries, {disk_bytes(out) / 1e9:.2f} GB in "
+        f"{time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     return out
 
 
@@ -138,6 +151,7 @@ def make_split(workdir: Path, task: str, n: int) -> dict[str, int]:
 
 # ---------------------------------------------------------------- (3): training, in a child process
 
+
 def child(root: Path, params_path: Path, task: str, batches: int, result: Path) -> None:
     """`e2e train <task>` with every epoch and validation pass cut to `batches` batches."""
     from e2e.cli import main
@@ -149,8 +163,15 @@ def child(root: Path, params_path: Path, task: str, batches: int, result: Path) 
     SparseBatches.__len__ = lambda self: min(batches, -(-self.n // self.batch_size))
     t0 = time.perf_counter()
     main(["--params", str(params_path), "--root", str(root), "train", task])
-    result.write_text(json.dumps({"seconds": time.perf_counter() - t0, "rss_imported": imported,
-                                  "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    result.write_text(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - t0,
+                "rss_imported": imported,
+                "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            }
+        )
+    )
 
 
 def train_params(workdir: Path, task: str) -> Path:
@@ -167,8 +188,20 @@ def measure(workdir: Path, task: str, batches: int, limit: float) -> dict:
     """Run the child, sampling its RSS without file-backed pages every 50 ms; killed past `limit` bytes."""
     result = workdir / f"result-{task}.json"
     result.unlink(missing_ok=True)
-    cmd = [sys.executable, __file__, "--_child", task, "--_root", str(workdir / "full"),
-           "--_params", str(train_params(workdir, task)), "--_result", str(result), "--batches", str(batches)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--_child",
+        task,
+        "--_root",
+        str(workdir / "full"),
+        "--_params",
+        str(train_params(workdir, task)),
+        "--_result",
+        str(result),
+        "--batches",
+        str(batches),
+    ]
     proc, peak_anon, killed = psutil.Popen(cmd, cwd=workdir), 0, False
     while proc.poll() is None:
         with contextlib.suppress(psutil.Error):
@@ -199,6 +232,7 @@ def resident_bytes(workdir: Path, task: str, dataset: str) -> tuple[float, float
 
 # ---------------------------------------------------------------- (4): GPU time per epoch, projected
 
+
 def gpu_rates(compiled: bool) -> tuple[str, str, dict[str, dict[str, str]]]:
     """The title, first line and rows (by task) of the table in bench/results/throughput_gpu.md measured with
     or without torch.compile."""
@@ -217,76 +251,103 @@ def projection(train_n: dict[str, int]) -> list[str]:
     preset = yaml.safe_load((ROOT / "presets" / "full.yaml").read_text())
     title, where, rows = gpu_rates(bool(preset["runtime"].get("compile")))
     compiled = json.dumps(bool(preset["runtime"].get("compile")))
-    out = [f"Source: `bench/results/throughput_gpu.md`, table \"{title}\" (presets/full.yaml sets runtime.compile "
-           f"{compiled}): {where.rstrip('.')}. That is an H100 with presets/full.yaml's models (the "
-           "reference widths) on random images about 2 % non-zero (bench/throughput.py), not this machine. "
-           "Seconds per epoch = train images / images per second: the validation pass of each epoch, evaluation "
-           "and compile warm-up are not included. (b) is our training loop at a larger batch than the preset's; "
-           "(c) the reference notebooks' loop (fp32, a DataLoader, one host-to-device copy per batch) at the "
-           "preset's batch. Our loop at the preset's batch was not measured: it is expected between the two.", "",
-           "| task | model (preset) | train images | (b) our loop: img/s (batch) | s/epoch | (c) reference loop: "
-           "img/s (batch) | s/epoch | epochs (preset) | all epochs, (b) to (c) |", "| --- " * 9 + "|"]
+    out = [
+        f'Source: `bench/results/throughput_gpu.md`, table "{title}" (presets/full.yaml sets runtime.compile '
+        f"{compiled}): {where.rstrip('.')}. That is an H100 with presets/full.yaml's models (the "
+        "reference widths) on random images about 2 % non-zero (bench/throughput.py), not this machine. "
+        "Seconds per epoch = train images / images per second: the validation pass of each epoch, evaluation "
+        "and compile warm-up are not included. (b) is our training loop at a larger batch than the preset's; "
+        "(c) the reference notebooks' loop (fp32, a DataLoader, one host-to-device copy per batch) at the "
+        "preset's batch. Our loop at the preset's batch was not measured: it is expected between the two.",
+        "",
+        "| task | model (preset) | train images | (b) our loop: img/s (batch) | s/epoch | (c) reference loop: "
+        "img/s (batch) | s/epoch | epochs (preset) | all epochs, (b) to (c) |",
+        "| --- " * 9 + "|",
+    ]
     for task, n in train_n.items():
         r, tp = rows[task], preset["train"][task]
         b, c = rate(r["(b) ours img/s"]), rate(r["(c) reference img/s"])
         kwargs = "".join(f", {k} {v}" for k, v in tp.get("model_kwargs", {}).items())
-        out.append(f"| {task} | {r['model']}{kwargs} | {n:,} | {b:,.0f} ({r['batch (a, b)']}) "
-                   f"| {n / b:,.1f} | {c:,.0f} ({tp['batch_size']}) | {n / c:,.0f} | {tp['epochs']} | "
-                   f"{tp['epochs'] * n / b / 60:,.1f} to {tp['epochs'] * n / c / 60:,.0f} min |")
+        out.append(
+            f"| {task} | {r['model']}{kwargs} | {n:,} | {b:,.0f} ({r['batch (a, b)']}) "
+            f"| {n / b:,.1f} | {c:,.0f} ({tp['batch_size']}) | {n / c:,.0f} | {tp['epochs']} | "
+            f"{tp['epochs'] * n / b / 60:,.1f} to {tp['epochs'] * n / c / 60:,.0f} min |"
+        )
     return out
 
 
 # ---------------------------------------------------------------- the report
+
 
 def gb(x: float) -> str:
     return f"{x / 1e9:.2f} GB"
 
 
 def memory_table(rows: list[dict]) -> list[str]:
-    out = ["| task | events | converted on disk | non-zero values per event: model's channels (all) | split train / "
-           "val / test | train + val entries resident (model's channels) | peak RSS | peak RSS without file-backed "
-           "pages | RSS after imports | wall clock |", "| --- " * 10 + "|"]
+    out = [
+        "| task | events | converted on disk | non-zero values per event: model's channels (all) | split train / "
+        "val / test | train + val entries resident (model's channels) | peak RSS | peak RSS without file-backed "
+        "pages | RSS after imports | wall clock |",
+        "| --- " * 10 + "|",
+    ]
     for r in rows:
         s, m = r["split"], r["run"]
-        head = (f"| {r['task']} | {r['n']:,} | {gb(r['disk'])} | {r['nnz_model']:.0f} ({r['nnz_all']:.0f}) | "
-                f"{s['train']:,} / {s['val']:,} / {s['test']:,} | {gb(r['resident'])} | ")
+        head = (
+            f"| {r['task']} | {r['n']:,} | {gb(r['disk'])} | {r['nnz_model']:.0f} ({r['nnz_all']:.0f}) | "
+            f"{s['train']:,} / {s['val']:,} / {s['test']:,} | {gb(r['resident'])} | "
+        )
         if m["killed"]:
             out.append(head + f"killed: over {gb(m['peak_anon'])} without file-backed pages | | | |")
         else:
-            out.append(head + f"{gb(m['ru_maxrss'])} | {gb(m['peak_anon'])} | {gb(m['rss_imported'])} | "
-                       f"{m['seconds']:.0f} s |")
+            out.append(
+                head + f"{gb(m['ru_maxrss'])} | {gb(m['peak_anon'])} | {gb(m['rss_imported'])} | {m['seconds']:.0f} s |"
+            )
     return out
 
 
 def report(args, rows: list[dict], seconds: float, workdir_note: str) -> str:
     from scale import machine  # bench/scale.py: imports torch, so only here
 
-    sample = ", ".join(f"{d}: {next(iter(v.values())):,}" + (" per class" if d == "electron_photon" else "")
-                       for d, v in SAMPLE.items())
+    sample = ", ".join(
+        f"{d}: {next(iter(v.values())):,}" + (" per class" if d == "electron_photon" else "") for d, v in SAMPLE.items()
+    )
     full = [r for r in rows if not r["run"]["killed"]]
-    return "\n".join([
-        "# Host memory of training at full size, and GPU time per epoch (projected)", "",
-        f"Machine: {machine()}; `nproc` {len(os.sched_getaffinity(0))}.", "",
-        f"Command: `{' '.join(['nice -n 19 python bench/train_memory.py', *sys.argv[1:]])}`; {seconds:.0f} s, "
-        f"data generation included where it happened. Memory limit of the child: {args.max_gb:.1f} GB without "
-        "file-backed pages.", "",
-        "## Host memory of `e2e train` (measured)", "",
-        f"Data: per event, each channel's non-zero count is drawn from a converted synthetic sample ({sample} "
-        "events; the generator's occupancy is the real files'), at random positions with random values, written "
-        f"directly in the converted (sparse) format at full size: {workdir_note}. Split by e2e.split with "
-        "params.yaml's fractions. Training: `e2e train <task>` (e2e.cli.main) in a child process with params.yaml's "
-        f"model and batch size, runtime.device cpu, one epoch cut to {args.batches} training and {args.batches} "
-        "validation batches; everything before the first batch (the split's entries gathered and kept resident, "
-        "the channel statistics of the train split) runs in full. Peak RSS: the child's ru_maxrss; it includes "
-        "the pages of the memory-mapped converted files the child read, which the kernel can drop under memory "
-        "pressure. Without file-backed pages: RSS minus shared pages, sampled every 50 ms.", "",
-        *memory_table(rows), "",
-        "On a CPU the split's entries stay in host memory for the whole run. On a GPU (presets/full.yaml: "
-        "runtime.resident_max_gb 40) they are gathered in host memory the same way, then moved to the GPU; the "
-        "figures above include that gathering. The CUDA context, and evaluation (a separate stage, the test "
-        "split), are not measured here.", "",
-        "## GPU time per epoch (projected from measured throughput, not measured)", "",
-        *projection({r["task"]: r["split"]["train"] for r in full}), ""])
+    return "\n".join(
+        [
+            "# Host memory of training at full size, and GPU time per epoch (projected)",
+            "",
+            f"Machine: {machine()}; `nproc` {len(os.sched_getaffinity(0))}.",
+            "",
+            f"Command: `{' '.join(['nice -n 19 python bench/train_memory.py', *sys.argv[1:]])}`; {seconds:.0f} s, "
+            f"data generation included where it happened. Memory limit of the child: {args.max_gb:.1f} GB without "
+            "file-backed pages.",
+            "",
+            "## Host memory of `e2e train` (measured)",
+            "",
+            f"Data: per event, each channel's non-zero count is drawn from a converted synthetic sample ({sample} "
+            "events; the generator's occupancy is the real files'), at random positions with random values, written "
+            f"directly in the converted (sparse) format at full size: {workdir_note}. Split by e2e.split with "
+            "params.yaml's fractions. Training: `e2e train <task>` (e2e.cli.main) in a child process with "
+            "params.yaml's "
+            f"model and batch size, runtime.device cpu, one epoch cut to {args.batches} training and {args.batches} "
+            "validation batches; everything before the first batch (the split's entries gathered and kept resident, "
+            "the channel statistics of the train split) runs in full. Peak RSS: the child's ru_maxrss; it includes "
+            "the pages of the memory-mapped converted files the child read, which the kernel can drop under memory "
+            "pressure. Without file-backed pages: RSS minus shared pages, sampled every 50 ms.",
+            "",
+            *memory_table(rows),
+            "",
+            "On a CPU the split's entries stay in host memory for the whole run. On a GPU (presets/full.yaml: "
+            "runtime.resident_max_gb 40) they are gathered in host memory the same way, then moved to the GPU; the "
+            "figures above include that gathering. The CUDA context, and evaluation (a separate stage, the test "
+            "split), are not measured here.",
+            "",
+            "## GPU time per epoch (projected from measured throughput, not measured)",
+            "",
+            *projection({r["task"]: r["split"]["train"] for r in full}),
+            "",
+        ]
+    )
 
 
 def run_task(workdir: Path, task: str, args) -> dict:
@@ -298,8 +359,16 @@ def run_task(workdir: Path, task: str, args) -> dict:
     print(f"{task}: training {args.batches} batches in a child process", flush=True)
     run = measure(workdir, task, args.batches, args.max_gb * 1e9)
     print(f"{task}: {run}", flush=True)
-    return {"task": task, "n": n, "disk": disk_bytes(converted), "split": split, "nnz_model": nnz_model,
-            "nnz_all": nnz_all, "resident": resident, "run": run}
+    return {
+        "task": task,
+        "n": n,
+        "disk": disk_bytes(converted),
+        "split": split,
+        "nnz_model": nnz_model,
+        "nnz_all": nnz_all,
+        "resident": resident,
+        "run": run,
+    }
 
 
 def main() -> None:
@@ -308,9 +377,13 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=20, help="training and validation batches run (default 20)")
     ap.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     ap.add_argument("--workdir", type=Path, help="where the data go, kept for the next run (see above)")
-    ap.add_argument("--max-gb", type=float, default=0.9 * psutil.virtual_memory().available / 1e9,
-                    help="kill a child whose RSS without file-backed pages passes this (default: 90%% of the "
-                    "memory available at the start)")
+    ap.add_argument(
+        "--max-gb",
+        type=float,
+        default=0.9 * psutil.virtual_memory().available / 1e9,
+        help="kill a child whose RSS without file-backed pages passes this (default: 90%% of the "
+        "memory available at the start)",
+    )
     ap.add_argument("--out", type=Path, help="the report (default: bench/results/train_memory.md at full size)")
     for hidden in ("--_child", "--_root", "--_params", "--_result"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
@@ -328,14 +401,19 @@ def main() -> None:
             if rows[-1]["run"]["killed"]:
                 print(f"{task}: over {args.max_gb:.1f} GB without file-backed pages; stopped", flush=True)
                 break
-        note = (f"{disk_bytes(workdir) / 1e9:.1f} GB on disk in all, the samples included, in {workdir} "
-                f"({'removed at the end' if temporary else 'kept'})")
+        note = (
+            f"{disk_bytes(workdir) / 1e9:.1f} GB on disk in all, the samples included, in {workdir} "
+            f"({'removed at the end' if temporary else 'kept'})"
+        )
         text = report(args, rows, time.perf_counter() - t0, note)
     finally:
         if temporary:
             shutil.rmtree(workdir, ignore_errors=True)
-    out = args.out or (ROOT / "bench" / "results" / "train_memory.md" if args.scale == 1.0
-                       else workdir / f"train_memory-{args.scale}.md")  # a shrunken run never overwrites the results
+    out = args.out or (
+        ROOT / "bench" / "results" / "train_memory.md"
+        if args.scale == 1.0
+        else workdir / f"train_memory-{args.scale}.md"
+    )  # a shrunken run never overwrites the results
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text + f"\nwrote {out}")

@@ -8,6 +8,7 @@ The output is committed, so a fresh clone needs neither npm nor network; rerun a
     python scripts/build_plots_html.py               # npm pack into a temporary directory
     python scripts/build_plots_html.py --from DIR    # DIR holds the three .tgz files already
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,18 @@ OUTPUT = ROOT / ".dvc" / "offline_plots.html"
 # (vega 5, vega-lite 5, vega-embed 6), whose vega-lite v5 specs these render.
 PACKAGES = (
     ("vega", "5.33.1", "1b8504b6731c5311be3269c4d84ca996a5cc293bc772283293ede20c490e16c3", "package/build/vega.min.js"),
-    ("vega-lite", "5.23.0", "e4cbfdd8f6f1abe381c59cd558fd6a559c12b1496bfdf2e0c3295263a40fe4da",
-     "package/build/vega-lite.min.js"),
-    ("vega-embed", "6.29.0", "ecf1ee709c2bac9e0a4ead6908114b05b62c71493e10a8a4308109bb070f8eb1",
-     "package/build/vega-embed.min.js"),
+    (
+        "vega-lite",
+        "5.23.0",
+        "e4cbfdd8f6f1abe381c59cd558fd6a559c12b1496bfdf2e0c3295263a40fe4da",
+        "package/build/vega-lite.min.js",
+    ),
+    (
+        "vega-embed",
+        "6.29.0",
+        "ecf1ee709c2bac9e0a4ead6908114b05b62c71493e10a8a4308109bb070f8eb1",
+        "package/build/vega-embed.min.js",
+    ),
 )
 # the literal placeholders DVC fills (dvc_render.html.HTML); `scripts` is deliberately absent
 PLOTS, REFRESH = "{plot_divs}", "{refresh_tag}"

@@ -10,6 +10,7 @@ JavaScript engine: no browser, no network.
     python scripts/review.py main               # -> review/report.md, review/plots/*.png (and *.vl.json)
     python scripts/review.py HEAD~1 --out /tmp/r
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,9 @@ def review(base: str, out: Path) -> str:
     for task in TASKS.values():
         old, new = read_results(task, read_base), read_results(task, read_head)
         if changed(old, new):
-            sections.append(TaskSection(task, old, new, paired(task, old, new, n_boot=n_boot),
-                                        params=diff.get(task.name, {})))
+            sections.append(
+                TaskSection(task, old, new, paired(task, old, new, n_boot=n_boot), params=diff.get(task.name, {}))
+            )
             continue
         (unchanged if new.exists else absent).append(task.name)
         shared.update(diff.get(task.name, {}))  # shown once with the shared ones: results that did not follow
@@ -93,8 +95,13 @@ def with_plots(base: str, sections: list[TaskSection], out: Path) -> list[TaskSe
     done = []
     for section in sections:
         key, other = split_plots(section.task, list(found))
-        done.append(dataclasses.replace(section, key_plots=[p for i in key for p in render(i, found[i], out)],
-                                        other_plots=[p for i in other for p in render(i, found[i], out)]))
+        done.append(
+            dataclasses.replace(
+                section,
+                key_plots=[p for i in key for p in render(i, found[i], out)],
+                other_plots=[p for i in other for p in render(i, found[i], out)],
+            )
+        )
     shutil.rmtree(out / ".dvc_plots", ignore_errors=True)
     return done
 

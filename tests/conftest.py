@@ -9,6 +9,7 @@
 A test that needs the shared files' real content (the real e/gamma crops) asks for them alone with
 `@pytest.mark.parametrize("formats_dir", ["shared"], indirect=True)`.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,6 +24,7 @@ from real_layout import write_formats
 
 from e2e.sources.registry import DATASETS
 
+
 def pytest_sessionstart(session):
     # every process a test starts inherits this mark (pipeline_repo.env copies os.environ); a pytest run
     # by a test (test_fresh_clone) gets a mark of its own for its own check
@@ -35,8 +37,11 @@ def pytest_sessionfinish(session, exitstatus):
     its mark)."""
     if session.config.pluginmanager.hasplugin("dsession"):
         return
-    left = {pid: cmd for pid, cmd in processes.marked(os.environ[processes.MARK]).items()
-            if not processes.ends_with_us(pid, cmd)}
+    left = {
+        pid: cmd
+        for pid, cmd in processes.marked(os.environ[processes.MARK]).items()
+        if not processes.ends_with_us(pid, cmd)
+    }
     if left:
         processes.kill(left)
         print(f"\nerror: {len(left)} process(es) started by tests outlived them (killed now):", file=sys.stderr)
@@ -59,8 +64,9 @@ def own_formats(tmp_path_factory) -> Path:
 def shared_formats() -> Path:
     """../shared/formats: tiny files in the real layouts, written independently of this project."""
     if not SHARED_FORMATS.is_dir():
-        pytest.skip(f"shared reference files not found in {SHARED_FORMATS} (CI has them; set E2E_FORMATS to "
-                    f"their directory)")
+        pytest.skip(
+            f"shared reference files not found in {SHARED_FORMATS} (CI has them; set E2E_FORMATS to their directory)"
+        )
     return SHARED_FORMATS
 
 

@@ -9,6 +9,7 @@ for in $E2E_DDP_TEST (JSON):
 
 Not a test module: run as a script by torch.distributed.run.
 """
+
 from __future__ import annotations
 
 import hashlib

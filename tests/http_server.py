@@ -10,6 +10,7 @@ PROPFIND answers as CERNBox's public-files endpoint (Reva's ocdav) does: a 207 m
 `<d:collection/>`, the properties a resource lacks in a separate 404 propstat, and `Depth: infinity`
 refused with 400.
 """
+
 from __future__ import annotations
 
 import re
@@ -145,7 +146,7 @@ def _handler_for(server: FileServer):
             try:
                 for i in range(0, len(body), SEND_CHUNK):
                     time.sleep(fault.delay_s)
-                    self.wfile.write(body[i:i + SEND_CHUNK])
+                    self.wfile.write(body[i : i + SEND_CHUNK])
                     self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):  # the client was killed: expected
                 pass
@@ -180,5 +181,8 @@ def _multistatus(server: FileServer, resources: list[Path]) -> str:
         if lacking:
             stats += f"<d:propstat><d:prop>{lacking}</d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat>"
         responses.append(f"<d:response><d:href>{href}</d:href>{stats}</d:response>")
-    return ('<?xml version="1.0" encoding="utf-8"?>\n<d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns">'
-            + "".join(responses) + "</d:multistatus>")
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns">'
+        + "".join(responses)
+        + "</d:multistatus>"
+    )

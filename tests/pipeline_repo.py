@@ -3,6 +3,7 @@ repository, and checks of what DVC cached, recorded in dvc.lock and left in the 
 
 Not a test module: test_remote, test_queue, test_faults and test_security import it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,10 +58,17 @@ def set_param(params: dict, dotted: str, value) -> None:
 def env(**extra: str) -> dict:
     """The stage commands call `python`: the venv's must come first on PATH."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
-    return {**base, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
-            "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@example.org",
-            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@example.org",
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **extra}
+    return {
+        **base,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        **extra,
+    }
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600, **extra_env: str) -> str:
@@ -190,13 +198,20 @@ def temp_files(repo: Path) -> list[Path]:
 def status(repo: Path, *args: str, **extra_env: str) -> dict:
     """`dvc status --json`: {} when everything is up to date."""
     out = run(["dvc", "status", "--json", *args], repo, **extra_env)
-    return json.loads(out[out.index("{"):out.rindex("}") + 1]) if "{" in out else {}
+    return json.loads(out[out.index("{") : out.rindex("}") + 1]) if "{" in out else {}
 
 
 def start(cmd: list[str], cwd: Path, **extra_env: str) -> subprocess.Popen:
     """Start a command in a process group of its own, so that it and its children can be killed together."""
-    return subprocess.Popen(cmd, cwd=cwd, env=env(**extra_env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env(**extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def kill_when(proc: subprocess.Popen, ready, timeout: float = 120, what: str = "the condition") -> None:
@@ -235,6 +250,7 @@ def golden_repo(tmp_path_factory, task: str = "electron_photon") -> Path:
     directory above the workers' temp dirs, under a file lock, as pytest-xdist's documentation does);
     never modify it."""
     if task not in _GOLDEN:
+
         def build(repo: Path) -> None:
             make_repo(repo)
             restrict_to(repo, task)

@@ -4,6 +4,7 @@ however they were started, and killed.
 
 Not a test module: conftest.py checks the whole session, test fixtures clean up after themselves.
 """
+
 from __future__ import annotations
 
 import os

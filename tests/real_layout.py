@@ -28,6 +28,7 @@ ECAL crystals), not ECAL crystal indices. The real e/gamma files' chunk shape is
 
 Only uniform draws and + - * / are used (no exp/log), so the values do not depend on the CPU's libm.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,10 +39,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-EGAMMA = (("SinglePhotonPt50_IMGCROPS_n249k_RHv1.hdf5", 98, 0.0),
-          ("SingleElectronPt50_IMGCROPS_n249k_RHv1.hdf5", 102, 1.0))
-QUARK_GLUON = tuple((f"QCDToGGQQ_IMGjet_RH1all_jet0_run{run}_n{size}.test.snappy.parquet", jets)
-                    for run, size, jets in ((0, 36272, 4), (1, 47540, 3), (2, 55494, 5)))
+EGAMMA = (
+    ("SinglePhotonPt50_IMGCROPS_n249k_RHv1.hdf5", 98, 0.0),
+    ("SingleElectronPt50_IMGCROPS_n249k_RHv1.hdf5", 102, 1.0),
+)
+QUARK_GLUON = tuple(
+    (f"QCDToGGQQ_IMGjet_RH1all_jet0_run{run}_n{size}.test.snappy.parquet", jets)
+    for run, size, jets in ((0, 36272, 4), (1, 47540, 3), (2, 55494, 5))
+)
 JET_MASS = ("top_gun_opendata_0.parquet", 4)
 JET_MASS_VARIANT = ("variant_am/aToGG_variant.parquet", 3)
 JET_MASS_4CH = ("variant_4ch/jet_mass_4channels.parquet", 12)
@@ -56,6 +61,7 @@ def _rng(*key: int) -> np.random.Generator:
 
 # ---------------------------------------------------------------- electron/photon: HDF5, channels-last
 
+
 def egamma_crops(n: int, label: float, rng: np.random.Generator) -> np.ndarray:
     """(n, 32, 32, 2) float32 channels-last: a shower around the centre, ~5 % of the pixels hit.
 
@@ -66,8 +72,12 @@ def egamma_crops(n: int, label: float, rng: np.random.Generator) -> np.ndarray:
     for i in range(n):
         ce, cp = 16 + rng.integers(-1, 2, 2)
         half_eta, half_phi = 4, (7 if label else 4)
-        window = [(e, p) for e in range(ce - half_eta, ce + half_eta + 1)
-                  for p in range(cp - half_phi, cp + half_phi + 1) if (e, p) != (ce, cp)]
+        window = [
+            (e, p)
+            for e in range(ce - half_eta, ce + half_eta + 1)
+            for p in range(cp - half_phi, cp + half_phi + 1)
+            if (e, p) != (ce, cp)
+        ]
         hits = rng.choice(len(window), size=int(rng.integers(20, 71)), replace=False)
         core = 0.3 + 1.1 * rng.random()
         x[i, ce, cp, 0] = core
@@ -88,6 +98,7 @@ def write_egamma(path: Path, n: int, label: float, rng: np.random.Generator) -> 
 
 
 # ---------------------------------------------------------------- jets: parquet, nested lists, channels-first
+
 
 def deposits(rng: np.random.Generator, count: int, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
     """`count` distinct pixel positions of a 125x125 image and positive values in [low, high), most small."""
@@ -147,8 +158,9 @@ def nested_list(images: np.ndarray) -> pa.Array:
 
 def write_jets(path: Path, columns: dict[str, object]) -> None:
     """Columns in the given order, all double; snappy; ONE ROW GROUP PER JET, as the real files."""
-    table = pa.table({k: v if isinstance(v, pa.Array) else pa.array(np.asarray(v, np.float64))
-                      for k, v in columns.items()})
+    table = pa.table(
+        {k: v if isinstance(v, pa.Array) else pa.array(np.asarray(v, np.float64)) for k, v in columns.items()}
+    )
     pq.write_table(table, path, row_group_size=1, compression="snappy")
 
 
@@ -158,6 +170,7 @@ def towers(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------- the whole set
+
 
 def write_formats(out: Path) -> Path:
     """Write the reference file set into `out` (created); the files are made read-only, as the shared ones."""
@@ -171,24 +184,48 @@ def write_formats(out: Path) -> Path:
         rng = _rng(2, k)
         images = quark_gluon_jets(n, rng)
         y = (np.arange(n) + k) % 2.0  # both classes in every file with more than one jet
-        write_jets(qg / name, {"X_jets": nested_list(images), "pt": 50 + 150 * rng.random(n),
-                               "m0": 5 + 25 * rng.random(n), "y": y})
+        write_jets(
+            qg / name,
+            {"X_jets": nested_list(images), "pt": 50 + 150 * rng.random(n), "m0": 5 + 25 * rng.random(n), "y": y},
+        )
     name, n = JET_MASS
     rng = _rng(3, 0)
     images = jet_mass_jets(n, rng)
     where = towers(rng, n)
-    write_jets(jm / name, {"X_jet": nested_list(images), "m": 85 + 415 * rng.random(n), "iphi": where["iphi"],
-                           "pt": 400 + 600 * rng.random(n), "ieta": where["ieta"]})
+    write_jets(
+        jm / name,
+        {
+            "X_jet": nested_list(images),
+            "m": 85 + 415 * rng.random(n),
+            "iphi": where["iphi"],
+            "pt": 400 + 600 * rng.random(n),
+            "ieta": where["ieta"],
+        },
+    )
     name, n = JET_MASS_VARIANT
     rng = _rng(3, 1)
     images = jet_mass_jets(n, rng)
-    write_jets(jm / name, {"X_jets": nested_list(images), "am": 0.1 + 1.5 * rng.random(n),
-                           "apt": 20 + 80 * rng.random(n), **towers(rng, n)})
+    write_jets(
+        jm / name,
+        {
+            "X_jets": nested_list(images),
+            "am": 0.1 + 1.5 * rng.random(n),
+            "apt": 20 + 80 * rng.random(n),
+            **towers(rng, n),
+        },
+    )
     name, n = JET_MASS_4CH
     rng = _rng(3, 2)
     images = jet_mass_jets(n, rng)[:, :4]  # track pT, dZ, d0, ECAL
-    write_jets(jm / name, {"X_jet": nested_list(images), "am": 0.1 + 1.5 * rng.random(n),
-                           "apt": 20 + 80 * rng.random(n), **towers(rng, n)})
+    write_jets(
+        jm / name,
+        {
+            "X_jet": nested_list(images),
+            "am": 0.1 + 1.5 * rng.random(n),
+            "apt": 20 + 80 * rng.random(n),
+            **towers(rng, n),
+        },
+    )
     for path in out.rglob("*"):
         if path.is_file():
             os.chmod(path, 0o444)

@@ -1,6 +1,7 @@
 """Performance in bins of the physics (e2e.binned): the per-bin metrics on constructed examples with known
 answers, the bins from params (edges or a number), the electron/photon crop energies, the plot tables, and
 dvc.yaml's entries for them."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,19 +28,29 @@ def params(task: str = "quark_gluon", bins=None, **kw) -> EvaluateParams:
 
 
 def frame(pt, y, s, split="test") -> pd.DataFrame:
-    return pd.DataFrame({"split": split, "row": np.arange(len(y)), "truth": np.asarray(y, float),
-                         "prediction": np.asarray(s, float), "pt": np.asarray(pt, float)})
+    return pd.DataFrame(
+        {
+            "split": split,
+            "row": np.arange(len(y)),
+            "truth": np.asarray(y, float),
+            "prediction": np.asarray(s, float),
+            "pt": np.asarray(pt, float),
+        }
+    )
 
 
 def two_bins(rng, n: int = 200, shift: float = 0.0) -> pd.DataFrame:
     """Bin 60-75 with scores that separate the classes perfectly; bin 75-90 with the same score for all."""
     y = np.tile([0.0, 1.0], n // 2)
     perfect = np.where(y == 1, rng.uniform(0.6, 1.0, n), rng.uniform(0.0, 0.4, n)) + shift
-    return pd.concat([frame(rng.uniform(60, 75, n), y, perfect), frame(rng.uniform(75, 90, n), y, np.full(n, 0.5))],
-                     ignore_index=True)
+    return pd.concat(
+        [frame(rng.uniform(60, 75, n), y, perfect), frame(rng.uniform(75, 90, n), y, np.full(n, 0.5))],
+        ignore_index=True,
+    )
 
 
 # ---------------------------------------------------------------- bins
+
 
 def test_bins_are_half_open_except_the_last_which_includes_its_upper_edge():
     edges = np.array([0.0, 1.0, 2.0])
@@ -56,8 +67,12 @@ def test_edges_from_params_and_a_number_of_bins_over_the_test_range_in_whole_uni
     np.testing.assert_array_equal(edges, [14.0, 21.0, 28.0, 35.0, 42.0])  # floor(min) to floor(max) + 1
     given = [0.0, 0.45, 0.6, 2.0]
     np.testing.assert_array_equal(binned.resolve(df, "quark_gluon", {"pt": given})["pt"], given)
-    assert [binned.bin_key(*e) for e in ((60.0, 75.0), (0.0, 0.45), (1.1, 1.3), (850.0, 1000.0))] == \
-        ["60-75", "0-0.45", "1.1-1.3", "850-1000"]
+    assert [binned.bin_key(*e) for e in ((60.0, 75.0), (0.0, 0.45), (1.1, 1.3), (850.0, 1000.0))] == [
+        "60-75",
+        "0-0.45",
+        "1.1-1.3",
+        "850-1000",
+    ]
 
 
 def test_a_variable_the_predictions_lack_is_one_line_naming_the_param_and_the_columns():
@@ -71,23 +86,36 @@ def test_a_variable_the_predictions_lack_is_one_line_naming_the_param_and_the_co
 
 # ---------------------------------------------------------------- classifier metrics per bin
 
+
 def test_auc_is_one_in_a_separable_bin_and_one_half_where_the_score_is_constant():
     rng = np.random.default_rng(0)
-    df = pd.concat([two_bins(rng), frame([100.0] * 5, [0, 1, 0, 1, 0], [0.1] * 5),  # too few events
-                    frame(rng.uniform(120, 400, 30), np.ones(30), rng.random(30)),  # no background
-                    frame(rng.uniform(400, 500, 30), np.zeros(30), rng.random(30)),  # no signal
-                    two_bins(rng).assign(split="val")], ignore_index=True)
+    df = pd.concat(
+        [
+            two_bins(rng),
+            frame([100.0] * 5, [0, 1, 0, 1, 0], [0.1] * 5),  # too few events
+            frame(rng.uniform(120, 400, 30), np.ones(30), rng.random(30)),  # no background
+            frame(rng.uniform(400, 500, 30), np.zeros(30), rng.random(30)),  # no signal
+            two_bins(rng).assign(split="val"),
+        ],
+        ignore_index=True,
+    )
     out = evaluate.summarise(QG, df, 0.5, params(bins={"pt": [60.0, 75.0, 90.0, 120.0, 400.0, 500.0]}))
     assert "binned" not in out["val"]  # the validation split keeps today's keys
     pt = out["test"]["binned"]["pt"]
     assert list(pt) == ["60-75", "75-90", "90-120", "120-400", "400-500"]
     perfect, constant = pt["60-75"], pt["75-90"]
-    assert (perfect["n"], perfect["roc_auc"], perfect["roc_auc_ci_lo"], perfect["roc_auc_ci_hi"]) == (200, 1.0, 1.0, 1.0)
+    assert (perfect["n"], perfect["roc_auc"], perfect["roc_auc_ci_lo"], perfect["roc_auc_ci_hi"]) == (
+        200,
+        1.0,
+        1.0,
+        1.0,
+    )
     assert perfect["rejection_at_50"] is None and perfect["rejection_at_80_ci_hi"] is None  # no background passes
     assert constant["roc_auc"] == 0.5 and constant["rejection_at_50"] == constant["rejection_at_80"] == 1.0
     assert pt["90-120"] == {"n": 5} and pt["120-400"] == {"n": 30} and pt["400-500"] == {"n": 30}
     expected = {"n", "roc_auc", "roc_auc_ci_lo", "roc_auc_ci_hi"} | {
-        f"rejection_at_{wp}{end}" for wp in (50, 80) for end in ("", "_ci_lo", "_ci_hi")}
+        f"rejection_at_{wp}{end}" for wp in (50, 80) for end in ("", "_ci_lo", "_ci_hi")
+    }
     assert set(constant) == expected
     json.dumps(out, allow_nan=False)
 
@@ -121,6 +149,7 @@ def test_bin_intervals_are_the_bootstrap_of_the_resampled_events():
 
 # ---------------------------------------------------------------- classifier plot tables
 
+
 def shifted_bins(rng) -> pd.DataFrame:
     """100 signal and 100 background events in each of two pT bins, the classes overlapping; the upper bin's
     scores are all higher than the lower bin's."""
@@ -136,16 +165,22 @@ def test_global_threshold_gives_the_known_efficiency_in_each_bin():
     df = shifted_bins(rng)
     y, s, pt = (df[c].to_numpy() for c in ("truth", "prediction", "pt"))
     table = binned.efficiency_plot(y, s, pt, np.array([60.0, 75.0, 90.0]), "pt", (0.5, 0.8)).rows
-    assert list(table.columns) == ["pt", "pt_lo", "pt_hi", "n", "series", "efficiency", "efficiency_lo",
-                                   "efficiency_hi"] and len(table) == 4
+    assert (
+        list(table.columns) == ["pt", "pt_lo", "pt_hi", "n", "series", "efficiency", "efficiency_lo", "efficiency_hi"]
+        and len(table) == 4
+    )
     got = {(r.series, r.pt_lo): r.efficiency for r in table.itertuples()}
     # the error bars: the exact binomial interval of 60 of 100 signal events passing, around the value
     sixty = table[(table.series == "global 80%") & (table.pt_lo == 60.0)].iloc[0]
     assert (sixty.efficiency_lo, sixty.efficiency_hi) == pytest.approx((0.4972, 0.6967), abs=1e-4)
     assert (table.efficiency_lo <= table.efficiency).all() and (table.efficiency <= table.efficiency_hi).all()
     # 50 %: the 100 highest signal scores are the upper bin's; 80 %: those and the lower bin's top 60
-    assert got == {("global 50%", 60.0): 0.0, ("global 50%", 75.0): 1.0,
-                   ("global 80%", 60.0): pytest.approx(0.6), ("global 80%", 75.0): 1.0}
+    assert got == {
+        ("global 50%", 60.0): 0.0,
+        ("global 50%", 75.0): 1.0,
+        ("global 80%", 60.0): pytest.approx(0.6),
+        ("global 80%", 75.0): 1.0,
+    }
     assert table["pt"].tolist() == [67.5, 82.5] * 2 and table["n"].tolist() == [200] * 4
 
 
@@ -166,8 +201,10 @@ def test_per_bin_threshold_gives_the_working_point_in_every_bin_unlike_the_globa
     measured = binned.binned_metrics(df, QG, params(bins={"pt": edges.tolist()}))["pt"]
     flat = binned.flat_rejection_plot(measured, edges, "pt", (0.5, 0.8)).rows
     for table in (glob, flat):
-        assert list(table.columns) == ["pt", "pt_lo", "pt_hi", "n", "series", "rejection", "rejection_lo",
-                                       "rejection_hi"] and len(table) == 4
+        assert (
+            list(table.columns) == ["pt", "pt_lo", "pt_hi", "n", "series", "rejection", "rejection_lo", "rejection_hi"]
+            and len(table) == 4
+        )
     assert set(glob.series) == {"global 50%", "global 80%"} and set(flat.series) == {"per-bin 50%", "per-bin 80%"}
     got = {(r.series, r.pt_lo): r.rejection for t in (glob, flat) for r in t.itertuples()}
     global_cut = metrics.threshold_at_efficiency(y, s, 0.8)
@@ -179,8 +216,10 @@ def test_per_bin_threshold_gives_the_working_point_in_every_bin_unlike_the_globa
     assert got[("global 80%", 60.0)] != got[("per-bin 80%", 60.0)]
     # the per-bin series' error bars are metrics.json's bootstrap intervals of the same bins
     first = flat[(flat.series == "per-bin 80%") & (flat.pt_lo == 60.0)].iloc[0]
-    assert (first.rejection_lo, first.rejection_hi) == (measured["60-75"]["rejection_at_80_ci_lo"],
-                                                        measured["60-75"]["rejection_at_80_ci_hi"])
+    assert (first.rejection_lo, first.rejection_hi) == (
+        measured["60-75"]["rejection_at_80_ci_lo"],
+        measured["60-75"]["rejection_at_80_ci_hi"],
+    )
     # the global series' error bars: 1/the exact binomial interval of the background passing, ends swapped
     row = glob[(glob.series == "global 80%") & (glob.pt_lo == 60.0)].iloc[0]
     k = int(np.sum(s[(pt < 75) & (y == 0)] >= global_cut))
@@ -197,6 +236,7 @@ def test_infinite_rejection_is_null_in_the_plot_records():
 
 
 # ---------------------------------------------------------------- regression
+
 
 def test_regression_bins_have_the_known_response_and_resolution():
     rng = np.random.default_rng(6)
@@ -218,11 +258,16 @@ def test_regression_bins_have_the_known_response_and_resolution():
     assert {"response_vs_pt", "response_vs_ieta", "resolution_vs_ieta", "resolution_vs_pt"} <= set(made)
     assert made["resolution_vs_pt"].template == "binned" and "n" in made["resolution_vs_pt"].rows  # today's profile
     band = made["response_vs_pt"].rows
-    assert len(band) == 2 and (band["response_lo"] <= band["response"]).all() and (band["response"] <= band["response_hi"]).all()
+    assert (
+        len(band) == 2
+        and (band["response_lo"] <= band["response"]).all()
+        and (band["response"] <= band["response_hi"]).all()
+    )
     assert band["response"].tolist() == pytest.approx([exact["response"], smeared["response"]])
 
 
 # ---------------------------------------------------------------- electron/photon crop energies
+
 
 def test_crop_energies_equal_the_dense_sum_and_maximum_of_the_energy_channel():
     rng = np.random.default_rng(7)
@@ -242,6 +287,7 @@ def test_crop_energies_equal_the_dense_sum_and_maximum_of_the_energy_channel():
 
 
 # ---------------------------------------------------------------- dvc.yaml and the review
+
 
 def with_variables(task, rng, n: int = 400) -> pd.DataFrame:
     y = rng.integers(0, 2, n).astype(float) if task.is_classification else rng.uniform(85, 500, n)

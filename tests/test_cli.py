@@ -1,5 +1,6 @@
 """The command line a user meets first: `e2e --help`, and `make full` / `e2e preset`, which refuse a machine
 without a GPU unless the CPU is asked for."""
+
 from __future__ import annotations
 
 import os
@@ -18,12 +19,27 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_help_says_what_e2e_does_and_names_the_stages_and_commands():
     """Bug: `e2e --help` printed the module's docstring ("argument parsing only; the stage modules do the
     work") and "run the <stage> stage" for every stage: how the code is built, not what e2e is for."""
-    out = subprocess.run([sys.executable, "-m", "e2e", "--help"], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")}).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "e2e", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    ).stdout
     assert "argument parsing" not in out and "run the train stage" not in out
     assert "detector images" in out
-    for word in (*cli.STAGES, *cli.NAMES, "dvc repro", "dvc exp run", "e2e summary", "e2e predict", "e2e tune",
-                 "e2e compare", "make full", "download -> convert -> split -> train -> evaluate"):
+    for word in (
+        *cli.STAGES,
+        *cli.NAMES,
+        "dvc repro",
+        "dvc exp run",
+        "e2e summary",
+        "e2e predict",
+        "e2e tune",
+        "e2e compare",
+        "make full",
+        "download -> convert -> split -> train -> evaluate",
+    ):
         assert word in out, word
 
 
@@ -78,10 +94,18 @@ def test_make_full_starts_dvc_only_with_a_gpu_or_device_cpu(tmp_path, visible, d
     fake.mkdir()
     (fake / "dvc").write_text(f'#!/bin/sh\necho "$*" > {tmp_path}/dvc-args\n')
     (fake / "dvc").chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT / "src"), "CUDA_VISIBLE_DEVICES": visible}
-    proc = subprocess.run(["make", "-s", "-C", str(ROOT), "-o", ".venv/.installed", "full", f"DEVICE={device}"],
-                          capture_output=True, text=True, env=env)
+    env = {
+        **os.environ,
+        "PATH": f"{fake}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT / "src"),
+        "CUDA_VISIBLE_DEVICES": visible,
+    }
+    proc = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "-o", ".venv/.installed", "full", f"DEVICE={device}"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     args = tmp_path / "dvc-args"
     if not started:
         assert proc.returncode != 0 and not args.exists()

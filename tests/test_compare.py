@@ -5,6 +5,7 @@ for train+evaluate of each task: each writes the task's headline.json through e2
 that depend on the task's params, in milliseconds. Experiments are real `dvc exp run -S` runs; what is
 checked is what DVC shows of the headline keys, so a key set or name that widens the table fails here.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-FAKE_EVALUATE = '''
+FAKE_EVALUATE = """
 import hashlib, json, sys
 from pathlib import Path
 import yaml
@@ -42,13 +43,20 @@ if params["train"][task.name]["ensemble"]["members"] > 1:
 out = Path("metrics") / task.name / "eval" / "headline.json"
 out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(json.dumps(headline(task, {"test": test, "val": val}, params["evaluate"]["working_points"])))
-'''
+"""
 
 
 def run(cmd: list[str], cwd: Path, **env: str) -> str:
-    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org", **env}
+    full = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+        **env,
+    }
     proc = subprocess.run(cmd, cwd=cwd, env=full, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
@@ -61,10 +69,15 @@ def repo(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "Makefile", root / "Makefile")
     (root / "fake_evaluate.py").write_text(FAKE_EVALUATE)
     metrics = yaml.safe_load((ROOT / "dvc.yaml").read_text())["metrics"]
-    stage = {"foreach": ["electron_photon", "quark_gluon", "jet_mass"],
-             "do": {"cmd": "python fake_evaluate.py ${item}", "deps": ["fake_evaluate.py"],
-                    "params": ["train.${item}", "evaluate.working_points"],
-                    "outs": [{"metrics/${item}/eval/headline.json": {"cache": False}}]}}
+    stage = {
+        "foreach": ["electron_photon", "quark_gluon", "jet_mass"],
+        "do": {
+            "cmd": "python fake_evaluate.py ${item}",
+            "deps": ["fake_evaluate.py"],
+            "params": ["train.${item}", "evaluate.working_points"],
+            "outs": [{"metrics/${item}/eval/headline.json": {"cache": False}}],
+        },
+    }
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate": stage}, "metrics": metrics}))
     run(["git", "init", "-q"], root)
     run([sys.executable, "-m", "dvc", "init", "-q"], root)
@@ -106,16 +119,30 @@ def tables(out: str) -> dict[str, list[dict[str, str]]]:
         title, header, *rows = block.splitlines()
         names = re.split(r"\s{2,}", header.strip())
         starts = [header.index(name) for name in names] + [None]
-        found[title.split(":")[0]] = [{n: row[a:b].strip() for n, a, b in zip(names, starts, starts[1:])}
-                                      for row in rows]
+        found[title.split(":")[0]] = [
+            {n: row[a:b].strip() for n, a, b in zip(names, starts, starts[1:])} for row in rows
+        ]
     return found
 
 
 def test_compare_sorts_each_changed_task_by_validation_within_120_columns(repo):
     for members in (2, 1):  # an ensemble, and a change of the jet mass alone, each from the committed params
         run(["git", "checkout", "--", "params.yaml"], repo)  # `dvc exp run -S` left the last experiment's there
-        run([sys.executable, "-m", "dvc", "exp", "run", "-q", "-S", f"train.electron_photon.ensemble.members={members}",
-             "-S", f"train.jet_mass.lr={0.002 * members}"], repo)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "dvc",
+                "exp",
+                "run",
+                "-q",
+                "-S",
+                f"train.electron_photon.ensemble.members={members}",
+                "-S",
+                f"train.jet_mass.lr={0.002 * members}",
+            ],
+            repo,
+        )
     out = run(["make", "-s", "-o", ".venv/.installed", "compare"], repo)
     assert max(map(len, out.splitlines())) <= 120, out
     found = tables(out)

@@ -4,6 +4,7 @@ from the formats_dir fixture: the project's own (tests/real_layout.py) and ../sh
 Every expectation comes from an independent read of the raw file (pyarrow `to_pylist`, h5py plus an
 explicit transpose), never from our readers.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,6 +34,7 @@ EG, QG, JM = "electron_photon", "quark_gluon", "jet_mass"
 
 # ---------------------------------------------------------------- helpers
 
+
 def raw(root: Path, dataset: str, i: int = 0) -> Path:
     return root / "data" / "raw" / dataset / DATASETS[dataset].files[i].name
 
@@ -41,8 +43,11 @@ def run_convert(root: Path, dataset: str, workers: int = 1, **cfg) -> tuple[dict
     """Convert with `cfg` as convert.<dataset>; arrays["images"] is the sparse output densified in the storage
     dtype, independently of e2e.data (np.add.at over the stored entries)."""
     files = {JM: [DATASETS[JM].files[0].name]}  # the reference directory has one of the seven
-    raw_params = {"convert": {dataset: cfg}, "runtime": {"convert_workers": workers},
-                  "datasets": {k: {"files": v} for k, v in files.items()}}
+    raw_params = {
+        "convert": {dataset: cfg},
+        "runtime": {"convert_workers": workers},
+        "datasets": {k: {"files": v} for k, v in files.items()},
+    }
     convert.main(parse_params(raw_params), dataset, Paths(root))
     return read_converted(root / "data" / "converted" / dataset)
 
@@ -122,6 +127,7 @@ def no_output(root: Path) -> list[str]:
 
 # ---------------------------------------------------------------- the reference files
 
+
 def test_quark_gluon_reference_files_pixel_exact(raw_root):
     arrays, meta = run_convert(raw_root, QG)
     files = [raw(raw_root, QG, i) for i in range(3)]
@@ -141,8 +147,7 @@ def test_quark_gluon_reference_files_pixel_exact(raw_root):
     assert meta["channel_names"] == ["track_pt", "ecal", "hcal"] and meta["channels"] == [0, 1, 2]
     assert meta["rows_per_file"] == [4, 3, 5] and meta["nonfinite_zeroed"] == 0
     assert meta["observers"] == ["m0", "pt"]
-    assert meta["sources"] == [{"file": f.name, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
-                               for f in files]
+    assert meta["sources"] == [{"file": f.name, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()} for f in files]
 
 
 def test_quark_gluon_channel_selection_reorders_exactly_in_float32(raw_root):
@@ -190,6 +195,7 @@ def test_electron_photon_reference_files_photons_then_electrons(raw_root):
 
 # ---------------------------------------------------------------- the sparse format
 
+
 def own_jet_mass_file(path: Path) -> np.ndarray:
     """The project's own real-layout jet-mass file: negative dZ/d0 values, values that float16 rounds to
     zero (1e-9) or to its smallest subnormal, and -0.0."""
@@ -210,6 +216,7 @@ def test_sparse_round_trip_is_exact_with_negative_and_float16_zero_values(raw_ro
     assert meta["nnz"] == np.count_nonzero(expected) and meta["shape"] == [6, 8, 125, 125]
     # what training reads: e2e.data's densification of the same files, every channel and a selection
     from e2e.data import Converted
+
     data = Converted(raw_root / "data" / "converted" / JM)
     np.testing.assert_array_equal(data.images[np.arange(6)], expected.astype(np.float32))
     np.testing.assert_array_equal(data.images[4], expected[4].astype(np.float32))
@@ -258,8 +265,9 @@ def test_complete_parts_are_resumed_only_when_made_from_the_same_file_and_params
 
 
 def test_a_subset_of_the_files_and_unknown_names(raw_root):
-    params = parse_params({"datasets": {QG: {"files": [DATASETS[QG].files[2].name]}},
-                           "runtime": {"convert_workers": 1}})
+    params = parse_params(
+        {"datasets": {QG: {"files": [DATASETS[QG].files[2].name]}}, "runtime": {"convert_workers": 1}}
+    )
     convert.main(params, QG, Paths(raw_root))
     arrays, meta = read_converted(raw_root / "data" / "converted" / QG)
     assert meta["rows_per_file"] == [5] and [s["file"] for s in meta["sources"]] == [DATASETS[QG].files[2].name]
@@ -269,6 +277,7 @@ def test_a_subset_of_the_files_and_unknown_names(raw_root):
 
 
 # ---------------------------------------------------------------- params
+
 
 def test_scale_zero_below_clip_and_channel_selection(raw_root):
     """Order as documented in params.yaml: scale, then zero suppression of |scaled| values, then clip."""
@@ -294,7 +303,7 @@ def test_nonfinite_zero_zeroes_and_counts(raw_root):
     assert np.isfinite(images).all()
     assert images[3, 0, 4, 5] == 0 and images[7, 1, 0, 0] == 0 and images[97, 0, 31, 31] == 0
     clean = np.nan_to_num(x, nan=0, posinf=0, neginf=0).transpose(0, 3, 1, 2)
-    np.testing.assert_array_equal(images[:len(x)], f16(clean))
+    np.testing.assert_array_equal(images[: len(x)], f16(clean))
 
 
 def test_bad_params_name_params_yaml(raw_root):
@@ -313,8 +322,12 @@ def test_float16_overflow_is_an_error(raw_root):
 
 # ---------------------------------------------------------------- regressions
 
-@pytest.mark.parametrize("threads,row_group_size", [(4, 1), (1, 1), (4, 10)],
-                         ids=["parallel-spans", "one-thread-stream", "large-row-groups-stream"])
+
+@pytest.mark.parametrize(
+    "threads,row_group_size",
+    [(4, 1), (1, 1), (4, 10)],
+    ids=["parallel-spans", "one-thread-stream", "large-row-groups-stream"],
+)
 def test_every_row_group_is_read(raw_root, monkeypatch, threads, row_group_size):
     """Regression: the public-solution trap of reading one row group as "a chunk" read 1 jet per file,
     because the real files hold ONE ROW GROUP PER JET. Batches must cross row-group boundaries, in file
@@ -357,8 +370,9 @@ def test_plain_batches_keep_the_requested_size(tmp_path, monkeypatch, threads):
     reader.close()
     assert [len(b.target) for b in batches] == [32, 5]
     np.testing.assert_array_equal(np.concatenate([b.images for b in batches]), images.astype(np.float32))
-    np.testing.assert_array_equal(np.concatenate([b.observers["pt"] for b in batches]),
-                                  np.linspace(100, 200, 37).astype(np.float32))
+    np.testing.assert_array_equal(
+        np.concatenate([b.observers["pt"] for b in batches]), np.linspace(100, 200, 37).astype(np.float32)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -400,6 +414,7 @@ def test_prefetch_keeps_order_reraises_and_stops_its_thread():
 
 
 # ---------------------------------------------------------------- bad input
+
 
 def _truncate(p: Path) -> None:
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
@@ -464,42 +479,94 @@ BAD_INPUT = {  # id: (dataset, file index, how to break it, fragments the messag
     "parquet_truncated": (QG, 1, _truncate, ["not a readable parquet file"]),
     "parquet_garbage": (QG, 2, _garbage, ["not a readable parquet file"]),
     "parquet_corrupt_page": (QG, 1, _corrupt_page, ["unreadable data"]),
-    "hdf5_missing_key": (EG, 1, lambda p: write_egamma(p, np.ones((2, 32, 32, 2), np.float32), None),
-                         ["no target", "expected one of ['y']", "found ['X']"]),
-    "parquet_missing_column": (QG, 0, lambda p: write_jets(p, sparse_jets(2), m0=None),
-                               ["no m0 column", "found ['X_jets', 'pt', 'y']"]),
-    "hdf5_wrong_shape": (EG, 0, lambda p: _egamma_x(p, np.ones((2, 32, 32, 3), np.float32)),
-                         ["expected (N, 32, 32, 2) channels-last", "(2, 32, 32, 3)"]),
-    "hdf5_channels_first": (EG, 0, lambda p: _egamma_x(p, np.ones((2, 2, 32, 32), np.float32)),
-                            ["expected (N, 32, 32, 2)", "(2, 2, 32, 32)"]),
-    "parquet_wrong_channel_count": (QG, 0, lambda p: write_jets(p, sparse_jets(2, (2, 125, 125))),
-                                    ["X_jets", "level 0", "expected length 3, found 2"]),
-    "parquet_wrong_image_size": (QG, 0, lambda p: write_jets(p, sparse_jets(2, (3, 125, 120))),
-                                 ["X_jets", "level 2", "expected length 125, found 120"]),
+    "hdf5_missing_key": (
+        EG,
+        1,
+        lambda p: write_egamma(p, np.ones((2, 32, 32, 2), np.float32), None),
+        ["no target", "expected one of ['y']", "found ['X']"],
+    ),
+    "parquet_missing_column": (
+        QG,
+        0,
+        lambda p: write_jets(p, sparse_jets(2), m0=None),
+        ["no m0 column", "found ['X_jets', 'pt', 'y']"],
+    ),
+    "hdf5_wrong_shape": (
+        EG,
+        0,
+        lambda p: _egamma_x(p, np.ones((2, 32, 32, 3), np.float32)),
+        ["expected (N, 32, 32, 2) channels-last", "(2, 32, 32, 3)"],
+    ),
+    "hdf5_channels_first": (
+        EG,
+        0,
+        lambda p: _egamma_x(p, np.ones((2, 2, 32, 32), np.float32)),
+        ["expected (N, 32, 32, 2)", "(2, 2, 32, 32)"],
+    ),
+    "parquet_wrong_channel_count": (
+        QG,
+        0,
+        lambda p: write_jets(p, sparse_jets(2, (2, 125, 125))),
+        ["X_jets", "level 0", "expected length 3, found 2"],
+    ),
+    "parquet_wrong_image_size": (
+        QG,
+        0,
+        lambda p: write_jets(p, sparse_jets(2, (3, 125, 120))),
+        ["X_jets", "level 2", "expected length 125, found 120"],
+    ),
     "parquet_ragged": (QG, 1, _ragged, ["X_jets is ragged", "level 2", "found 124..125"]),
     "parquet_null_jet": (QG, 1, _null_jet, ["X_jets has null entries"]),
     "hdf5_nan": (EG, 1, lambda p: _egamma_bad_pixel(p, np.nan), ["1 NaN or infinite pixels", "nonfinite: zero"]),
     "hdf5_inf": (EG, 0, lambda p: _egamma_bad_pixel(p, -np.inf), ["1 NaN or infinite pixels"]),
     "parquet_nan": (QG, 2, lambda p: _pixel(p, np.nan), ["rows 0-3: 1 NaN or infinite pixels"]),  # rows of that file
-    "parquet_inf": (JM, 0, lambda p: _jet_mass(p, np.full((2, 8, 125, 125), np.inf), [100.0, 200.0]),
-                    ["rows 0-2: 250000 NaN or infinite pixels"]),  # 2 jets * 8 channels * 125 * 125
-    "hdf5_label_2": (EG, 0, lambda p: _egamma_x(p, np.ones((3, 32, 32, 2), np.float32), np.float32([0, 2, 0])),
-                     ["class labels must be 0 or 1, found [2.0]"]),
-    "parquet_label_half": (QG, 0, lambda p: write_jets(p, sparse_jets(2), y=[0.5, 1.0]),
-                           ["class labels must be 0 or 1, found [0.5]"]),
+    "parquet_inf": (
+        JM,
+        0,
+        lambda p: _jet_mass(p, np.full((2, 8, 125, 125), np.inf), [100.0, 200.0]),
+        ["rows 0-2: 250000 NaN or infinite pixels"],
+    ),  # 2 jets * 8 channels * 125 * 125
+    "hdf5_label_2": (
+        EG,
+        0,
+        lambda p: _egamma_x(p, np.ones((3, 32, 32, 2), np.float32), np.float32([0, 2, 0])),
+        ["class labels must be 0 or 1, found [2.0]"],
+    ),
+    "parquet_label_half": (
+        QG,
+        0,
+        lambda p: write_jets(p, sparse_jets(2), y=[0.5, 1.0]),
+        ["class labels must be 0 or 1, found [0.5]"],
+    ),
     "hdf5_empty_file": (EG, 1, lambda p: p.write_bytes(b""), ["empty file"]),
     "parquet_empty_file": (QG, 0, lambda p: p.write_bytes(b""), ["empty file"]),
     "hdf5_zero_rows": (EG, 0, lambda p: _egamma_x(p, np.ones((0, 32, 32, 2), np.float32)), ["holds no rows"]),
     "parquet_zero_rows": (QG, 2, _zero_row_parquet, ["holds no rows"]),
-    "hdf5_string_images": (EG, 0, lambda p: _egamma_x(p, np.full((2, 32, 32, 2), b"1", "S1")),
-                           ["X must be numeric", "|S1"]),
-    "hdf5_string_labels": (EG, 0, lambda p: _egamma_x(p, np.ones((2, 32, 32, 2), np.float32), np.array([b"0", b"1"])),
-                           ["y must be numeric"]),
-    "parquet_string_target": (QG, 0, lambda p: write_jets(p, sparse_jets(2), y=["quark", "gluon"]),
-                              ["column y must be numeric, found string"]),
+    "hdf5_string_images": (
+        EG,
+        0,
+        lambda p: _egamma_x(p, np.full((2, 32, 32, 2), b"1", "S1")),
+        ["X must be numeric", "|S1"],
+    ),
+    "hdf5_string_labels": (
+        EG,
+        0,
+        lambda p: _egamma_x(p, np.ones((2, 32, 32, 2), np.float32), np.array([b"0", b"1"])),
+        ["y must be numeric"],
+    ),
+    "parquet_string_target": (
+        QG,
+        0,
+        lambda p: write_jets(p, sparse_jets(2), y=["quark", "gluon"]),
+        ["column y must be numeric, found string"],
+    ),
     "parquet_string_pixels": (QG, 0, _string_pixels, ["X_jets values must be numeric, found string"]),
-    "parquet_nan_mass": (JM, 0, lambda p: _jet_mass(p, sparse_jets(2, (8, 125, 125)), [100.0, np.nan]),
-                         ["target has 1 NaN or infinite values"]),
+    "parquet_nan_mass": (
+        JM,
+        0,
+        lambda p: _jet_mass(p, sparse_jets(2, (8, 125, 125)), [100.0, np.nan]),
+        ["target has 1 NaN or infinite values"],
+    ),
     "missing_file": (QG, 2, lambda p: p.unlink(), ["missing input file for dataset quark_gluon"]),
 }
 
@@ -536,8 +603,12 @@ def test_cli_prints_one_error_line_and_exits_non_zero(raw_root, case):
     breaker(path)
     params = raw_root / "params.yaml"
     params.write_text(yaml.safe_dump({"convert": {dataset: {"batch_rows": 4}}}))
-    proc = subprocess.run([sys.executable, "-m", "e2e", "--params", str(params), "--root", str(raw_root),
-                           "convert", dataset], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "e2e", "--params", str(params), "--root", str(raw_root), "convert", dataset],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and str(path) in lines[0] and all(f in lines[0] for f in fragments), proc.stderr

@@ -1,6 +1,7 @@
 """The real files' variants that the readers accept: e/gamma HDF5 in gzip-compressed chunks (as the real files
 are) read with a chunk cache that decompresses each chunk once, and the jet-mass sample of 4 channels with
 target `am`. Expectations come from independent reads (h5py, pyarrow to_pylist), as in test_convert."""
+
 from __future__ import annotations
 
 import io
@@ -28,6 +29,7 @@ OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
 
 
 # ---------------------------------------------------------------- e/gamma in gzip-compressed chunks
+
 
 def rewrite_contiguous(path: Path) -> None:
     with h5py.File(path, "r") as f:
@@ -61,6 +63,7 @@ def test_chunked_gzip_egamma_converts_to_exactly_the_arrays_of_the_contiguous_on
 
 class CountingFile(io.FileIO):
     """A file that counts the bytes HDF5 reads from it: each chunk loaded from disk is a chunk decompressed."""
+
     read_bytes = 0
 
     def readinto(self, buffer) -> int:
@@ -118,6 +121,7 @@ def test_chunk_cache_holds_a_row_of_chunks():
 
 # ---------------------------------------------------------------- jet mass with 4 channels and target `am`
 
+
 def jet_mass_root(tmp_path: Path, formats_dir: Path) -> tuple[Path, Path, dict]:
     """A repo whose one jet-mass file is the 4-channel sample, and params.yaml's own jet-mass settings."""
     name = DATASETS[JM].files[0].name
@@ -126,11 +130,13 @@ def jet_mass_root(tmp_path: Path, formats_dir: Path) -> tuple[Path, Path, dict]:
     (root / "data" / "raw" / JM).mkdir(parents=True)
     shutil.copyfile(variant, root / "data" / "raw" / JM / name)
     defaults = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw_params = {"datasets": {JM: {"files": [name]}}, "convert": {JM: defaults["convert"][JM]},
-                  "runtime": {"device": "cpu", "threads": 1, "convert_workers": 1},
-                  "split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25},
-                  "train": {JM: {**defaults["train"][JM], "model_kwargs": {"width": 2}, "epochs": 1,
-                                 "batch_size": 4}}}
+    raw_params = {
+        "datasets": {JM: {"files": [name]}},
+        "convert": {JM: defaults["convert"][JM]},
+        "runtime": {"device": "cpu", "threads": 1, "convert_workers": 1},
+        "split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25},
+        "train": {JM: {**defaults["train"][JM], "model_kwargs": {"width": 2}, "epochs": 1, "batch_size": 4}},
+    }
     return root, variant, raw_params
 
 

@@ -1,6 +1,7 @@
 """Batches from the sparse format: every batch densifies to exactly the dense rows it names, in the
 order it names them, with the model's channels; statistics come from the training rows only; DDP
 ranks hold disjoint, equal shards."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,17 @@ def dense_images(n: int = 50, shape=(3, 9, 7), seed: int = 0) -> np.ndarray:
 
 def batches(x: np.ndarray, idx, channels, batch_size=8, shuffle=False, max_gb=1.0) -> SparseBatches:
     target = np.arange(len(x), dtype=np.float32)
-    return SparseBatches(SparseImages.from_dense(x), target, np.asarray(idx), channels, batch_size,
-                         torch.device("cpu"), shuffle, 0, max_gb)
+    return SparseBatches(
+        SparseImages.from_dense(x),
+        target,
+        np.asarray(idx),
+        channels,
+        batch_size,
+        torch.device("cpu"),
+        shuffle,
+        0,
+        max_gb,
+    )
 
 
 def test_sparsify_densify_round_trip_drops_only_zeros():
@@ -95,9 +105,21 @@ def test_channels_last_batches_hold_the_same_values_in_the_models_layout(max_gb)
     conversion every step), or a wrong channels-last index putting values in the wrong channel or pixel."""
     x = dense_images(n=40)
     channels = [2, 0]
-    plain, last = (SparseBatches(SparseImages.from_dense(x), np.arange(40, dtype=np.float32), np.arange(40),
-                                 channels, 6, torch.device("cpu"), True, 0, max_gb, channels_last=cl)
-                   for cl in (False, True))
+    plain, last = (
+        SparseBatches(
+            SparseImages.from_dense(x),
+            np.arange(40, dtype=np.float32),
+            np.arange(40),
+            channels,
+            6,
+            torch.device("cpu"),
+            True,
+            0,
+            max_gb,
+            channels_last=cl,
+        )
+        for cl in (False, True)
+    )
     for epoch in range(2):  # the second pass zeroes what the first wrote, in the channels-last positions
         plain.set_epoch(epoch)
         last.set_epoch(epoch)

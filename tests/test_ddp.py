@@ -1,6 +1,7 @@
 """DistributedDataParallel on the CPU: the backend follows the chosen device, each local rank gets its own GPU
 (device count mocked), and in 2-process gloo runs the ranks decide alike (best epoch, early stop, resume)
 and never wait on each other forever. The 2-GPU NCCL run is in tests/test_gpu.py."""
+
 from __future__ import annotations
 
 import json
@@ -41,12 +42,15 @@ def test_each_local_rank_gets_its_own_gpu(monkeypatch, name):
     assert select_device("cpu", 3, 4) == torch.device("cpu")
 
 
-@pytest.mark.parametrize("name,local_world,message", [
-    ("auto", 3, "runtime.nproc: 3 processes on this node need a GPU each, but 2 CUDA device(s) are visible"),
-    ("cuda", 3, "runtime.nproc: 3 processes on this node need a GPU each, but 2 CUDA device(s) are visible"),
-    ("cuda:1", 2, "runtime.device: 'cuda:1' names one GPU for all 2 processes of runtime.nproc"),
-    ("cuda:2", 1, "runtime.device: 'cuda:2' asked for, but 2 CUDA device(s) are visible"),
-])
+@pytest.mark.parametrize(
+    "name,local_world,message",
+    [
+        ("auto", 3, "runtime.nproc: 3 processes on this node need a GPU each, but 2 CUDA device(s) are visible"),
+        ("cuda", 3, "runtime.nproc: 3 processes on this node need a GPU each, but 2 CUDA device(s) are visible"),
+        ("cuda:1", 2, "runtime.device: 'cuda:1' names one GPU for all 2 processes of runtime.nproc"),
+        ("cuda:2", 1, "runtime.device: 'cuda:2' asked for, but 2 CUDA device(s) are visible"),
+    ],
+)
 def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch, name, local_world, message):
     """Guards against: nproc above the visible GPU count asking for a device that does not exist, failing
     deep inside CUDA on some ranks while the others wait."""
@@ -97,8 +101,9 @@ def test_shares_of_the_validation_split_gather_back_into_the_single_process_orde
         assert ddp.gather_spread(shares[rank], len(idx), ddp.Dist(rank, 3)).tolist() == sorted(idx.tolist())
 
 
-def run_ranks(tmp_path: Path, roots: list[Path], *, metrics=None, fail_at=None,
-              timeout: int = 240) -> tuple[int, str, list[dict]]:
+def run_ranks(
+    tmp_path: Path, roots: list[Path], *, metrics=None, fail_at=None, timeout: int = 240
+) -> tuple[int, str, list[dict]]:
     """tests/ddp_worker.py on 2 gloo ranks: (exit status, output, what each rank saw). A run that has not
     ended after `timeout` seconds (a rank waiting in a collective) fails the test, its processes killed."""
     out = tmp_path / f"ranks{len(list(tmp_path.glob('ranks*')))}"

@@ -1,5 +1,6 @@
 """The download stage against a loopback server that serves real-format files (the formats_dir fixture: the
 project's own files, and ../shared/formats where present)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,8 +45,14 @@ def sha256(path: Path) -> str:
 
 
 def raw_params(base_url: str, source: str = "cernbox", **download) -> dict:
-    download = {"base_url": base_url, "archive_url": f"{base_url}/index.php/s", "retries": 3, "backoff_s": 0.01,
-                "timeout_s": 5, "chunk_mb": 0.0625} | download
+    download = {
+        "base_url": base_url,
+        "archive_url": f"{base_url}/index.php/s",
+        "retries": 3,
+        "backoff_s": 0.01,
+        "timeout_s": 5,
+        "chunk_mb": 0.0625,
+    } | download
     return {"data": {"source": source}, "download": download}
 
 
@@ -83,8 +90,9 @@ def server(tmp_path, ref):
 @pytest.fixture
 def known_checksums(monkeypatch, ref):
     """Pretend the registry knows the true sha256/size of every file."""
-    files = tuple(dataclasses.replace(f, sha256=sha256(ref / f.name), size=(ref / f.name).stat().st_size)
-                  for f in FILES)
+    files = tuple(
+        dataclasses.replace(f, sha256=sha256(ref / f.name), size=(ref / f.name).stat().st_size) for f in FILES
+    )
     monkeypatch.setitem(DATASETS, DS, dataclasses.replace(DATASETS[DS], files=files))
 
 
@@ -128,8 +136,10 @@ main(parse_params(json.loads(sys.argv[1])), sys.argv[2], Paths(root=Path(sys.arg
 def test_killed_run_resumes_from_part(server, paths, ref):
     first = url_path(FILES[0])
     server.fault(first, delay_s=0.2)  # 16 kB every 0.2 s: time to kill the client part-way
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, json.dumps(raw_params(server.url)), DS,
-                             str(paths.root)], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, json.dumps(raw_params(server.url)), DS, str(paths.root)],
+        stderr=subprocess.DEVNULL,
+    )
     part = partial_dir(paths, DS) / f"{FILES[0].name}.part"
     deadline = time.monotonic() + 20
     while not (part.exists() and part.stat().st_size >= 40_000) and time.monotonic() < deadline:

@@ -1,6 +1,7 @@
 """The download against shares laid out as the real ones may be: files in subfolders, files missing, sizes that
 disagree, and shares that only give their archive. A loopback server answers WebDAV PROPFIND as CERNBox's
 public-files endpoint does (tests/http_server.py) and serves archives at index.php/s/<share>/download."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,14 @@ OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
 
 
 def params(url: str, files: list[str] | None = None, **download):
-    download = {"base_url": url + DAV, "archive_url": url + "/index.php/s", "retries": 2, "backoff_s": 0.01,
-                "timeout_s": 5, "chunk_mb": 0.0625} | download
+    download = {
+        "base_url": url + DAV,
+        "archive_url": url + "/index.php/s",
+        "retries": 2,
+        "backoff_s": 0.01,
+        "timeout_s": 5,
+        "chunk_mb": 0.0625,
+    } | download
     return parse_params({"data": {"source": "cernbox"}, "download": download, "datasets": {QG: {"files": files}}})
 
 
@@ -107,6 +114,7 @@ def root(tmp_path) -> Path:
 
 
 # ---------------------------------------------------------------- the listing
+
 
 @OWN
 def test_files_in_a_subfolder_are_found_and_verified(srv, ref, root, capsys):
@@ -186,8 +194,11 @@ def test_listing_parse_reads_what_webdav_servers_send():
       <D:response><D:href>gone.txt</D:href><D:propstat><D:prop><D:getcontentlength/></D:prop>
         <D:status>HTTP/1.1 404 Not Found</D:status></D:propstat></D:response>
     </D:multistatus>""".encode()
-    assert webdav.parse(body, url, SHARE) == [webdav.Entry("sub", None, True), webdav.Entry("sub/a b(c).parquet", 12),
-                                              webdav.Entry("sub/deeper", None, True)]
+    assert webdav.parse(body, url, SHARE) == [
+        webdav.Entry("sub", None, True),
+        webdav.Entry("sub/a b(c).parquet", 12),
+        webdav.Entry("sub/deeper", None, True),
+    ]
     for bad in (b"<html><body>Login</body></html>", b"not xml at all"):
         with pytest.raises(webdav.ListingRefused, match="not"):
             webdav.parse(bad, url, SHARE)
@@ -244,8 +255,9 @@ def test_archive_download_resumes_after_a_kill(srv, ref, root):
     with FileServer(srv) as server:
         raw["download"] |= {"base_url": server.url + DAV, "archive_url": server.url + "/index.php/s"}
         server.fault(ARCHIVE, delay_s=0.3)  # 16 kB every 0.3 s: time to kill the client part-way
-        proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, json.dumps(raw), QG, str(root)],
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_RUN, json.dumps(raw), QG, str(root)], stderr=subprocess.DEVNULL
+        )
         part = partial_dir(Paths(root), QG) / f"{SHARE}.archive.part"
         deadline = time.monotonic() + 30
         while not (part.exists() and part.stat().st_size >= 16_384) and time.monotonic() < deadline:

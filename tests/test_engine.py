@@ -1,5 +1,6 @@
 """The epoch loop and prediction (e2e.engine): float32 predictions whatever the training's autocast, TF32 as
 runtime.tf32 says, and progress lines only where no progress bar is drawn."""
+
 import dataclasses
 import io
 import sys
@@ -43,14 +44,22 @@ def test_predictions_are_float32_even_where_the_training_steps_use_bf16(monkeypa
     model.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
     monkeypatch.setattr(engine, "autocast", lambda dev, on: torch.autocast("cpu", dtype=torch.bfloat16, enabled=on))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    engine.run_steps(model, batches, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
-                     torch.nn.MSELoss(), device, True)
+    engine.run_steps(
+        model,
+        batches,
+        optimizer,
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+        torch.nn.MSELoss(),
+        device,
+        True,
+    )
     engine.predict(model, batches, device)
     assert seen == [True, True, False, False]
 
 
 def test_a_terminal_keeps_its_progress_bar_and_no_progress_lines(monkeypatch, capsys):
     """The lines of a piped log replace the bar; where the bar is drawn (a terminal) there are none."""
+
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
@@ -60,9 +69,16 @@ def test_a_terminal_keeps_its_progress_bar_and_no_progress_lines(monkeypatch, ca
     monkeypatch.setattr(engine, "PROGRESS_EVERY_S", 0.0)
     model, x = mass_model(), torch.randn(8, 2, 4, 4)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    engine.run_steps(model, [(x, torch.full((8,), 300.0))] * 3, optimizer,
-                     torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), torch.nn.MSELoss(),
-                     torch.device("cpu"), False, desc="bar")
+    engine.run_steps(
+        model,
+        [(x, torch.full((8,), 300.0))] * 3,
+        optimizer,
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+        torch.nn.MSELoss(),
+        torch.device("cpu"),
+        False,
+        desc="bar",
+    )
     assert "bar:" in terminal.getvalue() and capsys.readouterr().out == ""
 
 

@@ -1,6 +1,7 @@
 """Ensembles (`train.<task>.ensemble`): members trained apart, predicting together as the mean of their
 probabilities, with their spread as a per-event uncertainty, through train, evaluate, predict (both backends)
 and export."""
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,21 @@ EG = "electron_photon"
 
 
 def raw_params(mode: str) -> dict:
-    return {"split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25}, "runtime": {"device": "cpu", "threads": 1},
-            "train": {EG: {"model": "resnet15", "model_kwargs": {"width": 4}, "epochs": 2, "batch_size": 16,
-                           "ensemble": {"members": 2, "mode": mode}}},
-            "evaluate": {"bootstrap": 20}, "export": {"batch_size": 8, "parity_batches": 1}}
+    return {
+        "split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25},
+        "runtime": {"device": "cpu", "threads": 1},
+        "train": {
+            EG: {
+                "model": "resnet15",
+                "model_kwargs": {"width": 4},
+                "epochs": 2,
+                "batch_size": 16,
+                "ensemble": {"members": 2, "mode": mode},
+            }
+        },
+        "evaluate": {"bootstrap": 20},
+        "export": {"batch_size": 8, "parity_batches": 1},
+    }
 
 
 @pytest.mark.parametrize("mode", ["seeds", "subsets"])
@@ -66,9 +78,14 @@ def test_an_ensemble_trains_evaluates_predicts_and_exports_as_the_mean_of_its_me
     np.testing.assert_allclose(df["uncertainty"], each.std(axis=1), rtol=1e-4, atol=1e-6)
     assert not np.allclose(each[:, 0], each[:, 1])  # the members differ, so the mean is not either one
     test = json.loads((root / "metrics" / EG / "eval" / "metrics.json").read_text())["test"]
-    assert test["member_mean"]["roc_auc"] == pytest.approx(np.mean(
-        [evaluate.metrics.roc_auc(df.loc[df.split == "test", "truth"].to_numpy(), each[df.split == "test", k])
-         for k in range(2)]))
+    assert test["member_mean"]["roc_auc"] == pytest.approx(
+        np.mean(
+            [
+                evaluate.metrics.roc_auc(df.loc[df.split == "test", "truth"].to_numpy(), each[df.split == "test", k])
+                for k in range(2)
+            ]
+        )
+    )
 
     export.main(params, EG, paths)
     onnx_out = OnnxModel(root / "models" / EG / "model.onnx")(x.numpy())

@@ -1,5 +1,6 @@
 """Evaluation: the new metrics against scikit-learn, the plot tables, the summary, dvc.yaml's plots,
 and the stage itself on the reference files."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,17 @@ from e2e.errors import E2EError
 from e2e.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILTIN_TEMPLATES = {"simple", "linear", "smooth", "confusion", "confusion_normalized", "scatter",
-                     "scatter_jitter", "bar_horizontal", "bar_horizontal_sorted"}
+BUILTIN_TEMPLATES = {
+    "simple",
+    "linear",
+    "smooth",
+    "confusion",
+    "confusion_normalized",
+    "scatter",
+    "scatter_jitter",
+    "bar_horizontal",
+    "bar_horizontal_sorted",
+}
 
 
 def scored(n: int, seed: int = 0, separation: float = 1.0, ties: bool = False):
@@ -33,18 +43,33 @@ def scored(n: int, seed: int = 0, separation: float = 1.0, ties: bool = False):
 
 def classified(n=2000, seed=0) -> pd.DataFrame:
     y, s = scored(n, seed)
-    return pd.DataFrame({"split": np.where(np.arange(n) % 2, "test", "val"), "row": np.arange(n),
-                         "truth": y, "prediction": s, "truth_oracle": np.clip(s + 0.01, 0, 1)})
+    return pd.DataFrame(
+        {
+            "split": np.where(np.arange(n) % 2, "test", "val"),
+            "row": np.arange(n),
+            "truth": y,
+            "prediction": s,
+            "truth_oracle": np.clip(s + 0.01, 0, 1),
+        }
+    )
 
 
 def regressed(n=2000, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     t = rng.uniform(85, 500, n)
-    return pd.DataFrame({"split": np.where(np.arange(n) % 2, "test", "val"), "row": np.arange(n), "truth": t,
-                         "prediction": t * (1 + rng.normal(0, 0.1, n)), "pt": rng.uniform(400, 1000, n)})
+    return pd.DataFrame(
+        {
+            "split": np.where(np.arange(n) % 2, "test", "val"),
+            "row": np.arange(n),
+            "truth": t,
+            "prediction": t * (1 + rng.normal(0, 0.1, n)),
+            "pt": rng.uniform(400, 1000, n),
+        }
+    )
 
 
 # ---------------------------------------------------------------- metrics
+
 
 def test_auc_statistic_with_unit_counts_is_the_auc_with_ties():
     y, s = scored(3000, ties=True)
@@ -146,6 +171,7 @@ def test_precision_recall_calibration_confusion_match_sklearn():
 
 # ---------------------------------------------------------------- plot tables
 
+
 def test_roc_is_thinned_but_keeps_its_shape():
     y, s = scored(100_000, seed=3)
     roc = plots.roc(y, s, n_points=200)
@@ -190,11 +216,22 @@ def test_regression_tables_count_every_event_on_fixed_bins():
 
 # ---------------------------------------------------------------- summary
 
+
 def test_classification_summary_has_every_metric_for_both_splits():
     out = evaluate.summarise(get_task("electron_photon"), classified(), 0.5, EvaluateParams())
     assert set(out) == {"val", "test"}
-    expected = {"roc_auc", "roc_auc_ci_lo", "roc_auc_ci_hi", "accuracy", "log_loss", "rejection_at_50",
-                "rejection_at_80", "oracle_auc", "gap_to_oracle", "n"}
+    expected = {
+        "roc_auc",
+        "roc_auc_ci_lo",
+        "roc_auc_ci_hi",
+        "accuracy",
+        "log_loss",
+        "rejection_at_50",
+        "rejection_at_80",
+        "oracle_auc",
+        "gap_to_oracle",
+        "n",
+    }
     for part in out.values():
         assert set(part) == expected and part["n"] == 1000
         assert part["roc_auc_ci_lo"] < part["roc_auc"] < part["roc_auc_ci_hi"]
@@ -204,8 +241,18 @@ def test_classification_summary_has_every_metric_for_both_splits():
 def test_regression_summary_bins_share_keys_across_splits_and_are_json_safe():
     df = regressed()
     out = evaluate.summarise(get_task("jet_mass"), df, float(df["truth"].mean()), EvaluateParams())
-    for name in ("mae", "rmse", "mean_relative_error", "resolution", "mae_ci_lo", "mae_ci_hi",
-                 "resolution_ci_lo", "resolution_ci_hi", "mae_of_training_mean", "mae_ratio_to_mean"):
+    for name in (
+        "mae",
+        "rmse",
+        "mean_relative_error",
+        "resolution",
+        "mae_ci_lo",
+        "mae_ci_hi",
+        "resolution_ci_lo",
+        "resolution_ci_hi",
+        "mae_of_training_mean",
+        "mae_ratio_to_mean",
+    ):
         assert math.isfinite(out["test"][name])
     for by in ("resolution_by_mass", "resolution_by_pt"):
         assert list(out["val"][by]) == list(out["test"][by]) and len(out["test"][by]) == EvaluateParams().summary_bins
@@ -225,7 +272,7 @@ def test_binned_resolution_reports_only_bins_of_at_least_10_events():
     df = pd.DataFrame({"split": "test", "row": np.arange(len(t)), "truth": t, "prediction": p})
     out = evaluate.regression_metrics(df, 250.0, {"truth": edges}, n_boot=10)
     assert set(out["resolution_by_mass"]) == {"150-200", "250-300"}, out["resolution_by_mass"]
-    for (lo, hi) in ((150, 200), (250, 300)):
+    for lo, hi in ((150, 200), (250, 300)):
         sel = (t >= lo) & (t < hi)
         assert out["resolution_by_mass"][f"{lo}-{hi}"] == pytest.approx(metrics.resolution(t[sel], p[sel]))
     assert [b["n"] for b in metrics.binned(metrics.resolution, t, p, t, edges)] == [10, 40]
@@ -240,6 +287,7 @@ def test_infinite_rejection_becomes_null():
 
 # ---------------------------------------------------------------- dvc.yaml
 
+
 def declared_plots() -> dict[str, dict]:
     entries = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
     return {k: (v or {}) for e in entries for k, v in (e.items() if isinstance(e, dict) else [(e, None)])}
@@ -248,8 +296,11 @@ def declared_plots() -> dict[str, dict]:
 @pytest.mark.parametrize("task", ["electron_photon", "quark_gluon", "jet_mass"])
 def test_dvc_yaml_declares_every_plot_evaluate_writes(task):
     declared = declared_plots()
-    made = (plots.classification_plots(classified(), task, 50) if get_task(task).is_classification
-            else plots.regression_plots(regressed()))
+    made = (
+        plots.classification_plots(classified(), task, 50)
+        if get_task(task).is_classification
+        else plots.regression_plots(regressed())
+    )
     for p in made:
         props = declared[f"metrics/{task}/eval/plots/custom/{p.name}.json"]
         assert (props["template"], props["x"], props["y"]) == (p.template, p.x, p.y)
@@ -272,6 +323,7 @@ def test_offline_html_template_is_configured_and_has_no_cdn():
 
 # ---------------------------------------------------------------- the stage
 
+
 def test_stage_writes_predictions_metrics_plots_and_images(raw_root):
     from test_predict import make_model_dir
 
@@ -290,8 +342,9 @@ def test_stage_writes_predictions_metrics_plots_and_images(raw_root):
         evaluate.main(unknown, task, Paths(raw_root))  # e/gamma files have no pT
     assert not out.exists()
     bins = {task: {"energy_total": 2, "energy_max": 1}}  # equal bins over the test split's range
-    evaluate.main(parse_params({"runtime": {"device": "cpu"}, "evaluate": {"bins": bins, "bootstrap": 50}}), task,
-                  Paths(raw_root))
+    evaluate.main(
+        parse_params({"runtime": {"device": "cpu"}, "evaluate": {"bins": bins, "bootstrap": 50}}), task, Paths(raw_root)
+    )
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["test"]["n"] == 50 and summary["val"]["n"] == 50 and summary["best_epoch"] == 1
     assert [len(summary["test"]["binned"][v]) for v in ("energy_total", "energy_max")] == [2, 1]
@@ -302,9 +355,20 @@ def test_stage_writes_predictions_metrics_plots_and_images(raw_root):
     np.testing.assert_allclose(df["energy_total"], energy.sum((1, 2)), rtol=1e-12)
     np.testing.assert_array_equal(df["energy_max"], energy.max((1, 2)))
     custom = {p.stem for p in (out / "plots" / "custom").glob("*.json")}
-    assert custom == {"roc", "rejection", "precision_recall", "confusion", "score_distribution", "calibration",
-                      "efficiency_vs_energy_total", "rejection_vs_energy_total", "rejection_flat_vs_energy_total",
-                      "efficiency_vs_energy_max", "rejection_vs_energy_max", "rejection_flat_vs_energy_max"}
+    assert custom == {
+        "roc",
+        "rejection",
+        "precision_recall",
+        "confusion",
+        "score_distribution",
+        "calibration",
+        "efficiency_vs_energy_total",
+        "rejection_vs_energy_total",
+        "rejection_flat_vs_energy_total",
+        "efficiency_vs_energy_max",
+        "rejection_vs_energy_max",
+        "rejection_flat_vs_energy_max",
+    }
     headline = json.loads((out / "headline.json").read_text())["eg"]  # what dvc.yaml lists: the test metric first
     assert list(headline)[:4] == ["test_auc", "test_auc_lo", "test_auc_hi", "val_auc"]
     assert headline["test_auc"] == summary["test"]["roc_auc"] and headline["val_auc"] == summary["val"]["roc_auc"]

@@ -4,6 +4,7 @@ Models are built as test_predict builds them (model.pt and preprocessing.json fr
 layouts, non-trivial preprocessing, the model on a subset of the converted channels); each test runs on
 the project's own reference files and on ../shared/formats where present.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,11 @@ def test_the_onnx_graph_equals_pytorch_and_carries_its_preprocessing(raw_root, t
     assert len(onnx_model(x[:1])) == 1  # the batch axis is dynamic: one image, and all of them above
     meta, pre = onnx_model.meta, json.loads((model_path.parent / "preprocessing.json").read_text())
     assert meta["task"] == task and meta["preprocessing"] == pre
-    assert meta["channels"] == pre["channel_names"] == [data.meta["channel_names"][c] for c in
-                                                        torch.load(model_path, weights_only=True)["spec"]["channels"]]
+    assert (
+        meta["channels"]
+        == pre["channel_names"]
+        == [data.meta["channel_names"][c] for c in torch.load(model_path, weights_only=True)["spec"]["channels"]]
+    )
     assert meta["input_shape"] == [None, x.shape[1], *x.shape[2:]]
     assert meta["output_unit"] == ("GeV" if task == "jet_mass" else "")
     # a single model's graph: its one output, as before ensembles
@@ -123,8 +127,23 @@ def test_predict_with_onnx_needs_no_torch(raw_root, tmp_path):
     model_path, data = exported(raw_root, "quark_gluon")
     files = [str(raw_root / "data" / "raw" / "quark_gluon" / s["file"]) for s in data.meta["sources"]]
     out = tmp_path / "p.parquet"
-    proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "--root", str(raw_root), "predict", "quark_gluon",
-                           "--input", *files, "--output", str(out)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCK_TORCH,
+            "--root",
+            str(raw_root),
+            "predict",
+            "quark_gluon",
+            "--input",
+            *files,
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(onnx)" in proc.stdout
     assert len(pq.read_table(out)) == len(data.target)

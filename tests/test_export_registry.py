@@ -4,6 +4,7 @@ with parity, or is on the README's list of those that do not.
 At 32x32 with two channels (the electron/photon crops, where downsampling leaves the least room),
 through the stage's own path: e2e.export.export_model, metadata and parity check included.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,9 +28,14 @@ NOT_EXPORTABLE: dict[str, str] = {}
 META = {"task": '"electron_photon"', "output": '"probability"'}  # metadata values are JSON
 # the registry at its defaults, then timm's families with test_timm's small kwargs, less the timm models a
 # registry name already builds (densenet121, efficientnet_b0: the same builder; ~30 s of export saved)
-EXPORTED = {**{name: {} for name in sorted(MODELS)},
-            **{name: kwargs for name, kwargs in TIMM_MODELS.items()
-               if name.startswith(PREFIX) and name.removeprefix(PREFIX) not in CLASSICS.values()}}
+EXPORTED = {
+    **{name: {} for name in sorted(MODELS)},
+    **{
+        name: kwargs
+        for name, kwargs in TIMM_MODELS.items()
+        if name.startswith(PREFIX) and name.removeprefix(PREFIX) not in CLASSICS.values()
+    },
+}
 
 
 def documented_exceptions() -> set[str]:
@@ -47,8 +53,15 @@ def test_the_readme_lists_exactly_the_models_that_do_not_export():
 @pytest.mark.parametrize("name", list(EXPORTED))
 def test_every_registered_model_exports_with_parity(name, tmp_path):
     torch.manual_seed(0)
-    spec = {"model": name, "model_kwargs": EXPORTED[name], "in_channels": 2, "image_size": [32, 32], "num_outputs": 1,
-            "classification": True, "task": "electron_photon"}
+    spec = {
+        "model": name,
+        "model_kwargs": EXPORTED[name],
+        "in_channels": 2,
+        "image_size": [32, 32],
+        "num_outputs": 1,
+        "classification": True,
+        "task": "electron_photon",
+    }
     model = build(spec).eval()
     model.set_stats([0.1, -0.2], [2.0, 0.5])
     x = torch.from_numpy(np.random.default_rng(0).exponential(1.0, (6, 2, 32, 32)).astype(np.float32))

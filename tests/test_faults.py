@@ -6,6 +6,7 @@ md5 in dvc.lock), and DVC must never have cached or pushed a partial file: the c
 the objects the final dvc.lock references, each one hashing to its name, and no temporary name is
 left under data/, models/ or metrics/.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,25 @@ import pytest
 from http_server import FileServer
 
 from e2e.sources.registry import DATASETS
-from pipeline_repo import (assert_objects_intact, cache_dir, commit, failing, kill_when, lock_outs, make_repo,
-                           referenced_objects, remote_dir, run, set_param, start, status, stored_objects,
-                           temp_files, tiny_params, write_params)
+from pipeline_repo import (
+    assert_objects_intact,
+    cache_dir,
+    commit,
+    failing,
+    kill_when,
+    lock_outs,
+    make_repo,
+    referenced_objects,
+    remote_dir,
+    run,
+    set_param,
+    start,
+    status,
+    stored_objects,
+    temp_files,
+    tiny_params,
+    write_params,
+)
 
 pytestmark = pytest.mark.slow
 EG, QG = "electron_photon", "quark_gluon"
@@ -36,8 +53,16 @@ def assert_cache_is_exactly_the_lock(repo: Path) -> None:
 
 
 def cernbox_params(base_url: str) -> dict:
-    return tiny_params(**{"data.source": "cernbox", "download.base_url": base_url, "download.retries": 2,
-                          "download.backoff_s": 0.01, "download.timeout_s": 10, "download.chunk_mb": 0.0625})
+    return tiny_params(
+        **{
+            "data.source": "cernbox",
+            "download.base_url": base_url,
+            "download.retries": 2,
+            "download.backoff_s": 0.01,
+            "download.timeout_s": 10,
+            "download.chunk_mb": 0.0625,
+        }
+    )
 
 
 @pytest.fixture
@@ -96,8 +121,10 @@ def test_download_killed_midway_resumes_and_caches_only_the_verified_files(tmp_p
 def test_conversion_killed_after_the_first_file_resumes_with_it(tmp_path):
     """SIGKILL once the first of three files is converted: the rerun reuses that file's part (outside the
     DVC outputs), converts the other two, and gives the md5s of an uninterrupted run."""
-    repo = make_repo(tmp_path / "repo", tiny_params(**{f"synthetic.{QG}.n_jets": 900, f"convert.{QG}.batch_rows": 8,
-                                                       "runtime.convert_workers": 1}))
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_params(**{f"synthetic.{QG}.n_jets": 900, f"convert.{QG}.batch_rows": 8, "runtime.convert_workers": 1}),
+    )
     run(["dvc", "repro", f"download@{QG}"], repo)
     parts = repo / ".cache" / "convert" / QG
     first, *rest = [parts / f.name / "part.json" for f in DATASETS[QG].files]
@@ -169,13 +196,15 @@ def test_training_killed_midway_resumes_to_the_same_model(tmp_path):
 
 # ---- a full disk ------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def small_fs(tmp_path):
     """A 24 MiB tmpfs. Mounting needs root (CAP_SYS_ADMIN); without it the test skips and says why."""
     mnt = tmp_path / "fs"
     mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "e2e-test", str(mnt)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "e2e-test", str(mnt)], capture_output=True, text=True
+    )
     if proc.returncode:
         pytest.skip(f"cannot mount a size-limited tmpfs at {mnt} (needs root): {proc.stderr.strip()}")
     yield mnt
@@ -234,8 +263,7 @@ def test_full_disk_during_conversion_and_push_leaves_cache_and_workspace_consist
 
 
 @OWN
-def test_full_disk_during_download_fails_clearly_and_resumes_once_space_is_freed(small_fs, egamma_server,
-                                                                                 formats_dir):
+def test_full_disk_during_download_fails_clearly_and_resumes_once_space_is_freed(small_fs, egamma_server, formats_dir):
     repo = make_repo(small_fs / "repo", cernbox_params(egamma_server.url))
     filler = fill(small_fs, leave=128 * 1024)  # the first e/gamma file is ~210 kB
     out = failing(["dvc", "repro", f"download@{EG}"], repo)

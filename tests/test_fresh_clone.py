@@ -5,6 +5,7 @@ real layouts must then run on the project's own files (tests/real_layout.py), no
 This copies tests/ and pyproject.toml into an empty directory, so that nothing lies beside the copy, and
 runs a small, fast selection there with the installed package.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,9 +50,25 @@ def test_a_fresh_clone_without_shared_formats_runs_the_real_layout_tests(tmp_pat
     env["E2E_FORMATS"] = str(tmp_path / "no-such-formats")
     env.setdefault("OMP_NUM_THREADS", "1")  # training's two threads would spin for minutes on a busy 2-core machine
     junit = tmp_path / "junit.xml"
-    proc = subprocess.run([sys.executable, "-m", "pytest", *SELECTION, "-x", "-q", "-p", "no:cacheprovider",
-                           f"--junitxml={junit}", f"--basetemp={tmp_path / 'basetemp'}"],
-                          cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *SELECTION,
+            "-x",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            f"--basetemp={tmp_path / 'basetemp'}",
+        ],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report = proc.stdout[-4000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, report
     results = outcomes(junit)
@@ -60,6 +77,7 @@ def test_a_fresh_clone_without_shared_formats_runs_the_real_layout_tests(tmp_pat
     assert any("test_same_seed_gives_identical_metrics" in name and source(name) == "own" for name in passed), report
     assert sum("test_convert" in name and source(name) == "own" for name in passed) >= 20, report
     # the only skips: the shared files' cases, each saying why
-    assert skipped and all(source(name) == "shared" and "shared reference files not found" in why
-                           for name, why in skipped.items()), skipped
+    assert skipped and all(
+        source(name) == "shared" and "shared reference files not found" in why for name, why in skipped.items()
+    ), skipped
     assert not [name for name in results if source(name) == "own" and name not in passed], report

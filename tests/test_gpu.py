@@ -4,6 +4,7 @@ stated tolerance of the CPU's, the CUDA random state resumed, and 2 GPUs under N
 
 Written against the torch 2.14 documentation without a GPU to run them on (none was lent while they were
 written): the first run on a GPU machine is their first run."""
+
 import json
 import shutil
 
@@ -70,8 +71,7 @@ def test_gpu_batches_equal_the_cpu_ones_bit_for_bit(monkeypatch, max_gb, channel
     pinned, real_pin = [], torch.Tensor.pin_memory
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t, *a, **k: pinned.append(t.numel()) or real_pin(t, *a, **k))
     cpu = SparseBatches(images, target, np.arange(203), [2, 0], 16, torch.device("cpu"), True, 0, 1.0)
-    gpu = SparseBatches(images, target, np.arange(203), [2, 0], 16, CUDA, True, 0, max_gb,
-                        channels_last=channels_last)
+    gpu = SparseBatches(images, target, np.arange(203), [2, 0], 16, CUDA, True, 0, max_gb, channels_last=channels_last)
     assert gpu.values.is_cuda == (max_gb > 0)
     for epoch in range(3):  # later epochs zero what earlier ones wrote into the reused buffers
         cpu.set_epoch(epoch)
@@ -100,8 +100,17 @@ def test_an_epoch_never_waits_for_the_gpu(tmp_path, formats_dir, max_gb):
     model = prepare(model, CUDA, params.runtime)
     batches = make_batches(data, rows, spec["channels"], tp.batch_size, CUDA, True, 0, params.runtime)
     optimizer = make_optimizer(model, tp)
-    args = (model, batches, optimizer, make_scheduler(optimizer, tp, len(batches)), make_loss("bce", 0.05), CUDA,
-            True, 1.0, make_augment(["flip_eta", "flip_phi"]))
+    args = (
+        model,
+        batches,
+        optimizer,
+        make_scheduler(optimizer, tp, len(batches)),
+        make_loss("bce", 0.05),
+        CUDA,
+        True,
+        1.0,
+        make_augment(["flip_eta", "flip_phi"]),
+    )
     run_steps(*args)
     torch.cuda.synchronize()
     batches.set_epoch(1)
@@ -153,8 +162,9 @@ def test_two_gpus_under_nccl_validate_the_same_model_and_stop_together(tmp_path,
     raw = gpu_raw()
     raw["train"]["electron_photon"].update(epochs=4, patience=1)
     root = prepared_root(tmp_path / "repo", raw, formats_dir)
-    code, text, seen = run_ranks(tmp_path, [root, root], metrics=[[0.9, 0.5, 0.5, 0.5], [0.5, 0.6, 0.7, 0.8]],
-                                 timeout=400)
+    code, text, seen = run_ranks(
+        tmp_path, [root, root], metrics=[[0.9, 0.5, 0.5, 0.5], [0.5, 0.6, 0.7, 0.8]], timeout=400
+    )
     assert code == 0, text[-3000:]
     assert [s["device"] for s in seen] == ["cuda:0", "cuda:1"]
     assert [len(s["epochs"]) for s in seen] == [2, 2] and seen[0]["validated"] == seen[1]["validated"]

@@ -5,6 +5,7 @@ it imports, hardware knobs invalidate nothing, and the data stages give the lock
 outputs then read "not in cache" when their md5 matches the lock and "modified" when it does not, and a
 code or param change shows as a changed dep.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,10 +30,19 @@ DISPATCH = {"e2e", "e2e.__main__", "e2e.cli"}
 # numpy >= 2.4 names the groups X86_V3/X86_V4, older releases the single features: disable both, so numpy
 # dispatches its SSE kernels (as on a machine without AVX2 or AVX-512)
 NO_AVX = "X86_V3 X86_V4 AVX2 FMA3 AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
-HARDWARE_KNOBS = {"runtime.device": "cpu", "runtime.threads": 1, "runtime.resident_max_gb": 1.0,
-                  "runtime.nproc": 2, "runtime.convert_workers": 3}
-NUMERIC_KNOBS = {"runtime.amp": ("train",), "runtime.channels_last": ("train", "evaluate"),
-                 "runtime.tf32": ("train", "evaluate"), "runtime.compile": ("train",)}
+HARDWARE_KNOBS = {
+    "runtime.device": "cpu",
+    "runtime.threads": 1,
+    "runtime.resident_max_gb": 1.0,
+    "runtime.nproc": 2,
+    "runtime.convert_workers": 3,
+}
+NUMERIC_KNOBS = {
+    "runtime.amp": ("train",),
+    "runtime.channels_last": ("train", "evaluate"),
+    "runtime.tf32": ("train", "evaluate"),
+    "runtime.compile": ("train",),
+}
 
 
 def module_path(name: str) -> Path | None:
@@ -93,7 +103,9 @@ def test_deps_cover_every_module_the_stage_imports(stage):
     spec = stages()[stage]
     name = re.fullmatch(r"python -m e2e (\w+) \w+", spec["cmd"]).group(1)
     modules = closure(f"e2e.{name}")
-    missing = sorted(str(module_path(m).relative_to(ROOT)) for m in modules if not covered(module_path(m), spec["deps"]))
+    missing = sorted(
+        str(module_path(m).relative_to(ROOT)) for m in modules if not covered(module_path(m), spec["deps"])
+    )
     assert not missing, f"{stage}: dvc.yaml deps miss imported modules {missing}"
     code_deps = [d for d in spec["deps"] if d.startswith("src/")]
     unused = [d for d in code_deps if not any(covered(module_path(m), [d]) for m in modules)]
@@ -146,21 +158,27 @@ def stale_after(project: Path, **dotted) -> dict[str, dict]:
     before = changed_deps(status(project))
     edit_params(project, **dotted)
     after = changed_deps(status(project))
-    return {stage: {k: v for k, v in deps.items() if before.get(stage, {}).get(k) != v}
-            for stage, deps in after.items() if deps != before.get(stage)}
+    return {
+        stage: {k: v for k, v in deps.items() if before.get(stage, {}).get(k) != v}
+        for stage, deps in after.items()
+        if deps != before.get(stage)
+    }
 
 
 def test_hardware_knobs_invalidate_no_stage(project):
     assert stale_after(project, **HARDWARE_KNOBS) == {}
 
 
-@pytest.mark.parametrize("param, value, stale", [
-    ("evaluate.batch_size", 64, {f"evaluate@{n}" for n in NAMES}),  # re-evaluates, never retrains
-    ("train.quark_gluon.lr", 0.0003, {"train@quark_gluon"}),  # evaluate@quark_gluon follows its new model
-    ("convert.jet_mass.clip", 20.0, {"convert@jet_mass"}),
-    ("export.tolerance", 0.001, {f"export@{n}" for n in NAMES}),  # re-exports, never retrains
-    ("tune.quark_gluon.seed", 3, set()),  # read by `e2e tune` only, no stage
-])
+@pytest.mark.parametrize(
+    "param, value, stale",
+    [
+        ("evaluate.batch_size", 64, {f"evaluate@{n}" for n in NAMES}),  # re-evaluates, never retrains
+        ("train.quark_gluon.lr", 0.0003, {"train@quark_gluon"}),  # evaluate@quark_gluon follows its new model
+        ("convert.jet_mass.clip", 20.0, {"convert@jet_mass"}),
+        ("export.tolerance", 0.001, {f"export@{n}" for n in NAMES}),  # re-exports, never retrains
+        ("tune.quark_gluon.seed", 3, set()),  # read by `e2e tune` only, no stage
+    ],
+)
 def test_a_param_makes_stale_only_the_stages_that_read_it(project, param, value, stale):
     assert set(stale_after(project, **{param: value})) == stale
 
@@ -180,8 +198,14 @@ def test_data_stages_give_the_locked_md5s_without_avx(project):
     env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": NO_AVX}
     for name in NAMES:
         for stage in ("download", "convert", "split"):
-            subprocess.run([sys.executable, "-m", "e2e", stage, name], cwd=project, env=env, check=True,
-                           capture_output=True, timeout=600)
+            subprocess.run(
+                [sys.executable, "-m", "e2e", stage, name],
+                cwd=project,
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
     found = status(project)
     for name in NAMES:
         for stage in ("download", "convert", "split"):

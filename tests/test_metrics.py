@@ -1,4 +1,5 @@
 """Our numpy metrics against scikit-learn, including ties and edge cases."""
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm

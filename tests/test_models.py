@@ -1,5 +1,6 @@
 """The architecture registry: every model trains a step on both image geometries of the project, and
 the reference models have the layer sizes printed in ../shared/references/."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The whole DVC graph on tiny synthetic data, in a temporary git repository."""
+
 import json
 import math
 import os
@@ -16,8 +17,7 @@ TASKS = ("electron_photon", "quark_gluon", "jet_mass")
 TINY = {
     # quark/gluon big enough (260 training, 80 test jets) that one epoch of LeNet-5 learns clearly: test
     # ROC-AUC 0.75-0.78 over training seeds (oracle 0.87), where the untrained network scores 0.39
-    "synthetic": {"electron_photon": {"n_per_class": 150}, "quark_gluon": {"n_jets": 400},
-                  "jet_mass": {"n_jets": 160}},
+    "synthetic": {"electron_photon": {"n_per_class": 150}, "quark_gluon": {"n_jets": 400}, "jet_mass": {"n_jets": 160}},
     # one torch thread: on a busy 2-core machine spinning OpenMP threads make the tiny models 10-100x slower
     "runtime": {"convert_workers": 1, "threads": 1},
 }
@@ -37,8 +37,11 @@ def tiny_params() -> dict:
 
 
 def run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}  # also the stages without runtime.threads
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }  # also the stages without runtime.threads
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
@@ -74,9 +77,11 @@ def test_repro_runs_every_stage_and_writes_finite_metrics(repo):
     for stage in ("download", "convert", "split", "train", "evaluate", "export"):
         for task in TASKS:
             assert f"'{stage}@{task}'" in out, f"stage {stage}@{task} did not run"
-    expected = {"electron_photon": {"roc_auc", "accuracy", "log_loss"},
-                "quark_gluon": {"roc_auc", "accuracy", "log_loss"},
-                "jet_mass": {"mae", "mean_relative_error", "mae_of_training_mean"}}
+    expected = {
+        "electron_photon": {"roc_auc", "accuracy", "log_loss"},
+        "quark_gluon": {"roc_auc", "accuracy", "log_loss"},
+        "jet_mass": {"mae", "mean_relative_error", "mae_of_training_mean"},
+    }
     for task, names in expected.items():
         test = json.loads((repo / "metrics" / task / "eval" / "metrics.json").read_text())["test"]
         assert names <= set(test), f"{task}: missing {names - set(test)}"

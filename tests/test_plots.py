@@ -6,6 +6,7 @@ units and eta/phi axes, and `dvc exp run -S` changes only the lines of params.ya
 The Vega-Lite specs are the ones DVC fills from this repository's dvc.yaml and .dvc/plots, in a small
 git+DVC repository with made-up results; vl-convert draws them offline, and the SVG is inspected.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -114,8 +115,9 @@ def diffed(repo) -> dict[str, dict]:
 def vega_specs(out: str) -> dict[str, dict]:
     found = json.loads(out)
     assert not found.get("errors"), found["errors"][:3]
-    return {plot_id: item["content"] for plot_id, items in found["data"].items()
-            for item in items if item["type"] == "vega"}
+    return {
+        plot_id: item["content"] for plot_id, items in found["data"].items() for item in items if item["type"] == "vega"
+    }
 
 
 def drawn(spec: dict) -> tuple[list[tuple[str, str]], list[str]]:
@@ -142,6 +144,7 @@ def title(spec: dict) -> str:
 
 # ---------------------------------------------------------------- score distribution: a colour per class
 
+
 @pytest.mark.parametrize("task", ["electron_photon", "quark_gluon"])
 def test_score_distribution_gives_each_class_its_own_colour(shown, task):
     spec = shown[SCORE_PLOT.format(task=task)]
@@ -166,9 +169,11 @@ def test_score_distribution_diff_keeps_classes_by_colour_and_revisions_by_dash(d
 
 # ---------------------------------------------------------------- binned plots: a colour per series
 
-BINNED = {"metrics/quark_gluon/eval/plots/custom/rejection_vs_pt.json": ["global 50%", "global 80%"],
-          "metrics/quark_gluon/eval/plots/custom/rejection_flat_vs_pt.json": ["per-bin 50%", "per-bin 80%"],
-          "metrics/electron_photon/eval/plots/custom/efficiency_vs_energy_total.json": ["global 50%", "global 80%"]}
+BINNED = {
+    "metrics/quark_gluon/eval/plots/custom/rejection_vs_pt.json": ["global 50%", "global 80%"],
+    "metrics/quark_gluon/eval/plots/custom/rejection_flat_vs_pt.json": ["per-bin 50%", "per-bin 80%"],
+    "metrics/electron_photon/eval/plots/custom/efficiency_vs_energy_total.json": ["global 50%", "global 80%"],
+}
 
 
 @pytest.mark.parametrize("plot_id", list(BINNED))
@@ -185,12 +190,14 @@ def test_binned_plots_colour_each_series_and_dash_each_revision(shown, diffed, p
     assert log == ("rejection_" in plot_id)  # rejections span decades
 
 
-ERROR_BARS = ["metrics/quark_gluon/eval/plots/custom/rejection_vs_pt.json",
-              "metrics/quark_gluon/eval/plots/custom/rejection_flat_vs_m0.json",
-              "metrics/electron_photon/eval/plots/custom/efficiency_vs_energy_max.json",
-              "metrics/jet_mass/eval/plots/custom/response_vs_pt.json",
-              "metrics/jet_mass/eval/plots/custom/resolution_vs_ieta.json",
-              "metrics/jet_mass/eval/plots/custom/resolution_vs_true_mass.json"]
+ERROR_BARS = [
+    "metrics/quark_gluon/eval/plots/custom/rejection_vs_pt.json",
+    "metrics/quark_gluon/eval/plots/custom/rejection_flat_vs_m0.json",
+    "metrics/electron_photon/eval/plots/custom/efficiency_vs_energy_max.json",
+    "metrics/jet_mass/eval/plots/custom/response_vs_pt.json",
+    "metrics/jet_mass/eval/plots/custom/resolution_vs_ieta.json",
+    "metrics/jet_mass/eval/plots/custom/resolution_vs_true_mass.json",
+]
 
 
 @pytest.mark.parametrize("plot_id", ERROR_BARS)
@@ -201,8 +208,11 @@ def test_binned_plots_draw_each_interval_and_bin_as_an_error_bar(diffed, plot_id
     x, y = spec["layer"][0]["encoding"]["x"]["field"], spec["layer"][0]["encoding"]["y"]["field"]
     rows = spec["data"]["values"]
     assert rows and all({f"{y}_lo", f"{y}_hi", f"{x}_lo", f"{x}_hi"} <= set(r) for r in rows)
-    bars = {(layer["encoding"].get("y2", {}).get("field"), layer["encoding"].get("x2", {}).get("field"))
-            for layer in spec["layer"] if layer["mark"]["type"] == "errorbar"}
+    bars = {
+        (layer["encoding"].get("y2", {}).get("field"), layer["encoding"].get("x2", {}).get("field"))
+        for layer in spec["layer"]
+        if layer["mark"]["type"] == "errorbar"
+    }
     assert bars == {(f"{y}_hi", None), (None, f"{x}_hi")}
     measured = [r for r in rows if r[f"{y}_lo"] is not None and r[f"{y}_hi"] is not None]
     assert measured and all(r[f"{y}_lo"] <= r[y] <= r[f"{y}_hi"] for r in measured)
@@ -238,14 +248,19 @@ def test_residuals_histogram_is_drawn_as_steps(shown):
 
 # ---------------------------------------------------------------- training curves
 
+
 @pytest.mark.parametrize("task", list(TASKS))
 def test_training_curves_have_readable_titles_and_an_epoch_axis(shown, task):
     directory, metric = TRAIN_DIR.format(task=task), get_task(task).primary_metric
     train_plots = {plot_id: spec for plot_id, spec in shown.items() if plot_id.startswith(directory)}
     # the losses overlaid in one plot, not again one by one from DVCLive's directory
-    assert set(train_plots) == {LOSS_PLOT.format(task=task), f"{directory}/val/{metric}.tsv",
-                                f"{directory}/lr.tsv", f"{directory}/epoch_seconds.tsv"}
-    for plot_id, spec in train_plots.items():
+    assert set(train_plots) == {
+        LOSS_PLOT.format(task=task),
+        f"{directory}/val/{metric}.tsv",
+        f"{directory}/lr.tsv",
+        f"{directory}/epoch_seconds.tsv",
+    }
+    for spec in train_plots.values():
         text = title(spec)
         assert text.startswith(f"{task} training: ") and "metrics/" not in text and ".tsv" not in text, text
         assert spec["encoding"]["x"]["title"] == "epoch"
@@ -275,6 +290,7 @@ def test_dvc_yaml_train_plots_name_the_epoch_axis():
 
 
 # ---------------------------------------------------------------- image views
+
 
 def image_inputs(classification: bool, channels: int = 2, size: int = 16):
     from e2e.sparse import SparseImages
@@ -318,6 +334,7 @@ def test_mean_figure_has_colour_bars_and_eta_phi_axes():
 
 # ---------------------------------------------------------------- params.yaml under `dvc exp run -S`
 
+
 def test_params_yaml_is_written_as_dvc_writes_it_back(tmp_path):
     """`-S` rewrites the whole file through ruamel (lists as blocks, null as empty): an unchanged value must
     come back byte for byte, or every experiment's diff carries the reformatting."""
@@ -334,12 +351,23 @@ def test_exp_run_set_param_changes_only_the_lines_it_sets(tmp_path):
     """With the inline lists params.yaml had, one `-S train.quark_gluon.lr=0.0003` was a 66-line diff."""
     root = git_repo(tmp_path / "repo")
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
-    stage = {"stages": {"touch": {"cmd": "echo done > out.txt", "outs": ["out.txt"],
-                                  "params": ["train", "evaluate", "synthetic", "datasets"]}}}
+    stage = {
+        "stages": {
+            "touch": {
+                "cmd": "echo done > out.txt",
+                "outs": ["out.txt"],
+                "params": ["train", "evaluate", "synthetic", "datasets"],
+            }
+        }
+    }
     (root / "dvc.yaml").write_text(yaml.safe_dump(stage))
     commit(root, "params")
-    sets = {"train.quark_gluon.lr": 0.0003, "evaluate.roc_points": 100, "synthetic.jet_mass.n_jets": 1000,
-            "train.electron_photon.model_kwargs.width": 32}
+    sets = {
+        "train.quark_gluon.lr": 0.0003,
+        "evaluate.roc_points": 100,
+        "synthetic.jet_mass.n_jets": 1000,
+        "train.electron_photon.model_kwargs.width": 32,
+    }
     run([sys.executable, "-m", "dvc", "exp", "run", *[a for k, v in sets.items() for a in ("-S", f"{k}={v}")]], root)
     diff = run(["git", "diff", "-U0", "params.yaml"], root).splitlines()
     removed = [line for line in diff if line.startswith("-") and not line.startswith("---")]

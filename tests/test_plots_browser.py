@@ -6,6 +6,7 @@ opens the pages from disk with the network emulated offline and every host unres
 chart must draw, every image load, and no script error appear. A page with DVC's CDN tags is the
 control: under the same conditions it must draw nothing, or the test would not be offline at all.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,17 @@ from pipeline_repo import built_once
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {"electron_photon": (2, 32), "quark_gluon": (3, 125), "jet_mass": (4, 125)}  # channels, size
-CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
-                "--host-resolver-rules=MAP * ~NOTFOUND")
+CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+)
 DRAWN = """return Array.from(document.querySelectorAll('.vega-embed')).map(div => {
     const el = div.querySelector('canvas, svg');
     return el ? el.getBoundingClientRect().width * el.getBoundingClientRect().height : 0; });"""
@@ -63,8 +72,7 @@ def fake_results(root: Path, seed: int) -> None:
             df = pd.DataFrame({"truth": y, "prediction": 1 / (1 + np.exp(-rng.normal(2 * y - 1, 1.0)))})
         else:
             t = events.uniform(85, 500, n)
-            df = pd.DataFrame({"truth": t, "prediction": t * rng.normal(1, 0.1, n),
-                               "pt": events.uniform(400, 1000, n)})
+            df = pd.DataFrame({"truth": t, "prediction": t * rng.normal(1, 0.1, n), "pt": events.uniform(400, 1000, n)})
         for var, spec in ep.bins[name].items():  # the binning variables, over their bins
             lo, hi = (spec[0], spec[-1]) if isinstance(spec, list) else (0.0, 50.0)
             df[var] = events.uniform(lo, hi, n)
@@ -155,8 +163,10 @@ def browser(tmp_path_factory):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.execute_cdp_cmd("Network.enable", {})
-    driver.execute_cdp_cmd("Network.emulateNetworkConditions",
-                           {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    driver.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
     yield driver
     driver.quit()
 
@@ -247,10 +257,11 @@ def test_cdn_page_stays_blank_so_the_browser_really_is_offline(repo, browser, tm
     out = tmp_path / "dvc_plots"
     run([sys.executable, "-m", "dvc", "plots", "show", "-o", str(out)], repo)
     ours = (out / "index.html").read_text()
-    body = ours[ours.index("<body>") + len("<body>"):ours.rindex("</body>")]
+    body = ours[ours.index("<body>") + len("<body>") : ours.rindex("</body>")]
     cdn = out / "cdn.html"
-    cdn.write_text(PAGE_HTML.replace("{refresh_tag}", "").replace("{scripts}", VegaRenderer.SCRIPTS)
-                   .replace("{plot_divs}", body))
+    cdn.write_text(
+        PAGE_HTML.replace("{refresh_tag}", "").replace("{scripts}", VegaRenderer.SCRIPTS).replace("{plot_divs}", body)
+    )
     drawn, log = open_page(browser, cdn, expected=1, timeout=3.0)
     assert drawn == [] or not any(drawn)
     assert any("ERR_INTERNET_DISCONNECTED" in e["message"] or "ERR_NAME_NOT_RESOLVED" in e["message"] for e in log)

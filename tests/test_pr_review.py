@@ -9,6 +9,7 @@ The pipeline is one stage that writes made-up electron_photon results in the rea
 (test_plots_browser.fake_results, seeded by the stage's params) in a second, so that the script's
 `dvc repro` path runs for real in seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,9 @@ def sh(cmd: list[str], cwd: Path, timeout: float = 120, check: bool = True, **ex
     # this suite may itself run in GitHub Actions on a pull request: keep its base branch and token out
     cmd_env = {k: v for k, v in env().items() if not k.startswith(("GITHUB_", "E2E_REVIEW_")) and k != "REPO_TOKEN"}
     cmd_env.update(extra_env)
-    proc = subprocess.Popen(cmd, cwd=cwd, env=cmd_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=cmd_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -67,11 +69,17 @@ def sh(cmd: list[str], cwd: Path, timeout: float = 120, check: bool = True, **ex
 def results_pipeline() -> dict:
     """dvc.yaml: the one fake stage, and the project's metrics and plots definitions for TASK."""
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    stage = {"cmd": "python fake_results.py", "deps": ["fake_results.py"], "params": [f"train.{TASK}"],
-             "outs": [f"metrics/{TASK}/train", f"metrics/{TASK}/eval"]}
-    return {"stages": {"results": stage},
-            "metrics": [m for m in spec["metrics"] if f"/{TASK}/" in m],
-            "plots": [p for p in spec["plots"] if f"/{TASK}/" in (p if isinstance(p, str) else next(iter(p)))]}
+    stage = {
+        "cmd": "python fake_results.py",
+        "deps": ["fake_results.py"],
+        "params": [f"train.{TASK}"],
+        "outs": [f"metrics/{TASK}/train", f"metrics/{TASK}/eval"],
+    }
+    return {
+        "stages": {"results": stage},
+        "metrics": [m for m in spec["metrics"] if f"/{TASK}/" in m],
+        "plots": [p for p in spec["plots"] if f"/{TASK}/" in (p if isinstance(p, str) else next(iter(p)))],
+    }
 
 
 def set_lr(repo: Path, lr: float) -> None:
@@ -121,9 +129,11 @@ def origin(tmp_path_factory) -> dict:
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "base results"], repo)
     sh(["dvc", "push", "-q"], repo)
-    metrics = {"main": json.loads((repo / EVAL_METRICS).read_text()),
-               "pr-pushed": branch_with_results(repo, "pr-pushed", PUSHED_LR, push=True),
-               "pr-unpushed": branch_with_results(repo, "pr-unpushed", UNPUSHED_LR, push=False)}
+    metrics = {
+        "main": json.loads((repo / EVAL_METRICS).read_text()),
+        "pr-pushed": branch_with_results(repo, "pr-pushed", PUSHED_LR, push=True),
+        "pr-unpushed": branch_with_results(repo, "pr-unpushed", UNPUSHED_LR, push=False),
+    }
     return {"repo": repo, "store": store, "metrics": metrics}
 
 
@@ -139,12 +149,23 @@ def fresh_clone(origin: dict, branch: str, dest: Path) -> Path:
 
 
 def review(clone: Path, store: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return sh(["bash", "scripts/pr_review.sh", *args], clone, timeout=timeout, check=False,
-              E2E_REVIEW_POST="0", DVC_REMOTE_URL=str(store))
+    return sh(
+        ["bash", "scripts/pr_review.sh", *args],
+        clone,
+        timeout=timeout,
+        check=False,
+        E2E_REVIEW_POST="0",
+        DVC_REMOTE_URL=str(store),
+    )
 
 
-@pytest.mark.parametrize("branch, lr, how", [("pr-pushed", PUSHED_LR, "pulled from the DVC remote"),
-                                             ("pr-unpushed", UNPUSHED_LR, "reproduced by the review run")])
+@pytest.mark.parametrize(
+    "branch, lr, how",
+    [
+        ("pr-pushed", PUSHED_LR, "pulled from the DVC remote"),
+        ("pr-unpushed", UNPUSHED_LR, "reproduced by the review run"),
+    ],
+)
 def test_review_of_a_pull_request_compares_it_with_main(origin, tmp_path, branch, lr, how):
     """pr-unpushed guards against a bug: fetching main's results with `repo.fetch(revs=[main],
     types=["metrics", "plots"])` failed with DataIndexDirError on the PR's own train output, missing from

@@ -5,6 +5,7 @@ the converted meta.json), on the files in the real formats of the formats_dir fi
 and ../shared/formats where present); `exported` adds model.onnx as the `export` stage writes it. Unlabelled
 files are those files with the target column/key removed, everything else byte for byte as read.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,12 +30,17 @@ from e2e.onnx_model import worst_difference
 from e2e.sources.registry import DATASETS
 from e2e.tasks import get_task
 
-SMALL = {"electron_photon": ("resnet15", {"width": 4}), "quark_gluon": ("lenet5", {}),
-         "jet_mass": ("resnet18_mass", {"width": 2})}
+SMALL = {
+    "electron_photon": ("resnet15", {"width": 4}),
+    "quark_gluon": ("lenet5", {}),
+    "jet_mass": ("resnet18_mass", {"width": 2}),
+}
 # non-trivial preprocessing: a mismatch between convert and predict would change the outputs
-CONVERT = {"electron_photon": {"channels": [1, 0], "scale": [2.0, 0.5], "clip": 3.0, "zero_below": 0.01},
-           "quark_gluon": {"channels": [2, 0], "scale": [3.0, 0.5], "clip": 2.0},
-           "jet_mass": {"channels": [0, 3, 1], "scale": [1.0, 2.0, 0.1], "clip": 1.0}}
+CONVERT = {
+    "electron_photon": {"channels": [1, 0], "scale": [2.0, 0.5], "clip": 3.0, "zero_below": 0.01},
+    "quark_gluon": {"channels": [2, 0], "scale": [3.0, 0.5], "clip": 2.0},
+    "jet_mass": {"channels": [0, 3, 1], "scale": [1.0, 2.0, 0.1], "clip": 1.0},
+}
 # the model sees a subset of the converted channels, in another order: predict must compose both selections
 MODEL_CHANNELS = {"electron_photon": None, "quark_gluon": [1, 0], "jet_mass": [2, 0]}
 TASKS = ("electron_photon", "quark_gluon", "jet_mass")
@@ -42,12 +48,18 @@ EXPORT_PARAMS = parse_params({"export": {"batch_size": 4, "parity_batches": 2}})
 TOLERANCE = EXPORT_PARAMS.export.tolerance
 
 
-def make_model_dir(root: Path, task: str, out: Path, model: tuple | None = None,
-                   members: int = 1) -> tuple[Path, Converted]:
+def make_model_dir(
+    root: Path, task: str, out: Path, model: tuple | None = None, members: int = 1
+) -> tuple[Path, Converted]:
     """Convert the raw files, then write model.pt and preprocessing.json as `train` does; with members > 1
     an ensemble of differently initialised members, as `train.<task>.ensemble` joins them."""
-    params = parse_params({"convert": {task: CONVERT[task]}, "runtime": {"convert_workers": 1},
-                           "datasets": {"jet_mass": {"files": [DATASETS["jet_mass"].files[0].name]}}})
+    params = parse_params(
+        {
+            "convert": {task: CONVERT[task]},
+            "runtime": {"convert_workers": 1},
+            "datasets": {"jet_mass": {"files": [DATASETS["jet_mass"].files[0].name]}},
+        }
+    )
     convert.main(params, task, Paths(root))
     data = Converted(root / "data" / "converted" / task)
     name, kwargs = model or SMALL[task]
@@ -58,8 +70,9 @@ def make_model_dir(root: Path, task: str, out: Path, model: tuple | None = None,
     net = build(spec)
     idx = np.arange(len(data.target))
     for member in net.members if members > 1 else [net]:
-        member.set_stats(*channel_stats(data.images, idx, spec["channels"]),
-                         *((0.0, 1.0) if task != "jet_mass" else (250.0, 100.0)))
+        member.set_stats(
+            *channel_stats(data.images, idx, spec["channels"]), *((0.0, 1.0) if task != "jet_mass" else (250.0, 100.0))
+        )
     out.mkdir(parents=True)
     save_checkpoint(out / "model.pt", net.eval(), spec, epoch=0, metrics={})
     (out / "preprocessing.json").write_text(json.dumps(train.preprocessing(data, spec["channels"])))
@@ -167,8 +180,23 @@ def test_an_unlabelled_file_with_a_wrong_image_column_is_one_clear_error(raw_roo
         predict.main(task, [bad], out, model_path, device_name="cpu")
     assert "\n" not in str(err.value) and "pixels" in str(err.value) and not out.exists()
     if task == "quark_gluon":  # the CLI: exit 2 and that one line
-        proc = subprocess.run([sys.executable, "-m", "e2e", "predict", task, "--input", str(bad), "--output",
-                               str(out), "--model", str(model_path)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "e2e",
+                "predict",
+                task,
+                "--input",
+                str(bad),
+                "--output",
+                str(out),
+                "--model",
+                str(model_path),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2 and proc.stderr.strip() == f"error: {err.value}", proc.stderr
         assert not out.exists()
 
@@ -178,9 +206,25 @@ def test_cli_predicts_the_real_electron_photon_sample(raw_root, formats_dir, tmp
     model_path, _ = make_model_dir(raw_root, "electron_photon", tmp_path / "model")
     files = sorted((formats_dir / "electron_photon").glob("*.hdf5"))
     out = tmp_path / "p.parquet"
-    proc = subprocess.run([sys.executable, "-m", "e2e", "predict", "electron_photon", "--input", *map(str, files),
-                           "--output", str(out), "--model", str(model_path), "--device", "cpu"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "e2e",
+            "predict",
+            "electron_photon",
+            "--input",
+            *map(str, files),
+            "--output",
+            str(out),
+            "--model",
+            str(model_path),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = pq.read_table(out).to_pandas()
     assert len(table) == 200 and table["prediction"].between(0, 1).all()
@@ -228,8 +272,24 @@ def test_bad_input_exits_2_with_one_line_and_leaves_no_output(raw_root, tmp_path
     bad.write_text("hello")
     good = raw_root / "data" / "raw" / "electron_photon" / DATASETS["electron_photon"].files[0].name
     out = tmp_path / "p.parquet"
-    proc = subprocess.run([sys.executable, "-m", "e2e", "predict", "electron_photon", "--input", str(good),
-                           str(bad), "--output", str(out), "--model", str(model_path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "e2e",
+            "predict",
+            "electron_photon",
+            "--input",
+            str(good),
+            str(bad),
+            "--output",
+            str(out),
+            "--model",
+            str(model_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0], proc.stderr

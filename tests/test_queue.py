@@ -4,6 +4,7 @@ workers two at a time, then compared with `dvc exp show`.
 Runs on a clone of pipeline_repo.golden_repo (the electron_photon graph, reproduced and pushed): each
 queued experiment starts from the committed results and reruns only train and evaluate.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,7 +36,7 @@ def repo(tmp_path_factory):
 
 def exp_rows(repo) -> list[dict]:
     out = run(["dvc", "exp", "show", "--csv", "--force"], repo)
-    return list(csv.DictReader(io.StringIO(out[out.index("Experiment,"):])))
+    return list(csv.DictReader(io.StringIO(out[out.index("Experiment,") :])))
 
 
 def test_queued_sweep_runs_both_settings_and_exp_show_lists_their_metrics(repo):

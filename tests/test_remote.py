@@ -4,6 +4,7 @@ The source repository is pipeline_repo.golden_repo: the electron_photon graph (a
 reproduced on tiny synthetic data and pushed to the project's default remote, `../e2e-dvc-storage`
 as `.dvc/config` sets it. The S3 test runs moto's S3 server on 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,17 @@ import threading
 
 import pytest
 
-from pipeline_repo import (assert_objects_intact, clone, commit, lock_outs, referenced_objects, remote_dir, run,
-                           status, stored_objects)
+from pipeline_repo import (
+    assert_objects_intact,
+    clone,
+    commit,
+    lock_outs,
+    referenced_objects,
+    remote_dir,
+    run,
+    status,
+    stored_objects,
+)
 from pipeline_repo import golden_repo as build_golden
 
 pytestmark = pytest.mark.slow
@@ -84,9 +94,14 @@ def s3_endpoint():
 @pytest.fixture
 def aws_env(tmp_path) -> dict[str, str]:
     """Fake credentials, and no ~/.aws files, so nothing real can be reached or used."""
-    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials")}
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+    }
 
 
 def test_s3_remote_push_then_pull_into_a_clone_elsewhere(golden, s3_endpoint, aws_env, tmp_path, monkeypatch):
@@ -104,8 +119,11 @@ def test_s3_remote_push_then_pull_into_a_clone_elsewhere(golden, s3_endpoint, aw
     run(["dvc", "remote", "modify", "store", "endpointurl", s3_endpoint], a)
     commit(a, "S3 remote")
     run(["dvc", "push"], a, **aws_env)
-    keys = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="e2e-test")
-            for o in page.get("Contents", [])}
+    keys = {
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="e2e-test")
+        for o in page.get("Contents", [])
+    }
     pushed = {k.removeprefix("e2e/files/md5/").replace("/", "") for k in keys}
     assert referenced_objects(a) <= pushed, "dvc push did not upload every object dvc.lock needs"
     assert status(a, "--cloud", **aws_env) == {}

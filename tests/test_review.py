@@ -6,6 +6,7 @@ whose workspace differs from HEAD in quark_gluon's results only, with one quark_
 param of every task changed. The unit tests below them check the pairing, the verdict and the report's
 pieces on hand-made results.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,8 +55,7 @@ def repo(tmp_path_factory) -> Path:
 def make(repo: Path, *args: str) -> subprocess.CompletedProcess:
     # -o: treat the venv stamp as up to date; the test's own interpreter is first on PATH
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(["make", "-o", ".venv/.installed", *args], cwd=repo, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(["make", "-o", ".venv/.installed", *args], cwd=repo, env=env, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +138,9 @@ def test_the_first_table_is_the_headline_with_the_paired_verdict(reviewed):
     b, h = (df[df["split"] == "test"].sort_values("row") for df in (base, head))
     assert len(b) == 200 and (b["row"].to_numpy() == h["row"].to_numpy()).all()
     n_boot = yaml.safe_load((repo / "params.yaml").read_text())["evaluate"]["bootstrap"]
-    lo, hi = metrics.paired_difference_interval("roc_auc", b["truth"].to_numpy(), b["prediction"].to_numpy(),
-                                                h["prediction"].to_numpy(), n_boot=n_boot)
+    lo, hi = metrics.paired_difference_interval(
+        "roc_auc", b["truth"].to_numpy(), b["prediction"].to_numpy(), h["prediction"].to_numpy(), n_boot=n_boot
+    )
     assert first[4] == f"[{lo:+.3g}, {hi:+.3g}]"
     assert first[5] == ("within noise" if lo <= 0 <= hi else "significant: " + ("better" if lo > 0 else "worse"))
     assert "same 200 test events" in section
@@ -151,8 +152,9 @@ def test_params_of_the_task_then_those_of_every_task_once(reviewed):
     assert task_params == [[["param", "`HEAD`", "workspace"], [f"train.{CHANGED}.lr", "0.0005", "0.0003"]]]
     assert parts[CHANGED].index("train.quark_gluon.lr") < parts[CHANGED].index("![")  # before the plots
     shared = [h for h in parts if h.startswith("Parameters")]
-    assert len(shared) == 1 and tables(parts[shared[0]]) == [[["param", "`HEAD`", "workspace"],
-                                                              ["evaluate.roc_points", "200", "100"]]]
+    assert len(shared) == 1 and tables(parts[shared[0]]) == [
+        [["param", "`HEAD`", "workspace"], ["evaluate.roc_points", "200", "100"]]
+    ]
 
 
 def test_at_most_six_key_plots_and_the_rest_linked_under_details(reviewed):
@@ -160,15 +162,25 @@ def test_at_most_six_key_plots_and_the_rest_linked_under_details(reviewed):
     parts = sections((repo / "review" / "report.md").read_text())
     shown = image_links(parts[CHANGED])
     names = [Path(link).stem for link in shown]
-    assert names == [f"{CHANGED}_{name}" for name in (
-        "train_plots_metrics_train_val_loss", "train_plots_metrics_val_roc_auc", "eval_plots_custom_roc",
-        "eval_plots_custom_rejection", "eval_plots_custom_score_distribution", "eval_plots_custom_rejection_vs_pt")]
+    assert names == [
+        f"{CHANGED}_{name}"
+        for name in (
+            "train_plots_metrics_train_val_loss",
+            "train_plots_metrics_val_roc_auc",
+            "eval_plots_custom_roc",
+            "eval_plots_custom_rejection",
+            "eval_plots_custom_score_distribution",
+            "eval_plots_custom_rejection_vs_pt",
+        )
+    ]
     assert sum(len(image_links(text)) for text in parts.values()) == len(shown)  # no other image in the report
     details = parts["Details"]
     assert "<details>" in details and "test.binned.pt." in details and "test.roc_auc_ci_lo" in details
     linked = re.findall(r"^- \[[^\]]*\]\(([^)]+)\)$", details, re.M)
-    assert {Path(p).stem for p in linked} >= {"quark_gluon_eval_plots_custom_calibration",
-                                                "quark_gluon_eval_plots_custom_efficiency_vs_m0"}
+    assert {Path(p).stem for p in linked} >= {
+        "quark_gluon_eval_plots_custom_calibration",
+        "quark_gluon_eval_plots_custom_efficiency_vs_m0",
+    }
     for link in shown + linked:  # relative to the report, so the folder can be attached as it is
         assert (repo / "review" / link).read_bytes()[:8] == PNG
     assert not set(shown) & set(linked)
@@ -184,15 +196,21 @@ def test_every_key_plot_overlays_base_and_workspace(reviewed):
     assert pngs, report
     for png in pngs:
         spec = json.loads(png.with_name(png.name.removesuffix(".png") + ".vl.json").read_text())
-        by_rev = {rev: sorted(sorted((k, str(v)) for k, v in row.items()) for row in rows)
-                  for rev, rows in rows_by_revision(spec).items()}
+        by_rev = {
+            rev: sorted(sorted((k, str(v)) for k, v in row.items()) for row in rows)
+            for rev, rows in rows_by_revision(spec).items()
+        }
         assert set(by_rev) == {"HEAD", "workspace"}, f"{png.name}: revisions {sorted(map(str, by_rev))}"
         assert by_rev["HEAD"] != by_rev["workspace"], f"{png.name}: both revisions hold the same data"
 
 
 def test_review_of_an_unknown_base_is_one_error_line(repo, tmp_path):
-    proc = subprocess.run([sys.executable, "scripts/review.py", "no-such-branch", "--out", str(tmp_path / "r")],
-                          cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "scripts/review.py", "no-such-branch", "--out", str(tmp_path / "r")],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "error: dvc params diff no-such-branch" in proc.stderr
     assert not (tmp_path / "r" / "report.md").exists()
@@ -207,22 +225,41 @@ def test_a_base_output_missing_from_the_dvc_cache_is_one_line_saying_how_to_get_
     repo = tmp_path / "repo"
     repo.mkdir()
     dvc = [sys.executable, "-m", "dvc"]
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.org"],
-                ["git", "config", "user.name", "test"], [*dvc, "init", "-q"],
-                [*dvc, "stage", "add", "-q", "-n", "eval", "-o", "metrics/quark_gluon/eval",
-                 "mkdir -p metrics/quark_gluon/eval && echo '{\"qg\": {}}' > metrics/quark_gluon/eval/headline.json"],
-                [*dvc, "repro", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "results"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.org"],
+        ["git", "config", "user.name", "test"],
+        [*dvc, "init", "-q"],
+        [
+            *dvc,
+            "stage",
+            "add",
+            "-q",
+            "-n",
+            "eval",
+            "-o",
+            "metrics/quark_gluon/eval",
+            "mkdir -p metrics/quark_gluon/eval && echo '{\"qg\": {}}' > metrics/quark_gluon/eval/headline.json",
+        ],
+        [*dvc, "repro", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "results"],
+    ):
         subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
     read = revision_reader("HEAD", repo)
     assert read("metrics/quark_gluon/eval/headline.json") == b'{"qg": {}}\n'
     assert read("metrics/quark_gluon/eval/predictions.parquet") is None  # not an output of HEAD: no results
     shutil.rmtree(repo / ".dvc" / "cache")
-    with pytest.raises(E2EError, match=r"^metrics/quark_gluon/eval/headline.json of HEAD is not in the DVC cache "
-                                       r"or remote: fetch HEAD's results first \(`scripts/pr_review.sh HEAD`"):
+    with pytest.raises(
+        E2EError,
+        match=r"^metrics/quark_gluon/eval/headline.json of HEAD is not in the DVC cache "
+        r"or remote: fetch HEAD's results first \(`scripts/pr_review.sh HEAD`",
+    ):
         revision_reader("HEAD", repo)("metrics/quark_gluon/eval/headline.json")
 
 
 # unit tests on hand-made results
+
 
 def results(truth, prediction, rows=None, headline=None) -> Results:
     rows = np.arange(len(truth)) if rows is None else np.asarray(rows)
@@ -239,8 +276,10 @@ def test_paired_joins_the_test_events_on_row_not_on_position(two_models):
     shuffled = paired(TASKS["quark_gluon"], results(y, base), results(y[order], head[order], rows=order), n_boot=200)
     assert shuffled == in_order and in_order.n == len(y) and 0 < in_order.lo < in_order.hi
     assert verdict(TASKS["quark_gluon"], in_order) == "significant: better"
-    assert verdict(TASKS["quark_gluon"], paired(TASKS["quark_gluon"], results(y, head), results(y, base),
-                                                n_boot=200)) == "significant: worse"
+    assert (
+        verdict(TASKS["quark_gluon"], paired(TASKS["quark_gluon"], results(y, head), results(y, base), n_boot=200))
+        == "significant: worse"
+    )
 
 
 def test_identical_predictions_are_within_noise(two_models):
@@ -259,8 +298,7 @@ def test_a_lower_mae_is_better():
 
 def test_different_test_events_are_not_paired(two_models):
     y, base, head = two_models
-    other_rows = paired(TASKS["quark_gluon"], results(y, base), results(y, head, rows=np.arange(len(y)) + 5),
-                        n_boot=50)
+    other_rows = paired(TASKS["quark_gluon"], results(y, base), results(y, head, rows=np.arange(len(y)) + 5), n_boot=50)
     assert verdict(TASKS["quark_gluon"], other_rows).startswith("not paired: the test events differ")
     other_truth = paired(TASKS["quark_gluon"], results(y, base), results(1 - y, head), n_boot=50)
     assert verdict(TASKS["quark_gluon"], other_truth) == "not paired: the test events' truth differs"
@@ -279,47 +317,77 @@ def test_changed_compares_predictions_headline_and_metrics(two_models):
 
 
 def test_read_results_takes_the_tasks_block_of_the_headline():
-    files = {"metrics/jet_mass/eval/headline.json": b'{"mass": {"test_mae": 20.5}}',
-             "metrics/jet_mass/train/metrics.json": b'{"val": {"mae": 21.0}, "step": 2}'}
+    files = {
+        "metrics/jet_mass/eval/headline.json": b'{"mass": {"test_mae": 20.5}}',
+        "metrics/jet_mass/train/metrics.json": b'{"val": {"mae": 21.0}, "step": 2}',
+    }
     got = read_results(TASKS["jet_mass"], files.get)
     assert got.headline == {"test_mae": 20.5} and got.predictions is None
     assert got.metrics == {"train/metrics.json: val.mae": 21.0, "train/metrics.json: step": 2}
 
 
 def test_headline_table_puts_the_primary_metric_first_with_its_interval():
-    section = TaskSection(TASKS["quark_gluon"], Results({"val_auc": 0.7, "test_auc": 0.71, "test_auc_lo": 0.69,
-                                                         "test_auc_hi": 0.73, "rej50": None}, None, {}),
-                          Results({"val_auc": 0.72, "test_auc": 0.74, "test_auc_lo": 0.72, "test_auc_hi": 0.76,
-                                   "rej50": 12.0}, None, {}), Paired(n=100, lo=0.01, hi=0.05))
+    section = TaskSection(
+        TASKS["quark_gluon"],
+        Results({"val_auc": 0.7, "test_auc": 0.71, "test_auc_lo": 0.69, "test_auc_hi": 0.73, "rej50": None}, None, {}),
+        Results({"val_auc": 0.72, "test_auc": 0.74, "test_auc_lo": 0.72, "test_auc_hi": 0.76, "rej50": 12.0}, None, {}),
+        Paired(n=100, lo=0.01, hi=0.05),
+    )
     rows = tables("\n".join(headline_table(section, "main")))[0]
-    assert rows[1] == ["test ROC-AUC (`qg.test_auc`)", "0.71 [0.69, 0.73]", "0.74 [0.72, 0.76]", "+0.03",
-                       "[+0.01, +0.05]", "significant: better"]
-    assert [r[0] for r in rows[2:]] == ["validation ROC-AUC of the best epoch (`qg.val_auc`)",
-                                        "test rejection 1/FPR at 50 % signal efficiency (`qg.rej50`)"]
+    assert rows[1] == [
+        "test ROC-AUC (`qg.test_auc`)",
+        "0.71 [0.69, 0.73]",
+        "0.74 [0.72, 0.76]",
+        "+0.03",
+        "[+0.01, +0.05]",
+        "significant: better",
+    ]
+    assert [r[0] for r in rows[2:]] == [
+        "validation ROC-AUC of the best epoch (`qg.val_auc`)",
+        "test rejection 1/FPR at 50 % signal efficiency (`qg.rej50`)",
+    ]
     assert rows[3][1:] == ["-", "12", "", "", ""]  # null: no background passes; no change to compute
 
 
 def test_split_plots_keeps_six_key_plots_in_order():
-    ids = [f"metrics/jet_mass/{p}" for p in (
-        "eval/plots/custom/response_vs_ieta.json", "eval/plots/custom/response_vs_pt.json",
-        "eval/plots/custom/residuals.json", "train/plots/metrics/lr.tsv", "train/plots/metrics/val/mae.tsv",
-        "train/plots/metrics/train/val/loss", "eval/plots/custom/pred_vs_true.json",
-        "eval/plots/custom/resolution_vs_true_mass.json", "eval/plots/custom/resolution_vs_pt.json")]
+    ids = [
+        f"metrics/jet_mass/{p}"
+        for p in (
+            "eval/plots/custom/response_vs_ieta.json",
+            "eval/plots/custom/response_vs_pt.json",
+            "eval/plots/custom/residuals.json",
+            "train/plots/metrics/lr.tsv",
+            "train/plots/metrics/val/mae.tsv",
+            "train/plots/metrics/train/val/loss",
+            "eval/plots/custom/pred_vs_true.json",
+            "eval/plots/custom/resolution_vs_true_mass.json",
+            "eval/plots/custom/resolution_vs_pt.json",
+        )
+    ]
     key, other = split_plots(TASKS["jet_mass"], [*ids, "metrics/quark_gluon/eval/plots/custom/roc.json"])
     assert len(key) == MAX_KEY_PLOTS == 6 and all(len(keys) <= MAX_KEY_PLOTS for keys in KEY_PLOTS.values())
     assert [k.split("/", 2)[2] for k in key] == [
-        "train/plots/metrics/train/val/loss", "train/plots/metrics/val/mae.tsv", "eval/plots/custom/pred_vs_true.json",
-        "eval/plots/custom/residuals.json", "eval/plots/custom/resolution_vs_true_mass.json",
-        "eval/plots/custom/response_vs_ieta.json"]
+        "train/plots/metrics/train/val/loss",
+        "train/plots/metrics/val/mae.tsv",
+        "eval/plots/custom/pred_vs_true.json",
+        "eval/plots/custom/residuals.json",
+        "eval/plots/custom/resolution_vs_true_mass.json",
+        "eval/plots/custom/response_vs_ieta.json",
+    ]
     assert sorted(other) == sorted(set(ids) - set(key))  # the other task's plot in neither
 
 
 def test_params_by_task():
-    diff = {"params.yaml": {"train.quark_gluon.lr": {"old": 0.001, "new": 0.0003},
-                            "evaluate.bins.jet_mass.pt": {"old": 5, "new": 6},
-                            "evaluate.bootstrap": {"old": 1000, "new": 500}},
-            "presets/x.yaml": {"train.quark_gluon.epochs": {"old": None, "new": 2}}}
-    assert params_by_task(diff) == {"quark_gluon": {"train.quark_gluon.lr": (0.001, 0.0003),
-                                                    "presets/x.yaml: train.quark_gluon.epochs": (None, 2)},
-                                    "jet_mass": {"evaluate.bins.jet_mass.pt": (5, 6)},
-                                    None: {"evaluate.bootstrap": (1000, 500)}}
+    diff = {
+        "params.yaml": {
+            "train.quark_gluon.lr": {"old": 0.001, "new": 0.0003},
+            "evaluate.bins.jet_mass.pt": {"old": 5, "new": 6},
+            "evaluate.bootstrap": {"old": 1000, "new": 500},
+        },
+        "presets/x.yaml": {"train.quark_gluon.epochs": {"old": None, "new": 2}},
+    }
+    assert params_by_task(diff) == {
+        "quark_gluon": {"train.quark_gluon.lr": (0.001, 0.0003), "presets/x.yaml: train.quark_gluon.epochs": (None, 2)},
+        "jet_mass": {"evaluate.bins.jet_mass.pt": (5, 6)},
+        None: {"evaluate.bootstrap": (1000, 500)},
+    }

@@ -10,6 +10,7 @@
   leave the share (hrefs with `..` or an encoded `/` are refused), and an archive's member names never
   choose where a file lands (a `../../` member is extracted to the registry's name, inside the repo).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,11 @@ from e2e.split import load_split
 EG = "electron_photon"
 # not about the file layouts: these run on the project's own files only ([shared] would repeat them)
 OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
-PARAMS = {"split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25}, "runtime": {"device": "cpu"},
-          "train": {EG: {"model": "resnet15", "model_kwargs": {"width": 4}, "epochs": 1, "batch_size": 16}}}
+PARAMS = {
+    "split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25},
+    "runtime": {"device": "cpu"},
+    "train": {EG: {"model": "resnet15", "model_kwargs": {"width": 4}, "epochs": 1, "batch_size": 16}},
+}
 
 
 class Payload:
@@ -77,8 +81,15 @@ def root(raw_root) -> Path:
 def malicious_checkpoint(path: Path, marker: Path) -> Path:
     """What a checkpoint looks like, plus an object whose unpickling runs code."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    spec = {"model": "resnet15", "model_kwargs": {"width": 4}, "in_channels": 2, "image_size": [32, 32],
-            "num_outputs": 1, "classification": True, "task": EG}
+    spec = {
+        "model": "resnet15",
+        "model_kwargs": {"width": 4},
+        "in_channels": 2,
+        "image_size": [32, 32],
+        "num_outputs": 1,
+        "classification": True,
+        "task": EG,
+    }
     torch.save({"spec": spec, "state_dict": {}, "epoch": 0, "metrics": {}, "note": Payload(marker)}, path)
     return path
 
@@ -130,8 +141,9 @@ def poison(path: Path, marker: Path) -> None:
     np.save(path, np.array([Payload(marker)] * 4, dtype=object), allow_pickle=True)
 
 
-@pytest.mark.parametrize("name, stages", [("values.npy", ["train"]), ("offsets.npy", ["train"]),
-                                         ("target.npy", ["split", "train"])])
+@pytest.mark.parametrize(
+    "name, stages", [("values.npy", ["train"]), ("offsets.npy", ["train"]), ("target.npy", ["split", "train"])]
+)
 @OWN
 def test_object_dtype_array_in_converted_data_is_refused(root, name, stages):
     marker = root / "pwned"
@@ -197,12 +209,17 @@ def test_content_disposition_never_chooses_the_file_name(tmp_path, formats_dir, 
         (srv_dir / f.share).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(formats_dir / EG / f.name, srv_dir / f.share / f.name)
     # the registry knows the true checksums, so every file is verified before it is moved into place
-    known = tuple(dataclasses.replace(f, sha256=sha256(formats_dir / EG / f.name),
-                                      size=(formats_dir / EG / f.name).stat().st_size) for f in files)
+    known = tuple(
+        dataclasses.replace(
+            f, sha256=sha256(formats_dir / EG / f.name), size=(formats_dir / EG / f.name).stat().st_size
+        )
+        for f in files
+    )
     monkeypatch.setitem(DATASETS, EG, dataclasses.replace(DATASETS[EG], files=known))
     root = tmp_path / "work" / "repo"
-    params = parse_params({"data": {"source": "cernbox"},
-                           "download": {"base_url": "", "retries": 1, "backoff_s": 0.01, "timeout_s": 5}})
+    params = parse_params(
+        {"data": {"source": "cernbox"}, "download": {"base_url": "", "retries": 1, "backoff_s": 0.01, "timeout_s": 5}}
+    )
     before = {p for p in Path("/tmp").glob("evil*")}
     with DispositionServer(srv_dir, disposition) as srv:
         params = dataclasses.replace(params, download=dataclasses.replace(params.download, base_url=srv.url))
@@ -233,10 +250,15 @@ class ListingServer(FileServer):
     def __init__(self, directory: Path, hrefs: list[str]):
         super().__init__(directory)
         base = self._httpd.RequestHandlerClass
-        body = ('<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">' + "".join(
-            f"<d:response><d:href>{h}</d:href><d:propstat><d:prop><d:resourcetype/></d:prop>"
-            "<d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>" for h in hrefs)
-            + "</d:multistatus>").encode()
+        body = (
+            '<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">'
+            + "".join(
+                f"<d:response><d:href>{h}</d:href><d:propstat><d:prop><d:resourcetype/></d:prop>"
+                "<d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>"
+                for h in hrefs
+            )
+            + "</d:multistatus>"
+        ).encode()
 
         class Handler(base):
             def do_PROPFIND(self):
@@ -249,9 +271,19 @@ class ListingServer(FileServer):
 
 
 def share_params(url: str, **download):
-    return parse_params({"data": {"source": "cernbox"}, "download": {
-        "base_url": url, "archive_url": f"{url}/index.php/s", "retries": 1, "backoff_s": 0.01, "timeout_s": 5,
-        **download}})
+    return parse_params(
+        {
+            "data": {"source": "cernbox"},
+            "download": {
+                "base_url": url,
+                "archive_url": f"{url}/index.php/s",
+                "retries": 1,
+                "backoff_s": 0.01,
+                "timeout_s": 5,
+                **download,
+            },
+        }
+    )
 
 
 @OWN

@@ -1,4 +1,5 @@
 """Stage `split`: stratified, seeded train/val/test indices, on synthetic label and target arrays."""
+
 from __future__ import annotations
 
 import json
@@ -98,8 +99,9 @@ def test_too_few_rows_is_an_error(n):
         split.split_indices(labels(n), True, CFG)
 
 
-@pytest.mark.parametrize("val,test", [(0.0, 0.2), (0.15, 0.0), (-0.1, 0.2), (0.5, 0.5), (0.6, 0.6),
-                                      (float("nan"), 0.2)])
+@pytest.mark.parametrize(
+    "val,test", [(0.0, 0.2), (0.15, 0.0), (-0.1, 0.2), (0.5, 0.5), (0.6, 0.6), (float("nan"), 0.2)]
+)
 def test_bad_fractions_are_an_error(val, test):
     with pytest.raises(E2EError, match="val_fraction and test_fraction"):
         split.split_indices(labels(100), True, SplitParams(val_fraction=val, test_fraction=test))

@@ -1,4 +1,5 @@
 """The synthetic generator writes the real on-disk formats and realistic, learnable physics."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,10 @@ from e2e.sources.synthetic import parquet_io
 from e2e.sources.synthetic.parquet_io import nested_images, split_counts
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "electron-photon.npz"
-needs_real = pytest.mark.skipif(not REALDATA.is_file(), reason=f"the real e/gamma crops are not in the repository "
-                                f"and not found at {REALDATA} (CI has ../shared/realdata)")
+needs_real = pytest.mark.skipif(
+    not REALDATA.is_file(),
+    reason=f"the real e/gamma crops are not in the repository and not found at {REALDATA} (CI has ../shared/realdata)",
+)
 SIZES = {"electron_photon": {"n_per_class": 1000}, "quark_gluon": {"n_jets": 400}, "jet_mass": {"n_jets": 70}}
 # bytes per jet of the real files, from their published sizes and jet counts
 REAL_BYTES_PER_JET = {"quark_gluon": 184e6 / 36272, "jet_mass": 1_171_158_319 / 150_327}
@@ -127,11 +130,14 @@ def _file_arrays(path: Path) -> dict[str, np.ndarray]:
     return {**_arrays(path), **{f"truth_{k}": v for k, v in _arrays(truth_path(path)).items()}}
 
 
-@pytest.mark.parametrize("name,cfg,subset", [
-    ("jet_mass", {"n_jets": 6}, ["top_gun_opendata_2.parquet", "top_gun_opendata_5.parquet"]),
-    ("quark_gluon", {"n_jets": 12}, ["QCDToGGQQ_IMGjet_RH1all_jet0_run1_n47540.test.snappy.parquet"]),
-    ("electron_photon", {"n_per_class": 5}, ["SingleElectronPt50_IMGCROPS_n249k_RHv1.hdf5"]),
-])
+@pytest.mark.parametrize(
+    "name,cfg,subset",
+    [
+        ("jet_mass", {"n_jets": 6}, ["top_gun_opendata_2.parquet", "top_gun_opendata_5.parquet"]),
+        ("quark_gluon", {"n_jets": 12}, ["QCDToGGQQ_IMGjet_RH1all_jet0_run1_n47540.test.snappy.parquet"]),
+        ("electron_photon", {"n_per_class": 5}, ["SingleElectronPt50_IMGCROPS_n249k_RHv1.hdf5"]),
+    ],
+)
 def test_a_subset_writes_only_the_chosen_files(tmp_path, name, cfg, subset):
     files = select_files(DATASETS[name], subset)
     written = generate(name, tmp_path / "subset", cfg, seed=3, progress=False, files=files)
@@ -180,8 +186,7 @@ def test_parquet_bytes_per_jet_match_the_real_files(tmp_path, name, n_jets):
 @pytest.mark.parametrize("name", list(SIZES))
 def test_same_seed_same_arrays_other_seed_different(tmp_path, name):
     cfg = {"n_per_class": 20} if name == "electron_photon" else {"n_jets": 7}
-    runs = [generate(name, tmp_path / f"run{i}", cfg, seed=s, progress=False)
-            for i, s in enumerate((3, 3, 4))]
+    runs = [generate(name, tmp_path / f"run{i}", cfg, seed=s, progress=False) for i, s in enumerate((3, 3, 4))]
     tables = [[_arrays(path) for path in run] for run in runs]
     for a, b in zip(tables[0], tables[1]):
         assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -266,8 +271,9 @@ def test_quark_gluon_physics(generated):
     jets = [read_jets(folder / raw.name, "X_jets") for raw in DATASETS["quark_gluon"].files]
     scalars = pq.read_table([folder / raw.name for raw in DATASETS["quark_gluon"].files][0]).to_pydict()
     images = np.concatenate(jets)
-    y = np.concatenate([pq.read_table(folder / raw.name).column("y").to_numpy()
-                        for raw in DATASETS["quark_gluon"].files])
+    y = np.concatenate(
+        [pq.read_table(folder / raw.name).column("y").to_numpy() for raw in DATASETS["quark_gluon"].files]
+    )
     assert set(np.unique(y)) == {0.0, 1.0}
     assert np.all(np.array(scalars["pt"]) > 50) and np.all(np.array(scalars["m0"]) > 0)
     n_tracks = (images[:, 0] > 0).sum((1, 2))
@@ -340,8 +346,9 @@ def test_same_arrays_whatever_the_cpus_simd_level(tmp_path):
     # NumPy >= 2.4 names the groups X86_V3/X86_V4, older releases the single features: disable both
     disable = "X86_V3 X86_V4 AVX2 FMA3 AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
     env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disable}
-    subprocess.run([sys.executable, "-c", SIMD_SCRIPT.format(sizes=sizes), str(tmp_path / "baseline")],
-                   env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-c", SIMD_SCRIPT.format(sizes=sizes), str(tmp_path / "baseline")], env=env, check=True
+    )
     for name, cfg in sizes.items():
         ours = generate(name, tmp_path / "here" / name, cfg, seed=9, progress=False, files=DATASETS[name].files[:1])
         for path in ours:
@@ -354,7 +361,7 @@ def test_portable_math_matches_numpy():
     p = np.abs(x) + 0.01
     np.testing.assert_allclose(parquet_io.exp(x), np.exp(x), rtol=1e-15)
     np.testing.assert_allclose(parquet_io.log(p), np.log(p), rtol=1e-15, atol=1e-15)
-    np.testing.assert_allclose(parquet_io.power(p, -0.35), p ** -0.35, rtol=1e-14)
+    np.testing.assert_allclose(parquet_io.power(p, -0.35), p**-0.35, rtol=1e-14)
     np.testing.assert_allclose(parquet_io.cosh(x), np.cosh(x), rtol=1e-15)
     np.testing.assert_allclose(parquet_io.sinh(x), np.sinh(x), rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(parquet_io.arcsinh(x), np.arcsinh(x), rtol=1e-14, atol=1e-15)

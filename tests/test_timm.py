@@ -1,6 +1,7 @@
 """`train.<task>.model: timm/<name>`: every family the seeds and the model survey used builds, trains a step
 and keeps a feature map on both image geometries, never pretrained; shufflenet_v2 and squeezenet (timm has
 neither) come from torchvision under their registry names."""
+
 from __future__ import annotations
 
 import subprocess
@@ -93,8 +94,14 @@ def test_unknown_kwarg_raises_type_error(name):
         build_model(name, 2, 1, (32, 32), no_such_knob=1)
 
 
-@pytest.mark.parametrize("kwargs", [{"pretrained": True}, {"checkpoint_path": "w.pth"},
-                                    {"pretrained_cfg_overlay": {"hf_hub_id": "timm/resnet10t.a1_in1k"}}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"pretrained": True},
+        {"checkpoint_path": "w.pth"},
+        {"pretrained_cfg_overlay": {"hf_hub_id": "timm/resnet10t.a1_in1k"}},
+    ],
+)
 def test_weights_are_never_loaded(kwargs):
     with pytest.raises(TypeError, match="never pretrained"):
         build_model("timm/resnet10t", 2, 1, (32, 32), **kwargs)

@@ -1,6 +1,7 @@
 """Training: reproducible on CPU, resumable only for the same experiment (SIGKILL and resume: test_faults) and
 then drawing the same random numbers, progress in a piped log, and DistributedDataParallel with gloo (more
 in test_ddp)."""
+
 import dataclasses
 import json
 import os
@@ -23,10 +24,20 @@ from e2e.tasks import get_task
 
 # training's behaviour does not depend on the file layouts: the project's own files only ([shared] would repeat it)
 OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
-RAW = {"split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25}, "runtime": {"device": "cpu", "threads": 1},
-       "train": {"electron_photon": {"model": "resnet15", "model_kwargs": {"width": 4}, "epochs": 2,
-                                     "batch_size": 16, "augment": ["flip_eta", "flip_phi"],
-                                     "label_smoothing": 0.05}}}
+RAW = {
+    "split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25},
+    "runtime": {"device": "cpu", "threads": 1},
+    "train": {
+        "electron_photon": {
+            "model": "resnet15",
+            "model_kwargs": {"width": 4},
+            "epochs": 2,
+            "batch_size": 16,
+            "augment": ["flip_eta", "flip_phi"],
+            "label_smoothing": 0.05,
+        }
+    },
+}
 
 
 def prepared_root(root: Path, raw: dict, formats: Path) -> Path:
@@ -122,6 +133,7 @@ def test_ddp_with_two_gloo_processes_records_metrics_once(tmp_path, formats_dir)
 
 # ---------------------------------------------------------------- guards of the numbers (issue 12)
 
+
 def raw_with(**train_overrides) -> dict:
     raw = json.loads(json.dumps(RAW))
     raw["train"]["electron_photon"].update(train_overrides)
@@ -151,11 +163,14 @@ def test_inputs_are_standardised_with_the_training_rows_statistics_only(tmp_path
 
 
 @OWN
-@pytest.mark.parametrize("metric,scripted", [("roc_auc", [0.70, 0.90, 0.60, 0.80]),
-                                             ("log_loss", [0.70, 0.50, 0.80, 0.60])],
-                         ids=["higher-is-better", "lower-is-better"])
-def test_the_epoch_with_the_best_validation_metric_is_the_model_kept(tmp_path, formats_dir, monkeypatch,
-                                                                     metric, scripted):
+@pytest.mark.parametrize(
+    "metric,scripted",
+    [("roc_auc", [0.70, 0.90, 0.60, 0.80]), ("log_loss", [0.70, 0.50, 0.80, 0.60])],
+    ids=["higher-is-better", "lower-is-better"],
+)
+def test_the_epoch_with_the_best_validation_metric_is_the_model_kept(
+    tmp_path, formats_dir, monkeypatch, metric, scripted
+):
     """Guards against: the best-epoch comparison reversed (or not made), so that the worst or the last
     epoch's weights become models/<task>/model.pt. The validation metric is scripted to be best in epoch 2
     of 4: an AUC (higher is better, as for the classifiers) and a log loss standing in for a metric where
@@ -186,8 +201,9 @@ def test_the_epoch_with_the_best_validation_metric_is_the_model_kept(tmp_path, f
 
 @OWN
 @pytest.mark.parametrize("changed,resumes", [({}, True), ({"lr": 0.0005}, False)], ids=["same-params", "lr-changed"])
-def test_an_interrupted_training_resumes_only_the_same_experiment(tmp_path, formats_dir, monkeypatch, capsys,
-                                                                  changed, resumes):
+def test_an_interrupted_training_resumes_only_the_same_experiment(
+    tmp_path, formats_dir, monkeypatch, capsys, changed, resumes
+):
     """Guards against: the resume fingerprint ignoring the train params, or not being checked at all (a
     changed experiment then continues from another experiment's last.pt), and against resume never
     happening. A run fails in epoch 2, leaving .cache/train/<task>/last.pt; the rerun with the same params
@@ -218,8 +234,7 @@ def test_an_interrupted_training_resumes_only_the_same_experiment(tmp_path, form
 
 
 @OWN
-def test_a_resumed_training_draws_the_same_random_numbers_as_an_uninterrupted_one(tmp_path, formats_dir,
-                                                                                  monkeypatch):
+def test_a_resumed_training_draws_the_same_random_numbers_as_an_uninterrupted_one(tmp_path, formats_dir, monkeypatch):
     """Guards against: last.pt missing a random state the loop draws from (here the augmentation's flips,
     from the CPU generator; on a GPU the CUDA generator, tests/test_gpu.py), so that a resumed run trained
     another model than an uninterrupted one."""
@@ -231,14 +246,14 @@ def test_a_resumed_training_draws_the_same_random_numbers_as_an_uninterrupted_on
             train.main(parse_params(RAW), "electron_photon", Paths(resumed))
     train.main(parse_params(RAW), "electron_photon", Paths(resumed))
     assert history(whole) == history(resumed)
-    a, b = (torch.load(r / "models/electron_photon/model.pt", weights_only=True)["state_dict"]
-            for r in (whole, resumed))
+    a, b = (
+        torch.load(r / "models/electron_photon/model.pt", weights_only=True)["state_dict"] for r in (whole, resumed)
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @OWN
-def test_a_piped_training_of_a_slow_model_reports_progress_within_the_epoch(tmp_path, formats_dir, monkeypatch,
-                                                                             capsys):
+def test_a_piped_training_of_a_slow_model_reports_progress_within_the_epoch(tmp_path, formats_dir, monkeypatch, capsys):
     """Guards against: a piped log (no progress bar: `dvc repro > log`) silent for a whole epoch of a slow
     model. The interval (30 s) is shortened and each batch made slow; pytest's captured output is no
     terminal, as a pipe."""
@@ -249,9 +264,13 @@ def test_a_piped_training_of_a_slow_model_reports_progress_within_the_epoch(tmp_
     capsys.readouterr()
     train.main(parse_params(raw), "electron_photon", Paths(root))
     printed = capsys.readouterr().out.splitlines()
-    progress = [re.fullmatch(r"electron_photon epoch 1/1: (\d+)/(\d+) batches, \d+ img/s, ETA \d\d:\d\d", line)
-                for line in printed if "batches" in line]
+    progress = [
+        re.fullmatch(r"electron_photon epoch 1/1: (\d+)/(\d+) batches, \d+ img/s, ETA \d\d:\d\d", line)
+        for line in printed
+        if "batches" in line
+    ]
     assert progress and all(progress), printed
     assert int(progress[0][1]) < int(progress[0][2]), "no line before the epoch ended"
     assert printed.index(next(line for line in printed if "batches" in line)) < printed.index(
-        next(line for line in printed if line.startswith("electron_photon epoch 1:")))
+        next(line for line in printed if line.startswith("electron_photon epoch 1:"))
+    )

@@ -4,6 +4,7 @@ The slow tests tune quark_gluon (the cheapest learner: a trial runs its train, e
 clones of one tiny repository, reproduced, committed and pushed once per session; each trial costs ~30 s
 of CPU, so they run as few trials as show the behaviour.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,6 +38,7 @@ def params(space: dict | None = None) -> dict:
 def golden(tmp_path_factory) -> Path:
     """The quark_gluon graph reproduced, committed and pushed to its default remote: a clone pulls its
     outputs, so a trial reruns only train, evaluate and export."""
+
     def build(repo: Path) -> None:
         make_repo(repo, params())
         restrict_to(repo, TASK)
@@ -65,7 +67,8 @@ def experiments(repo: Path) -> dict[str, dict]:
             data = exp["revs"][0]["data"]
             found[exp["name"]] = {
                 "params": data["params"]["params.yaml"]["data"]["train"][TASK],
-                "value": data["metrics"][f"metrics/{TASK}/eval/headline.json"]["data"][TAG]["val_auc"]}
+                "value": data["metrics"][f"metrics/{TASK}/eval/headline.json"]["data"][TAG]["val_auc"],
+            }
     return found
 
 
@@ -121,8 +124,11 @@ def test_trials_are_experiments_with_the_fixed_overrides_and_a_rerun_adds_only_t
     assert f"fixed:      {' '.join(study.user_attrs['fixed'])}" in out, out
     committed = params()
     changed = {f"train.{TASK}.seed": "0 -> 7", f"train.{TASK}.augment": '[] -> ["flip_eta"]'}
-    changed |= {key: f"{json.dumps(committed['train'][TASK][key.rsplit('.', 1)[1]])} -> {json.dumps(value)}"
-                for key, value in best.params.items() if value != committed["train"][TASK][key.rsplit(".", 1)[1]]}
+    changed |= {
+        key: f"{json.dumps(committed['train'][TASK][key.rsplit('.', 1)[1]])} -> {json.dumps(value)}"
+        for key, value in best.params.items()
+        if value != committed["train"][TASK][key.rsplit(".", 1)[1]]
+    }
     threads = max(1, len(os.sched_getaffinity(0)) // 3)  # each of the 3 jobs' share of the cores
     if threads != committed["runtime"]["threads"]:
         changed["runtime.threads"] = f"{committed['runtime']['threads']} -> {threads}"
@@ -134,8 +140,9 @@ def test_trials_are_experiments_with_the_fixed_overrides_and_a_rerun_adds_only_t
     listed = run([*shlex.split(compare), "--no-pager"], repo)  # fails the test unless it exits 0
     assert all(f"{TASK}-{i}" in listed for i in range(3)), listed
 
-    other = subprocess.run([*E2E, "--trials", "4", "-S", f"train.{TASK}.seed=8"], cwd=repo, env=env(),
-                           capture_output=True, text=True)
+    other = subprocess.run(
+        [*E2E, "--trials", "4", "-S", f"train.{TASK}.seed=8"], cwd=repo, env=env(), capture_output=True, text=True
+    )
     assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stdout + other.stderr
     assert other.stderr.startswith(f"error: tune: study '{TASK}' in ") and "gives -S train." in other.stderr
     again = run([*E2E, "--trials", "4", "--jobs", "2", *fixed[2:], *fixed[:2]], repo)  # order does not matter
@@ -150,8 +157,9 @@ def test_two_workers_in_their_own_clones_share_one_study(golden, tmp_path):
     ones only: started together on --trials 1, each runs one, and the study ends with both."""
     journal = tmp_path / "shared.journal"
     clones = [worker_clone(golden, f"worker-{w}") for w in "ab"]
-    procs = [start([*E2E, "--trials", "1", "--study", "pair", "--storage", str(journal), "--push"], repo)
-             for repo in clones]
+    procs = [
+        start([*E2E, "--trials", "1", "--study", "pair", "--storage", str(journal), "--push"], repo) for repo in clones
+    ]
     try:
         outs = [p.communicate(timeout=600)[0] for p in procs]
     finally:
@@ -175,11 +183,13 @@ def test_two_workers_in_their_own_clones_share_one_study(golden, tmp_path):
 @pytest.mark.slow
 def test_a_failing_trial_is_told_failed_and_the_study_goes_on(golden):
     repo = worker_clone(golden, "failing")
-    (repo / "params.yaml").write_text(yaml.safe_dump(
-        params({f"train.{TASK}.model_kwargs.dropout": {"choices": ["bad"]}}), sort_keys=False))
+    (repo / "params.yaml").write_text(
+        yaml.safe_dump(params({f"train.{TASK}.model_kwargs.dropout": {"choices": ["bad"]}}), sort_keys=False)
+    )
     commit(repo, "a space whose every trial fails in train")
-    proc = subprocess.run([*E2E, "--trials", "2", "--jobs", "2"], cwd=repo, env=env(), capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [*E2E, "--trials", "2", "--jobs", "2"], cwd=repo, env=env(), capture_output=True, text=True, timeout=600
+    )
     failed = [line for line in progress_lines(proc.stdout) if "FAILED" in line]
     assert len(failed) == 2 and all("error: " in line for line in failed), proc.stdout
     assert proc.returncode == 2 and proc.stderr.startswith("error: tune: study 'quark_gluon': no trial completed")
@@ -188,13 +198,22 @@ def test_a_failing_trial_is_told_failed_and_the_study_goes_on(golden):
     assert all(t.user_attrs["error"].startswith("error: ") for t in study.trials)
 
 
-@pytest.mark.parametrize("space, args, message", [
-    ({f"train.{TASK}.lrr": {"low": 1e-4, "high": 1e-3}}, [],
-     f"error: params.yaml tune.{TASK}.space.train.{TASK}.lrr: 'train.{TASK}.lrr' is not a key of params.yaml"),
-    ({f"train.{TASK}.batch_size": {"low": 0, "high": 64}}, [],
-     f"error: params.yaml tune.{TASK}.space.train.{TASK}.batch_size: the value 0 is refused"),
-    (None, ["-S", f"train.{TASK}.epochs=0"], f"error: tune: -S train.{TASK}.epochs=0: the value 0 is refused"),
-])
+@pytest.mark.parametrize(
+    "space, args, message",
+    [
+        (
+            {f"train.{TASK}.lrr": {"low": 1e-4, "high": 1e-3}},
+            [],
+            f"error: params.yaml tune.{TASK}.space.train.{TASK}.lrr: 'train.{TASK}.lrr' is not a key of params.yaml",
+        ),
+        (
+            {f"train.{TASK}.batch_size": {"low": 0, "high": 64}},
+            [],
+            f"error: params.yaml tune.{TASK}.space.train.{TASK}.batch_size: the value 0 is refused",
+        ),
+        (None, ["-S", f"train.{TASK}.epochs=0"], f"error: tune: -S train.{TASK}.epochs=0: the value 0 is refused"),
+    ],
+)
 def test_bad_input_is_one_error_line_and_nothing_runs(tmp_path, space, args, message):
     repo = make_repo(tmp_path / "repo", params(space))
     proc = subprocess.run([*E2E, "--trials", "2", *args], cwd=repo, env=env(), capture_output=True, text=True)
@@ -226,8 +245,10 @@ def test_a_study_keeps_the_fixed_overrides_of_its_first_run():
 def test_each_job_gets_a_gpu_when_there_are_enough_else_a_share_of_the_cores():
     from e2e.tune_trial import slots
 
-    assert [s.env for s in slots(2, ["0", "1", "2"], 16)] == [{"CUDA_VISIBLE_DEVICES": "0"},
-                                                              {"CUDA_VISIBLE_DEVICES": "1"}]
+    assert [s.env for s in slots(2, ["0", "1", "2"], 16)] == [
+        {"CUDA_VISIBLE_DEVICES": "0"},
+        {"CUDA_VISIBLE_DEVICES": "1"},
+    ]
     cpu = slots(4, ["0"], 16)
     assert {s.env["OMP_NUM_THREADS"] for s in cpu} == {"4"} and cpu[0].sets == ("runtime.threads=4",)
     assert slots(3, [], 2)[0].sets == ("runtime.threads=1",) and slots(1, [], 2)[0].sets == ()

@@ -1,5 +1,6 @@
 """`e2e tune`'s fixed overrides and search-space values as `dvc exp run -S` takes them (e2e.tune_space):
 pure functions, no repository."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,23 @@ import yaml
 from test_tune import SPACE, TASK, params
 
 
-@pytest.mark.parametrize("args, message", [
-    ([f"train.{TASK}.epochz=2"], f"-S train.{TASK}.epochz=2: 'train.{TASK}.epochz' is not a key of params.yaml"),
-    ([f"train.{TASK}.epochs=2", f"train.{TASK}.epochs=3"], f"train.{TASK}.epochs=3: train.{TASK}.epochs is set twice"),
-    ([f"train.{TASK}.epochs=2", f"train.{TASK}.lr=0.001"], f"lr=0.001: train.{TASK}.lr is also searched"),
-    ([f"train.{TASK}.epochs=1,2"], "expected key=value, one value of an existing key (no +, ~, @ or sweep)"),
-    ([f"+train.{TASK}.epochs=1"], "expected key=value, one value of an existing key"),
-    ([f"train.{TASK}.scheduler_kwargs={{step_size:2}}"], f"'train.{TASK}.scheduler_kwargs' is a section"),
-    ([f"train.{TASK}.channels={{a:1}}"], "the value {'a': 1} is a mapping"),
-    ([f"tune.{TASK}.seed=1"], "the tune section is read by no stage"),
-    ([f"train.{TASK}.epochs=[1"], "not key=value as `dvc exp run -S` reads it"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([f"train.{TASK}.epochz=2"], f"-S train.{TASK}.epochz=2: 'train.{TASK}.epochz' is not a key of params.yaml"),
+        (
+            [f"train.{TASK}.epochs=2", f"train.{TASK}.epochs=3"],
+            f"train.{TASK}.epochs=3: train.{TASK}.epochs is set twice",
+        ),
+        ([f"train.{TASK}.epochs=2", f"train.{TASK}.lr=0.001"], f"lr=0.001: train.{TASK}.lr is also searched"),
+        ([f"train.{TASK}.epochs=1,2"], "expected key=value, one value of an existing key (no +, ~, @ or sweep)"),
+        ([f"+train.{TASK}.epochs=1"], "expected key=value, one value of an existing key"),
+        ([f"train.{TASK}.scheduler_kwargs={{step_size:2}}"], f"'train.{TASK}.scheduler_kwargs' is a section"),
+        ([f"train.{TASK}.channels={{a:1}}"], "the value {'a': 1} is a mapping"),
+        ([f"tune.{TASK}.seed=1"], "the tune section is read by no stage"),
+        ([f"train.{TASK}.epochs=[1"], "not key=value as `dvc exp run -S` reads it"),
+    ],
+)
 def test_a_bad_fixed_override_is_refused_naming_it(args, message):
     from e2e.errors import E2EError
     from e2e.tune_space import load_fixed
@@ -72,6 +79,9 @@ def test_differences_name_every_changed_value_and_nothing_else():
 
     before = {"train": {"lr": 0.001, "augment": [], "kw": {"d": 0.5}}, "runtime": {"threads": 1}, "gone": 1}
     after = {"train": {"lr": 0.002, "augment": [], "kw": {"d": 0.5, "e": "x"}}, "runtime": {"threads": 1}}
-    assert differences(before, after) == {"train.lr": "0.001 -> 0.002", "train.kw.e": '(none) -> "x"',
-                                          "gone": "1 -> (none)"}
+    assert differences(before, after) == {
+        "train.lr": "0.001 -> 0.002",
+        "train.kw.e": '(none) -> "x"',
+        "gone": "1 -> (none)",
+    }
     assert differences(before, before) == {}

@@ -1,4 +1,5 @@
 """Write-then-rename, so an interrupted stage never leaves a half file that DVC could cache."""
+
 from __future__ import annotations
 
 import contextlib
@@ -35,7 +36,9 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False):
     except BaseException as exc:
         _remove(tmp)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # every stage writes through here
-            raise E2EError(f"no space left on device in {final.parent} (writing {final.name}); free some space and re-run") from None
+            raise E2EError(
+                f"no space left on device in {final.parent} (writing {final.name}); free some space and re-run"
+            ) from None
         raise
     _remove(final)
     os.replace(tmp, final)

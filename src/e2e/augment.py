@@ -4,7 +4,10 @@ Images are (ieta, iphi): rows run along eta, columns along phi. The barrel is sy
 eta -> -eta, and phi -> -phi flips the magnetic bending, i.e. swaps e+ and e- (both in the sample).
 A phi *rotation* (roll) is physical only for full-azimuth images, not for crops centred on a seed.
 """
+
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -29,7 +32,7 @@ AUGMENTATIONS = {
 }
 
 
-def make_augment(names) -> callable:
+def make_augment(names) -> Callable[[torch.Tensor], torch.Tensor]:
     unknown = sorted(set(names) - set(AUGMENTATIONS))
     if unknown:
         raise E2EError(f"params.yaml train.*.augment: unknown {unknown}; choices: {sorted(AUGMENTATIONS)}")

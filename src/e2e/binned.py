@@ -11,6 +11,7 @@ threshold (a flat signal efficiency across bins), with bootstrap intervals. The 
 signal efficiency and rejection of one global threshold per working point, which is how a cut is used.
 Regression: per bin, the response median(pred/true) and the resolution (metrics.resolution).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,15 +54,21 @@ def each_bin(by: np.ndarray, edges: np.ndarray):
 def check_variables(task: str, bins: dict, columns) -> None:
     for var in bins:
         if var not in columns:
-            raise E2EError(f"params.yaml evaluate.bins.{task}.{var}: not a column of the predictions; "
-                           f"available: {', '.join(c for c in columns if c not in ('split', 'row'))}")
+            raise E2EError(
+                f"params.yaml evaluate.bins.{task}.{var}: not a column of the predictions; "
+                f"available: {', '.join(c for c in columns if c not in ('split', 'row'))}"
+            )
 
 
 def resolve(test: pd.DataFrame, task: str, bins: dict) -> dict[str, np.ndarray]:
     """variable -> bin edges; a number of bins spans the test split's range of the variable."""
     check_variables(task, bins, list(test.columns))
-    return {var: np.asarray(spec, np.float64) if isinstance(spec, (list, tuple))
-            else axis_edges(test[var].to_numpy(np.float64), int(spec)) for var, spec in bins.items()}
+    return {
+        var: np.asarray(spec, np.float64)
+        if isinstance(spec, (list, tuple))
+        else axis_edges(test[var].to_numpy(np.float64), int(spec))
+        for var, spec in bins.items()
+    }
 
 
 def crop_energies(images, channel_names, rows, chunk: int = 65536) -> dict[str, np.ndarray]:
@@ -73,17 +80,17 @@ def crop_energies(images, channel_names, rows, chunk: int = 65536) -> dict[str, 
     rows = np.asarray(rows, np.int64)
     total, peak = np.zeros(len(rows)), np.zeros(len(rows))
     for start in range(0, len(rows), chunk):
-        part = images.gather(rows[start:start + chunk])
+        part = images.gather(rows[start : start + chunk])
         event = np.repeat(np.arange(len(part.counts)), part.counts)
         keep = part.index // (h * w) == c
         v, event = part.values[keep].astype(np.float64), event[keep]  # still grouped by event, in order
         counts = np.bincount(event, minlength=len(part.counts))
-        total[start:start + len(counts)] = np.bincount(event, v, len(counts))
+        total[start : start + len(counts)] = np.bincount(event, v, len(counts))
         filled, first = counts > 0, np.cumsum(counts) - counts
         top = np.zeros(len(counts))
         top[filled] = np.maximum.reduceat(v, first[filled]) if v.size else 0.0
         # a pixel not stored is a zero, which the dense maximum sees too (energies can be negative)
-        peak[start:start + len(counts)] = np.where(counts < h * w, np.maximum(top, 0.0), top)
+        peak[start : start + len(counts)] = np.where(counts < h * w, np.maximum(top, 0.0), top)
     return {"energy_total": total, "energy_max": peak}
 
 
@@ -104,8 +111,13 @@ def classifier_bin(y: np.ndarray, s: np.ndarray, working_points, n_boot: int) ->
     out.update(roc_auc=metrics.roc_auc(y, s), roc_auc_ci_lo=lo[0], roc_auc_ci_hi=hi[0])
     for k, wp in enumerate(working_points, start=1):
         key = rejection_key(wp)  # a high FPR is a low rejection: the interval's ends swap
-        out.update({key: metrics.background_rejection(y, s, wp), f"{key}_ci_lo": _inverse(hi[k]),
-                    f"{key}_ci_hi": _inverse(lo[k])})
+        out.update(
+            {
+                key: metrics.background_rejection(y, s, wp),
+                f"{key}_ci_lo": _inverse(hi[k]),
+                f"{key}_ci_hi": _inverse(lo[k]),
+            }
+        )
     return out
 
 
@@ -115,8 +127,15 @@ def regression_bin(t: np.ndarray, p: np.ndarray, n_boot: int) -> dict:
     if len(t) < MIN_EVENTS:
         return out
     lo, hi = metrics.bootstrap_intervals(metrics.response_statistic(t, p), len(t), n_boot, LEVEL)
-    return {**out, "response": metrics.response(t, p), "response_ci_lo": lo[0], "response_ci_hi": hi[0],
-            "resolution": metrics.resolution(t, p), "resolution_ci_lo": lo[1], "resolution_ci_hi": hi[1]}
+    return {
+        **out,
+        "response": metrics.response(t, p),
+        "response_ci_lo": lo[0],
+        "response_ci_hi": hi[0],
+        "resolution": metrics.resolution(t, p),
+        "resolution_ci_lo": lo[1],
+        "resolution_ci_hi": hi[1],
+    }
 
 
 def binned_metrics(test: pd.DataFrame, task, ep) -> dict:
@@ -125,8 +144,12 @@ def binned_metrics(test: pd.DataFrame, task, ep) -> dict:
     out = {}
     for var, edges in resolve(test, task.name, ep.bins.get(task.name, {})).items():
         by = test[var].to_numpy(np.float64)
-        out[var] = {key: classifier_bin(t[sel], p[sel], ep.working_points, ep.bootstrap) if task.is_classification
-                    else regression_bin(t[sel], p[sel], ep.bootstrap) for key, _, _, sel in each_bin(by, edges)}
+        out[var] = {
+            key: classifier_bin(t[sel], p[sel], ep.working_points, ep.bootstrap)
+            if task.is_classification
+            else regression_bin(t[sel], p[sel], ep.bootstrap)
+            for key, _, _, sel in each_bin(by, edges)
+        }
     return out
 
 
@@ -158,6 +181,7 @@ def passing_interval(k: int, n: int) -> tuple[float, float]:
 # names one y column whatever the working points (.dvc/plots/binned.json colours by that column). Each
 # chart holds one kind of threshold, so a chart of two revisions has four lines, not eight.
 
+
 def efficiency_plot(y, s, by, edges, var: str, working_points) -> Plot:
     """Signal efficiency per bin at the threshold that gives each working point on the whole split."""
     rows = []
@@ -166,10 +190,21 @@ def efficiency_plot(y, s, by, edges, var: str, working_points) -> Plot:
         for _, lo, hi, sel in each_bin(by, edges):
             if measurable(y[sel]):
                 passed, n = int(np.sum(s[sel & (y == 1)] >= cut)), int(np.sum(sel & (y == 1)))
-                rows.append({**bin_columns(var, lo, hi, sel.sum()), "series": series("global", wp),
-                             **with_interval("efficiency", passed / n, *passing_interval(passed, n))})
-    return Plot(f"efficiency_vs_{var}", table(rows, var, ["series", *interval_columns("efficiency")]), var,
-                "efficiency", "binned", "signal efficiency, one global threshold per working point, bars: 95 % interval")
+                rows.append(
+                    {
+                        **bin_columns(var, lo, hi, sel.sum()),
+                        "series": series("global", wp),
+                        **with_interval("efficiency", passed / n, *passing_interval(passed, n)),
+                    }
+                )
+    return Plot(
+        f"efficiency_vs_{var}",
+        table(rows, var, ["series", *interval_columns("efficiency")]),
+        var,
+        "efficiency",
+        "binned",
+        "signal efficiency, one global threshold per working point, bars: 95 % interval",
+    )
 
 
 def interval_columns(name: str) -> list[str]:
@@ -185,10 +220,21 @@ def global_rejection_plot(y, s, by, edges, var: str, working_points) -> Plot:
             if measurable(y[sel]):
                 passed, n = int(np.sum(s[sel & (y == 0)] >= cut)), int(np.sum(sel & (y == 0)))
                 f_lo, f_hi = passing_interval(passed, n)  # a high FPR is a low rejection: the ends swap
-                rows.append({**bin_columns(var, lo, hi, sel.sum()), "series": series("global", wp),
-                             **with_interval("rejection", _inverse(passed / n), _inverse(f_hi), _inverse(f_lo))})
-    return Plot(f"rejection_vs_{var}", table(rows, var, ["series", *interval_columns("rejection")]), var,
-                "rejection", "binned_log_y", "1/FPR at one global threshold per working point, bars: 95 % interval")
+                rows.append(
+                    {
+                        **bin_columns(var, lo, hi, sel.sum()),
+                        "series": series("global", wp),
+                        **with_interval("rejection", _inverse(passed / n), _inverse(f_hi), _inverse(f_lo)),
+                    }
+                )
+    return Plot(
+        f"rejection_vs_{var}",
+        table(rows, var, ["series", *interval_columns("rejection")]),
+        var,
+        "rejection",
+        "binned_log_y",
+        "1/FPR at one global threshold per working point, bars: 95 % interval",
+    )
 
 
 def flat_rejection_plot(measured: dict, edges, var: str, working_points) -> Plot:
@@ -198,23 +244,44 @@ def flat_rejection_plot(measured: dict, edges, var: str, working_points) -> Plot
         key = rejection_key(wp)
         for (lo, hi), m in zip(zip(edges[:-1], edges[1:]), measured.values()):
             if key in m:
-                rows.append({**bin_columns(var, lo, hi, m["n"]), "series": series("per-bin", wp),
-                             **with_interval("rejection", m[key], m[f"{key}_ci_lo"], m[f"{key}_ci_hi"])})
-    return Plot(f"rejection_flat_vs_{var}", table(rows, var, ["series", *interval_columns("rejection")]), var,
-                "rejection", "binned_log_y",
-                "1/FPR at each bin's own threshold (flat efficiency), bars: 95 % interval")
+                rows.append(
+                    {
+                        **bin_columns(var, lo, hi, m["n"]),
+                        "series": series("per-bin", wp),
+                        **with_interval("rejection", m[key], m[f"{key}_ci_lo"], m[f"{key}_ci_hi"]),
+                    }
+                )
+    return Plot(
+        f"rejection_flat_vs_{var}",
+        table(rows, var, ["series", *interval_columns("rejection")]),
+        var,
+        "rejection",
+        "binned_log_y",
+        "1/FPR at each bin's own threshold (flat efficiency), bars: 95 % interval",
+    )
 
 
 def regression_plots(measured: dict, edges, var: str) -> list[Plot]:
     """Response and resolution per bin with the 95 % intervals of metrics.json."""
-    rows = [{**bin_columns(var, lo, hi, m["n"]),
-             **{k.replace("_ci", ""): v for k, v in m.items() if k != "n"}}
-            for (lo, hi), m in zip(zip(edges[:-1], edges[1:]), measured.values()) if "response" in m]
+    rows = [
+        {**bin_columns(var, lo, hi, m["n"]), **{k.replace("_ci", ""): v for k, v in m.items() if k != "n"}}
+        for (lo, hi), m in zip(zip(edges[:-1], edges[1:]), measured.values())
+        if "response" in m
+    ]
     rows = table(rows, var, [*interval_columns("response"), *interval_columns("resolution")])
-    return [Plot(f"response_vs_{var}", rows, var, "response", "binned",
-                 "mass response median(pred/true), bars: 95 % bootstrap interval"),
-            Plot(f"resolution_vs_{var}", rows, var, "resolution", "binned",
-                 "mass resolution, bars: 95 % bootstrap interval")]
+    return [
+        Plot(
+            f"response_vs_{var}",
+            rows,
+            var,
+            "response",
+            "binned",
+            "mass response median(pred/true), bars: 95 % bootstrap interval",
+        ),
+        Plot(
+            f"resolution_vs_{var}", rows, var, "resolution", "binned", "mass resolution, bars: 95 % bootstrap interval"
+        ),
+    ]
 
 
 def binned_plots(test: pd.DataFrame, task, ep, measured: dict | None = None) -> list[Plot]:
@@ -226,9 +293,11 @@ def binned_plots(test: pd.DataFrame, task, ep, measured: dict | None = None) -> 
     for var, edges in resolve(test, task.name, ep.bins.get(task.name, {})).items():
         by = test[var].to_numpy(np.float64)
         if task.is_classification:
-            out += [efficiency_plot(t, p, by, edges, var, ep.working_points),
-                    global_rejection_plot(t, p, by, edges, var, ep.working_points),
-                    flat_rejection_plot(measured[var], edges, var, ep.working_points)]
+            out += [
+                efficiency_plot(t, p, by, edges, var, ep.working_points),
+                global_rejection_plot(t, p, by, edges, var, ep.working_points),
+                flat_rejection_plot(measured[var], edges, var, ep.working_points),
+            ]
         else:
             out += regression_plots(measured[var], edges, var)
     return out

@@ -1,4 +1,5 @@
 """`python -m e2e <stage> <name>`: argument parsing only; the stage modules do the work."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,12 @@ STAGES = {  # stage -> module; imported only when run, so `e2e --help` stays fas
 NAMES = ("electron_photon", "quark_gluon", "jet_mass")
 STAGE_HELP = {
     "download": "get a dataset's raw files: the CERNBox originals, checked by sha256, or synthetic files in the "
-                "same formats (params.yaml data.source)",
+    "same formats (params.yaml data.source)",
     "convert": "raw files -> data/converted/<dataset>: the non-zero pixels only, labels, observables",
     "split": "stratified, seeded train/validation/test indices -> data/splits/<task>",
     "train": "fit the task's model, keep the best epoch on validation -> models/<task>/model.pt",
     "evaluate": "test metrics with their 95 percent intervals, ROC or mass-response plots, per-event predictions -> "
-                "metrics/<task>/",
+    "metrics/<task>/",
     "export": "the trained model as ONNX, checked against PyTorch -> models/<task>/model.onnx",
 }
 DESCRIPTION = """\
@@ -49,59 +50,105 @@ usual commands:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="e2e", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="e2e", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     p.add_argument("--root", default=".", help="repository root that holds data/, models/, metrics/")
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
     for stage in STAGES:
         s = sub.add_parser(stage, help=STAGE_HELP[stage], description=STAGE_HELP[stage])
         s.add_argument("name", choices=NAMES)
-    pre = sub.add_parser("preset", help="the `-S key=value` arguments of a preset under presets/ for `dvc exp "
-                         "run` (make full: presets/full.yaml); refused without a GPU unless --device cpu")
+    pre = sub.add_parser(
+        "preset",
+        help="the `-S key=value` arguments of a preset under presets/ for `dvc exp "
+        "run` (make full: presets/full.yaml); refused without a GPU unless --device cpu",
+    )
     pre.add_argument("preset", help="a file name under presets/ without .yaml, e.g. full")
-    pre.add_argument("--device", help="run the experiment on this device (runtime.device: auto, cpu, cuda, "
-                     "cuda:<index>); cpu allows a preset on a machine without a GPU")
+    pre.add_argument(
+        "--device",
+        help="run the experiment on this device (runtime.device: auto, cpu, cuda, "
+        "cuda:<index>); cpu allows a preset on a machine without a GPU",
+    )
     sub.add_parser("summary", help="where the results are, and the headline test metrics of each task")
     add_predict(sub)
     add_tune(sub)
-    cmp = sub.add_parser("compare", help="the experiments on one screen: changed params, each changed task's test "
-                         "metric with its 95 %% interval and validation metric, best validation first")
-    cmp.add_argument("--task", choices=NAMES, help="only this task's params and metrics, sorted by its validation metric")
+    cmp = sub.add_parser(
+        "compare",
+        help="the experiments on one screen: changed params, each changed task's test "
+        "metric with its 95 %% interval and validation metric, best validation first",
+    )
+    cmp.add_argument(
+        "--task", choices=NAMES, help="only this task's params and metrics, sorted by its validation metric"
+    )
     cmp.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to `dvc exp show`, e.g. -A or --rev main")
     return p
 
 
 def add_predict(sub) -> None:
-    pr = sub.add_parser("predict", help="apply a trained model to new files in the real formats -> a table of "
-                        "predictions")
+    pr = sub.add_parser(
+        "predict", help="apply a trained model to new files in the real formats -> a table of predictions"
+    )
     pr.add_argument("name", choices=NAMES, help="task whose model to apply")
     pr.add_argument("--input", nargs="+", required=True, type=Path, metavar="FILE", help="raw .hdf5/.parquet files")
     pr.add_argument("--output", default=Path("predictions.parquet"), type=Path, help="(default: predictions.parquet)")
-    pr.add_argument("--model", type=Path, help="model.pt (torch; preprocessing.json is read from its directory) "
-                    "or model.onnx (onnx; its metadata holds the preprocessing); default: <root>/models/<task>/")
-    pr.add_argument("--backend", choices=("torch", "onnx"), help="torch (the checkpoint; default where torch is "
-                    "installed) or onnx (the exported graph, with onnxruntime)")
+    pr.add_argument(
+        "--model",
+        type=Path,
+        help="model.pt (torch; preprocessing.json is read from its directory) "
+        "or model.onnx (onnx; its metadata holds the preprocessing); default: <root>/models/<task>/",
+    )
+    pr.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        help="torch (the checkpoint; default where torch is installed) or onnx (the exported graph, with onnxruntime)",
+    )
     pr.add_argument("--batch-rows", type=int, default=256, help="images per batch: bounds the memory used")
     pr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1")
 
 
 def add_tune(sub) -> None:
-    tu = sub.add_parser("tune", help="an Optuna study over params.yaml tune.<task>.space, every trial a DVC "
-                        "experiment (`dvc exp run --temp`)")
+    tu = sub.add_parser(
+        "tune",
+        help="an Optuna study over params.yaml tune.<task>.space, every trial a DVC experiment (`dvc exp run --temp`)",
+    )
     tu.add_argument("name", choices=NAMES, help="task to tune, on its validation metric")
-    tu.add_argument("--trials", type=int, default=20, help="run until the study has this many finished trials "
-                    "(complete or failed); a rerun adds only the difference (default: 20)")
-    tu.add_argument("--jobs", type=int, default=1, help="trials at a time: one GPU each where there are enough, "
-                    "else a share of the CPU cores each (default: 1)")
+    tu.add_argument(
+        "--trials",
+        type=int,
+        default=20,
+        help="run until the study has this many finished trials "
+        "(complete or failed); a rerun adds only the difference (default: 20)",
+    )
+    tu.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="trials at a time: one GPU each where there are enough, else a share of the CPU cores each (default: 1)",
+    )
     tu.add_argument("--study", help="study name, and prefix of the experiments' names (default: the task)")
-    tu.add_argument("--storage", help="Optuna storage shared by the workers: a journal file path, or a URL such "
-                    "as sqlite:///tune.db or postgresql://... (default: tune/<task>.journal)")
-    tu.add_argument("--push", nargs="?", const="origin", metavar="REMOTE", help="`dvc exp push REMOTE` each "
-                    "trial's experiment (default REMOTE: origin), for workers in other clones")
-    tu.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                    help="a fixed override of every trial, as `dvc exp run -S` takes it (e.g. "
-                    "train.quark_gluon.epochs=2; repeatable), recorded in the study")
+    tu.add_argument(
+        "--storage",
+        help="Optuna storage shared by the workers: a journal file path, or a URL such "
+        "as sqlite:///tune.db or postgresql://... (default: tune/<task>.journal)",
+    )
+    tu.add_argument(
+        "--push",
+        nargs="?",
+        const="origin",
+        metavar="REMOTE",
+        help="`dvc exp push REMOTE` each trial's experiment (default REMOTE: origin), for workers in other clones",
+    )
+    tu.add_argument(
+        "-S",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="a fixed override of every trial, as `dvc exp run -S` takes it (e.g. "
+        "train.quark_gluon.epochs=2; repeatable), recorded in the study",
+    )
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -123,8 +170,9 @@ def run(argv: list[str] | None = None) -> None:
     if args.command == "predict":
         from .predict import main as predict
 
-        predict(args.name, args.input, args.output, args.model, Path(args.root), args.batch_rows, args.device,
-                args.backend)
+        predict(
+            args.name, args.input, args.output, args.model, Path(args.root), args.batch_rows, args.device, args.backend
+        )
         return
     if args.command == "compare":
         from .compare import main as compare
@@ -134,8 +182,17 @@ def run(argv: list[str] | None = None) -> None:
     if args.command == "tune":
         from .tune import main as tune
 
-        tune(args.name, params_path=Path(args.params), root=Path(args.root), trials=args.trials, jobs=args.jobs,
-             study_name=args.study, storage=args.storage, push_to=args.push, overrides=args.overrides)
+        tune(
+            args.name,
+            params_path=Path(args.params),
+            root=Path(args.root),
+            trials=args.trials,
+            jobs=args.jobs,
+            study_name=args.study,
+            storage=args.storage,
+            push_to=args.push,
+            overrides=args.overrides,
+        )
         return
     params = load_params(Path(args.params))
     if args.command == "train" and params.runtime.nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -146,8 +203,16 @@ def run(argv: list[str] | None = None) -> None:
 
 def relaunch_under_torchrun(nproc: int, argv: list[str]) -> None:
     """Replace this process by torchrun running the same command on `nproc` local processes."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "e2e", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "e2e",
+        *argv,
+    ]
     print("relaunching:", " ".join(cmd), flush=True)
     os.execv(sys.executable, cmd)
 

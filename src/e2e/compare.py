@@ -5,6 +5,7 @@ given task): its experiments, best validation metric (never the test one) first,
 affect it, its headline test metric with its 95 % interval, the validation metric of the best model, and
 the ensemble's mean member where there is one. `dvc exp show` keeps every column.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,7 +33,7 @@ def exp_show_rows(extra: list[str]) -> list[dict[str, str]]:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise E2EError(f"dvc exp show failed: {first_line(proc.stderr, last=True)}")
-    text = proc.stdout[proc.stdout.find("Experiment,"):]
+    text = proc.stdout[proc.stdout.find("Experiment,") :]
     return list(csv.DictReader(io.StringIO(text)))
 
 
@@ -58,8 +59,11 @@ def param_columns(columns: list[str], task: Task) -> list[str]:
     dependency path, and name no other task (train.jet_mass.lr belongs to the jet-mass table only)."""
     tags = tuple(f"{t.tag}." for t in TASKS.values())
     others = set(TASKS) - {task.name}
-    return [c for c in columns if c not in FIXED and "/" not in c and not c.startswith(tags)
-            and not others & set(c.split("."))]
+    return [
+        c
+        for c in columns
+        if c not in FIXED and "/" not in c and not c.startswith(tags) and not others & set(c.split("."))
+    ]
 
 
 def metric_keys(task: Task) -> dict[str, str]:
@@ -81,7 +85,9 @@ def task_rows(rows: list[dict[str, str]], task: Task) -> list[dict[str, str]]:
         value = number(row.get(key))
         return value is None, sign * value if value is not None else 0.0
 
-    out, group, baseline = [], [], {}
+    out: list[dict[str, str]] = []
+    group: list[dict[str, str]] = []
+    baseline: dict[str, str] = {}
     for row in rows + [{"typ": "end"}]:
         if row.get("typ") in ("workspace", "baseline", "end"):
             out += sorted(group, key=order)
@@ -95,8 +101,11 @@ def task_rows(rows: list[dict[str, str]], task: Task) -> list[dict[str, str]]:
 
 def metric_columns(task: Task, rows: list[dict[str, str]]) -> list[Column]:
     k = metric_keys(task)
-    test = [f"{fmt(number(r.get(k['test'])))} [{fmt(number(r.get(k['test'] + '_lo')), 3)}, "
-            f"{fmt(number(r.get(k['test'] + '_hi')), 3)}]" for r in rows]
+    test = [
+        f"{fmt(number(r.get(k['test'])))} [{fmt(number(r.get(k['test'] + '_lo')), 3)}, "
+        f"{fmt(number(r.get(k['test'] + '_hi')), 3)}]"
+        for r in rows
+    ]
     out = [Column(f"{k['test']} [95 %]", test), Column(k["val"], [fmt(number(r.get(k["val"]))) for r in rows])]
     if any(number(r.get(k["members"])) is not None for r in rows):
         out.append(Column(k["members"], [fmt(number(r.get(k["members"]))) for r in rows]))
@@ -106,8 +115,9 @@ def metric_columns(task: Task, rows: list[dict[str, str]]) -> list[Column]:
 def render(columns: list[Column]) -> str:
     widths = [max(len(c.header), *(len(x) for x in c.cells)) for c in columns]
     lines = [GAP.join(c.header.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines += [GAP.join(c.cells[i].ljust(w) for c, w in zip(columns, widths)).rstrip()
-              for i in range(len(columns[0].cells))]
+    lines += [
+        GAP.join(c.cells[i].ljust(w) for c, w in zip(columns, widths)).rstrip() for i in range(len(columns[0].cells))
+    ]
     return "\n".join(lines)
 
 
@@ -127,7 +137,8 @@ def table(rows: list[dict[str, str]], only: str | None) -> str:
     if not rows or not tasks:
         return "no experiment differs from its baseline in any task's headline metrics"
     return "\n\n".join(task_table(rows, task) for task in tasks) + (
-        "\n\ntest metrics with their 95 % bootstrap interval; params of train.<task> without that prefix")
+        "\n\ntest metrics with their 95 % bootstrap interval; params of train.<task> without that prefix"
+    )
 
 
 def main(task: str | None, extra: list[str]) -> None:

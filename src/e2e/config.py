@@ -1,5 +1,6 @@
 """Read params.yaml once into frozen dataclasses, checked (e2e.config_schema), and name every path the stages
 use. No torch here."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ class ExportParams:
 @dataclass(frozen=True)
 class TuneParams:
     """`e2e tune <task>`: read by no stage, so changing it invalidates nothing."""
+
     sampler: str = "tpe"  # tpe | random
     seed: int = 0
     space: dict = field(default_factory=dict)  # params key -> {low, high[, log, step]} or {choices: [...]}

@@ -1,6 +1,7 @@
 """The value rules of params.yaml for e2e.config_schema: each a pydantic type that parses one value (numbers
 may come as YAML strings) and refuses a bad one with a short problem, plus what it expects in words.
 Imported by config_schema only, when params are read."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,15 @@ from . import config_names as names
 
 Rule = tuple[Any, str]  # (pydantic type, what it expects in words)
 OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-PROBLEMS = {"missing": "missing", "too_short": "is empty", "tuple_type": "is not a list", "list_type": "is not a list",
-            "dict_type": "is not a mapping", "string_type": "is not a string",
-            **dict.fromkeys(("greater_than", "greater_than_equal", "less_than", "less_than_equal"), "is out of range")}
+PROBLEMS = {
+    "missing": "missing",
+    "too_short": "is empty",
+    "tuple_type": "is not a list",
+    "list_type": "is not a list",
+    "dict_type": "is not a mapping",
+    "string_type": "is not a string",
+    **dict.fromkeys(("greater_than", "greater_than_equal", "less_than", "less_than_equal"), "is out of range"),
+}
 
 
 def _refuse(problem: str) -> PydanticCustomError:
@@ -113,7 +120,7 @@ def _list(item: Rule, expected: str, empty: bool = False, distinct: bool = False
 
 
 def _optional(rule: Rule) -> Rule:
-    return Optional[rule[0]], rule[1] + ", or null"
+    return Optional[rule[0]], rule[1] + ", or null"  # noqa: UP045 (a runtime type for pydantic, not an annotation)
 
 
 BOOL: Rule = Annotated[bool, PlainValidator(_to_bool)], "true or false"

@@ -7,6 +7,7 @@ conversion resumes with the parts already complete; the parts are then joined in
 (electron_photon: photons then electrons; quark_gluon: run0, run1, run2), so the output is
 byte-identical whatever the number of workers.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,20 +36,30 @@ from .tasks import get_task
 TRUTH_SUFFIX = ".truth.parquet"  # the synthetic generator's latent-truth sidecar, beside each raw file
 FORMAT_VERSION = 1
 # a part converted by other code must not be resumed: the converter's own source is in the fingerprint
-CODE = ("convert.py", "convert_file.py", "sparse.py", "sources/readers.py", "sources/hdf5_cache.py",
-        "sources/registry.py")
+CODE = (
+    "convert.py",
+    "convert_file.py",
+    "sparse.py",
+    "sources/readers.py",
+    "sources/hdf5_cache.py",
+    "sources/registry.py",
+)
 
 
 def part_fingerprint(ds: Dataset, cfg: ConvertParams, sha256: str) -> str:
-    h = hashlib.sha256(json.dumps([FORMAT_VERSION, ds.name, sha256, {**dataclasses.asdict(cfg), "batch_rows": None}],
-                                  sort_keys=True).encode())
+    h = hashlib.sha256(
+        json.dumps(
+            [FORMAT_VERSION, ds.name, sha256, {**dataclasses.asdict(cfg), "batch_rows": None}], sort_keys=True
+        ).encode()
+    )
     for name in CODE:
         h.update((Path(__file__).parent / name).read_bytes())
     return h.hexdigest()
 
 
-def convert_one(ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, part: Path,
-                progress=lambda n: None) -> dict:
+def convert_one(
+    ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, part: Path, progress=lambda n: None
+) -> dict:
     """The part of one raw file: reused when complete and made from the same bytes, params and code."""
     sha256 = sha256_file(path) if path.is_file() else ""  # a missing file fails in convert_file, by name
     fingerprint = part_fingerprint(ds, cfg, sha256)
@@ -84,8 +95,9 @@ def _convert_in_worker(*args) -> dict:
     return convert_one(*args, progress=_progress_queue.put)
 
 
-def convert_parts(ds: Dataset, files: list[Path], cfg: ConvertParams, classify: bool, parts: list[Path],
-                  workers: int) -> list[dict]:
+def convert_parts(
+    ds: Dataset, files: list[Path], cfg: ConvertParams, classify: bool, parts: list[Path], workers: int
+) -> list[dict]:
     """Convert every file to its part, `workers` files at a time; a progress bar counts rows."""
     # disable=None: a bar on a terminal only, never carriage-return frames in a piped log
     with tqdm(desc=f"convert {ds.name} ({len(files)} files)", unit="img", disable=None) as bar:
@@ -142,9 +154,11 @@ def same_layout(files: list[Path], infos: list[dict]) -> dict:
     first = {k: infos[0][k] for k in ("channel_names", "columns")}
     for f, info in zip(files, infos):
         if {k: info[k] for k in first} != first:
-            raise E2EError(f"{f}: holds channels {info['channel_names']} in columns {info['columns']}, but "
-                           f"{files[0].name} holds {first['channel_names']} in {first['columns']}; convert one "
-                           "sample at a time (params.yaml datasets.<dataset>.files)")
+            raise E2EError(
+                f"{f}: holds channels {info['channel_names']} in columns {info['columns']}, but "
+                f"{files[0].name} holds {first['channel_names']} in {first['columns']}; convert one "
+                "sample at a time (params.yaml datasets.<dataset>.files)"
+            )
     return first
 
 
@@ -167,18 +181,34 @@ def main(params: Params, dataset: str, paths: Paths) -> None:
         stored = layout["channel_names"]  # every channel the files hold, in their order
         channels = list(cfg.channels) if cfg.channels is not None else list(range(len(stored)))
         meta = {
-            "dataset": dataset, "format": "sparse", "format_version": FORMAT_VERSION, **sizes,
-            "shape": [sizes["n"], len(channels), *ds.shape[1:]], "dtype": cfg.dtype, "index_dtype": "int32",
-            "nonfinite_zeroed": sum(i["nonfinite_zeroed"] for i in infos), "observers": sorted(ds.observer_keys),
+            "dataset": dataset,
+            "format": "sparse",
+            "format_version": FORMAT_VERSION,
+            **sizes,
+            "shape": [sizes["n"], len(channels), *ds.shape[1:]],
+            "dtype": cfg.dtype,
+            "index_dtype": "int32",
+            "nonfinite_zeroed": sum(i["nonfinite_zeroed"] for i in infos),
+            "observers": sorted(ds.observer_keys),
             "rows_per_file": [i["rows"] for i in infos],
-            "channels": channels, "channel_names": [stored[c] for c in channels], "source_channels": stored,
-            "target": layout["columns"]["target"], "source_columns": layout["columns"], "truth": truth,
-            "preprocessing": {"scale": cfg.scale, "clip": cfg.clip, "zero_below": cfg.zero_below,
-                              "nonfinite": cfg.nonfinite},
+            "channels": channels,
+            "channel_names": [stored[c] for c in channels],
+            "source_channels": stored,
+            "target": layout["columns"]["target"],
+            "source_columns": layout["columns"],
+            "truth": truth,
+            "preprocessing": {
+                "scale": cfg.scale,
+                "clip": cfg.clip,
+                "zero_below": cfg.zero_below,
+                "nonfinite": cfg.nonfinite,
+            },
             "sources": [{"file": f.name, "sha256": i["sha256"]} for f, i in zip(files, infos)],
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(part_dir(paths, dataset), ignore_errors=True)  # kept until now so a failure never costs them
     resumed = sum(i["resumed"] for i in infos)
-    print(f"converted {dataset}: {meta['n']} events, {meta['nnz']} non-zero values"
-          + (f" ({resumed} of {len(files)} files resumed from {part_dir(paths, dataset)})" if resumed else ""))
+    print(
+        f"converted {dataset}: {meta['n']} events, {meta['nnz']} non-zero values"
+        + (f" ({resumed} of {len(files)} files resumed from {part_dir(paths, dataset)})" if resumed else "")
+    )

@@ -2,6 +2,7 @@
 storage dtype, and reduced to its non-zero pixels as it streams, so memory stays bounded whatever the
 file's size. The stage `convert` runs this per file (in parallel) and joins the parts.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +11,7 @@ import json
 import queue
 import threading
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -37,8 +38,9 @@ def preprocess(images: np.ndarray, cfg: ConvertParams, where: str) -> tuple[Spar
     n_bad = int(bad.sum())
     if n_bad:
         if cfg.nonfinite != "zero":
-            raise E2EError(f"{where}: {n_bad} NaN or infinite pixels "
-                           "(set convert.<dataset>.nonfinite: zero to zero them)")
+            raise E2EError(
+                f"{where}: {n_bad} NaN or infinite pixels (set convert.<dataset>.nonfinite: zero to zero them)"
+            )
         v = np.where(bad, 0.0, v)
     if cfg.scale is not None and any(s != 1 for s in cfg.scale):
         v = v * np.asarray(cfg.scale, dtype=np.float32)[entries.index // (shape[1] * shape[2])]
@@ -79,8 +81,10 @@ def check_config(ds: Dataset, cfg: ConvertParams) -> int:
     n_in = ds.shape[0]
     channels = list(cfg.channels) if cfg.channels is not None else list(range(n_in))
     if not channels or min(channels) < 0 or max(channels) >= n_in:
-        raise E2EError(f"params.yaml convert.{ds.name}.channels: indices must lie in 0..{n_in - 1} (the {n_in} "
-                       f"channels {', '.join(ds.channel_names)}), found {channels}")
+        raise E2EError(
+            f"params.yaml convert.{ds.name}.channels: indices must lie in 0..{n_in - 1} (the {n_in} "
+            f"channels {', '.join(ds.channel_names)}), found {channels}"
+        )
     if cfg.scale is not None and len(cfg.scale) != len(channels):
         raise E2EError(f"params.yaml convert.{ds.name}.scale: expected {len(channels)} values, found {len(cfg.scale)}")
     if cfg.nonfinite not in ("error", "zero"):
@@ -135,8 +139,15 @@ def convert_batch(batch: Batch, start: int, *, cfg: ConvertParams, path: Path, c
     return to_storage(entries, cfg.dtype, where, dataset), batch.target, batch.observers, zeroed
 
 
-def convert_file(ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, part: Path, fingerprint: str,
-                 progress: Callable[[int], None] = lambda n: None) -> dict:
+def convert_file(
+    ds: Dataset,
+    path: Path,
+    cfg: ConvertParams,
+    classify: bool,
+    part: Path,
+    fingerprint: str,
+    progress: Callable[[int], None] = lambda n: None,
+) -> dict:
     """Write `part`/ {values.bin, index.bin (raw, headerless), counts.npy, target.npy, <observer>.npy,
     part.json}; the directory appears only complete, with part.json last. part.json records the channels and
     the columns the file was read from."""
@@ -146,16 +157,23 @@ def convert_file(ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, pa
             check_config(reader.dataset, cfg)  # a sample may hold fewer channels than the registry's default
         except E2EError as exc:
             raise E2EError(f"{path}: {exc}") from None
-        about = {"file": path.name, "fingerprint": fingerprint, "channel_names": list(reader.dataset.channel_names),
-                 "columns": reader.source_columns}
+        about = {
+            "file": path.name,
+            "fingerprint": fingerprint,
+            "channel_names": list(reader.dataset.channel_names),
+            "columns": reader.source_columns,
+        }
         return _write_part(reader, reader.batches(cfg.batch_rows, job), part, about, progress)
 
 
 def _write_part(reader, converted: Iterator, part: Path, about: dict, progress: Callable[[int], None]) -> dict:
     counts, target, observers, zeroed = [], [], {k: [] for k in reader.dataset.observer_keys}, 0
-    with atomic_path(part, is_dir=True) as tmp, \
-            open(tmp / "values.bin", "wb") as values, open(tmp / "index.bin", "wb") as index, \
-            contextlib.closing(prefetch(converted)) as batches:
+    with (
+        atomic_path(part, is_dir=True) as tmp,
+        open(tmp / "values.bin", "wb") as values,
+        open(tmp / "index.bin", "wb") as index,
+        contextlib.closing(prefetch(converted)) as batches,
+    ):
         for sparse, batch_target, batch_observers, batch_zeroed in batches:
             values.write(np.ascontiguousarray(sparse.values).data)
             index.write(np.ascontiguousarray(sparse.index).data)

@@ -7,6 +7,7 @@ when it exceeds `runtime.resident_max_gb` it stays in host memory and each batch
 are copied over before densifying, from pinned memory so that the copy does not block the host. On a
 CPU it is the same code.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,10 @@ class Converted:
         n = self.images.image_shape[0]
         chosen = list(range(n)) if selected is None else list(selected)
         if not chosen or min(chosen) < 0 or max(chosen) >= n or len(set(chosen)) != len(chosen):
-            raise E2EError(f"params.yaml {key}: expected distinct indices into the {n} converted channels "
-                           f"{self.meta['channel_names']}, found {chosen}")
+            raise E2EError(
+                f"params.yaml {key}: expected distinct indices into the {n} converted channels "
+                f"{self.meta['channel_names']}, found {chosen}"
+            )
         return chosen
 
 
@@ -90,8 +93,20 @@ class SparseBatches:
     of a channels_last model: no conversion per step.
     """
 
-    def __init__(self, images: SparseImages, target, idx, channels, batch_size: int, device: torch.device,
-                 shuffle: bool, seed: int, resident_max_gb: float, *, channels_last: bool = False):
+    def __init__(
+        self,
+        images: SparseImages,
+        target,
+        idx,
+        channels,
+        batch_size: int,
+        device: torch.device,
+        shuffle: bool,
+        seed: int,
+        resident_max_gb: float,
+        *,
+        channels_last: bool = False,
+    ):
         self.shape = (len(channels), *images.image_shape[1:])
         self.size = int(np.prod(self.shape))  # values per dense image
         self.rows = np.sort(np.asarray(idx))  # batch i of an unshuffled pass holds rows[i*b:(i+1)*b]
@@ -151,14 +166,25 @@ class SparseBatches:
 
 def _gather(images: SparseImages, rows: np.ndarray, channels: list[int], chunk: int = 65536) -> SparseBatch:
     """The entries of the selected channels of sorted `rows`, read in chunks (sequential memmap reads)."""
-    parts = [select_channels(images.gather(rows[s:s + chunk]), channels, images.image_shape)
-             for s in range(0, len(rows), chunk)]
+    parts = [
+        select_channels(images.gather(rows[s : s + chunk]), channels, images.image_shape)
+        for s in range(0, len(rows), chunk)
+    ]
     if not parts:
         raise E2EError(f"{images.where}: an empty split has no batches")
     return SparseBatch(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("values", "index", "counts")))
 
 
 def make_batches(data: Converted, idx, channels, batch_size, device, shuffle, seed, runtime, rank=0, world=1):
-    return SparseBatches(data.images, data.target, shard(np.asarray(idx), rank, world), channels, batch_size,
-                         device, shuffle, seed + RANK_SEED_STRIDE * rank, runtime.resident_max_gb,
-                         channels_last=uses_channels_last(device, runtime))
+    return SparseBatches(
+        data.images,
+        data.target,
+        shard(np.asarray(idx), rank, world),
+        channels,
+        batch_size,
+        device,
+        shuffle,
+        seed + RANK_SEED_STRIDE * rank,
+        runtime.resident_max_gb,
+        channels_last=uses_channels_last(device, runtime),
+    )

@@ -5,6 +5,7 @@ Each rank trains on its own shard, but every decision is taken once, on rank 0, 
 decided alone could stop while another waits in a collective until the NCCL timeout. One process (no
 torchrun) is a `Dist` of world 1, for which every function here is the identity.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,9 @@ def from_env() -> Dist:
     """This process's place, as torchrun sets it; a single process when not launched by torchrun."""
     env = os.environ
     world = int(env.get("WORLD_SIZE", "1"))
-    return Dist(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")),
-                int(env.get("LOCAL_WORLD_SIZE", str(world))))
+    return Dist(
+        int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")), int(env.get("LOCAL_WORLD_SIZE", str(world)))
+    )
 
 
 def backend(device: torch.device) -> str:
@@ -73,7 +75,7 @@ def everyone(obj: Any, dist: Dist) -> list:
 def spread(idx: np.ndarray, dist: Dist) -> np.ndarray:
     """Rank `rank`'s share of an evaluation split: every `world`-th of the sorted rows, so that together the
     shares hold every row once (unlike e2e.data.shard, which drops the remainder to keep steps equal)."""
-    return np.sort(np.asarray(idx))[dist.rank::dist.world]
+    return np.sort(np.asarray(idx))[dist.rank :: dist.world]
 
 
 def gather_spread(t: torch.Tensor, n: int, dist: Dist) -> torch.Tensor:

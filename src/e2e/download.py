@@ -9,6 +9,7 @@ data/raw/<dataset> is built in a temporary sibling and renamed into place, so it
 complete. Partial downloads live in .cache/partial/<dataset>/ instead: `dvc repro` deletes a stage's
 outputs before running it, and a 300 MB file cut at 90% should resume, not restart.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +37,7 @@ def main(params: Params, dataset: str, paths: Paths) -> None:
         from .sources import synthetic  # only this source needs the generator and its imports
 
         with atomic_path(out, is_dir=True) as tmp:
-            synthetic.generate(dataset, tmp, params.synthetic.get(dataset, {}), seed=params.data.seed,
-                               files=spec.files)
+            synthetic.generate(dataset, tmp, params.synthetic.get(dataset, {}), seed=params.data.seed, files=spec.files)
     elif source == "cernbox":
         _assemble(out, download_files(spec, params.download, paths))
         # kept until now so that a failure above never costs a download
@@ -45,8 +45,9 @@ def main(params: Params, dataset: str, paths: Paths) -> None:
     else:
         _assemble(out, verify_local(spec, _local_dir(source, paths), paths))
     files = sorted(out.iterdir())
-    print(f"{dataset} from {source}: {len(files)} file(s), {sum(f.stat().st_size for f in files) / 1e6:.1f} MB "
-          f"in {out}")
+    print(
+        f"{dataset} from {source}: {len(files)} file(s), {sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {out}"
+    )
 
 
 def partial_dir(paths: Paths, dataset: str) -> Path:
@@ -61,14 +62,19 @@ def download_files(spec: Dataset, dl: DownloadParams, paths: Paths) -> dict[str,
     """Fetch and verify every file of the dataset (e2e.sources.shares); return file name -> verified .part file."""
     sumfile = checksum_file(paths, spec.name)
     sums = read_checksums(sumfile)
-    wants = [shares.Want(f, *_expected(f, sums, sumfile), partial_dir(paths, spec.name) / f"{f.name}.part")
-             for f in spec.files]
+    wants = [
+        shares.Want(f, *_expected(f, sums, sumfile), partial_dir(paths, spec.name) / f"{f.name}.part")
+        for f in spec.files
+    ]
 
     def record(file: RawFile, got: Checksum) -> None:
         if _expected(file, sums, sumfile)[0] == UNKNOWN:
             record_checksum(sumfile, file.name, got)
-            print(f"recorded sha256 of {file.name} in {sumfile}: commit that file so later downloads "
-                  "are verified against it", file=sys.stderr)
+            print(
+                f"recorded sha256 of {file.name} in {sumfile}: commit that file so later downloads "
+                "are verified against it",
+                file=sys.stderr,
+            )
 
     job = shares.Job(spec, get_dataset(spec.name).files, dl, partial_dir(paths, spec.name), record)
     shares.fetch_dataset(job, wants)
@@ -79,8 +85,10 @@ def verify_local(spec: Dataset, src_dir: Path, paths: Paths) -> dict[str, Path]:
     """Check that `src_dir` holds every file of the dataset, non-empty and matching known checksums."""
     names = [f.name for f in spec.files]
     if not src_dir.is_dir():
-        raise E2EError(f"data.source: {src_dir} is not a directory; expected 'synthetic', 'cernbox' or "
-                       f"a directory holding {', '.join(names)}")
+        raise E2EError(
+            f"data.source: {src_dir} is not a directory; expected 'synthetic', 'cernbox' or "
+            f"a directory holding {', '.join(names)}"
+        )
     missing = [n for n in names if not (src_dir / n).is_file()]
     if missing:
         raise E2EError(f"{src_dir}: missing {', '.join(missing)} (dataset {spec.name} needs {', '.join(names)})")
@@ -91,8 +99,10 @@ def verify_local(spec: Dataset, src_dir: Path, paths: Paths) -> dict[str, Path]:
         expect, origin = _expected(file, sums, sumfile)
         size = path.stat().st_size
         if size == 0 or (expect.size is not None and size != expect.size):
-            raise E2EError(f"{path}: {size} bytes, expected {expect.size or 'a non-empty file'}"
-                           + (f" (from {origin})" if expect.size else ""))
+            raise E2EError(
+                f"{path}: {size} bytes, expected {expect.size or 'a non-empty file'}"
+                + (f" (from {origin})" if expect.size else "")
+            )
         if expect.sha256 and (digest := sha256_file(path)) != expect.sha256:
             raise E2EError(f"{path}: sha256 {digest} does not match {expect.sha256} from {origin}")
     return {n: src_dir / n for n in names}
@@ -107,8 +117,11 @@ def read_checksums(path: Path) -> dict[str, Checksum]:
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
-        if (len(fields) not in (2, 3) or not re.fullmatch(r"[0-9a-fA-F]{64}", fields[0])
-                or (len(fields) == 3 and not fields[2].isdigit())):
+        if (
+            len(fields) not in (2, 3)
+            or not re.fullmatch(r"[0-9a-fA-F]{64}", fields[0])
+            or (len(fields) == 3 and not fields[2].isdigit())
+        ):
             raise E2EError(f"{path}:{number}: expected '<sha256>  <file name>  <size>', found {line.strip()!r}")
         sums[fields[1].lstrip("*")] = Checksum(fields[0].lower(), int(fields[2]) if len(fields) == 3 else None)
     return sums

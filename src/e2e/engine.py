@@ -1,4 +1,5 @@
 """The epoch loop and batched prediction, shared by train, evaluate and predict; one path for CPU and GPU."""
+
 from __future__ import annotations
 
 import os
@@ -24,13 +25,17 @@ def select_device(name: str, local_rank: int = 0, local_world: int = 1) -> torch
         raise E2EError(f"params.yaml runtime.device: {name!r} asked for, but no CUDA device is visible")
     count = torch.cuda.device_count()
     if local_world > count:
-        raise E2EError(f"params.yaml runtime.nproc: {local_world} processes on this node need a GPU each, but "
-                       f"{count} CUDA device(s) are visible; lower runtime.nproc (or torchrun --nproc_per_node)")
+        raise E2EError(
+            f"params.yaml runtime.nproc: {local_world} processes on this node need a GPU each, but "
+            f"{count} CUDA device(s) are visible; lower runtime.nproc (or torchrun --nproc_per_node)"
+        )
     if ":" not in name:
         return torch.device("cuda", local_rank)
     if local_world > 1:
-        raise E2EError(f"params.yaml runtime.device: {name!r} names one GPU for all {local_world} processes of "
-                       "runtime.nproc; use cuda or auto (each process then takes cuda:<local rank>)")
+        raise E2EError(
+            f"params.yaml runtime.device: {name!r} names one GPU for all {local_world} processes of "
+            "runtime.nproc; use cuda or auto (each process then takes cuda:<local rank>)"
+        )
     index = int(name.split(":")[1])
     if index >= count:
         raise E2EError(f"params.yaml runtime.device: {name!r} asked for, but {count} CUDA device(s) are visible")
@@ -84,8 +89,18 @@ class Progress:
         print(f"{self.desc}: {batches}/{self.total} batches, {images / elapsed:.0f} img/s, ETA {left}", flush=True)
 
 
-def run_steps(model, batches, optimizer, scheduler, loss_fn, device, amp: bool, clip_grad: float = 0.0,
-              augment=lambda x: x, desc: str = "train") -> tuple[torch.Tensor, int]:
+def run_steps(
+    model,
+    batches,
+    optimizer,
+    scheduler,
+    loss_fn,
+    device,
+    amp: bool,
+    clip_grad: float = 0.0,
+    augment=lambda x: x,
+    desc: str = "train",
+) -> tuple[torch.Tensor, int]:
     """One epoch's optimizer steps: (summed loss, on the device, and images). Nothing in here waits for the
     GPU (tests/test_gpu.py runs it under torch.cuda.set_sync_debug_mode("error")), so the host queues the
     next batch while the device computes."""
@@ -111,8 +126,18 @@ def run_steps(model, batches, optimizer, scheduler, loss_fn, device, amp: bool, 
     return total, count
 
 
-def train_one_epoch(model, batches, optimizer, scheduler, loss_fn, device, amp: bool, clip_grad: float = 0.0,
-                    augment=lambda x: x, desc: str = "train") -> float:
+def train_one_epoch(
+    model,
+    batches,
+    optimizer,
+    scheduler,
+    loss_fn,
+    device,
+    amp: bool,
+    clip_grad: float = 0.0,
+    augment=lambda x: x,
+    desc: str = "train",
+) -> float:
     """The epoch's mean training loss."""
     total, count = run_steps(model, batches, optimizer, scheduler, loss_fn, device, amp, clip_grad, augment, desc)
     if not torch.isfinite(total):
@@ -139,5 +164,5 @@ def predict(model, batches, device) -> tuple[torch.Tensor, torch.Tensor]:
 def _unwrap(model):
     """DistributedDataParallel and torch.compile wrap the module that owns encode/decode."""
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+        model = getattr(model, "module", None) or model._orig_mod
     return model

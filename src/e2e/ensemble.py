@@ -5,6 +5,7 @@ shuffling differ); mode `subsets`: on the k-th of N disjoint, equal shares of th
 electron/photon survey's best result did. Every member keeps its own best epoch on the whole validation
 split. One member (the default) is the plain model of `seed`, exactly as without this module.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,10 @@ def member_rows(train_idx: np.ndarray, tp) -> list[tuple[int, np.ndarray]]:
     if n == 1 or mode == "seeds":
         return [(tp.seed + k, train_idx) for k in range(n)]
     if len(train_idx) < 2 * n:
-        raise E2EError(f"params.yaml train.<task>.ensemble: {n} disjoint subsets of {len(train_idx)} training rows "
-                       "leave fewer than 2 rows each; use fewer members or mode seeds")
+        raise E2EError(
+            f"params.yaml train.<task>.ensemble: {n} disjoint subsets of {len(train_idx)} training rows "
+            "leave fewer than 2 rows each; use fewer members or mode seeds"
+        )
     shares = np.array_split(np.random.default_rng(tp.seed).permutation(train_idx), n)
     return [(tp.seed + k, np.sort(share)) for k, share in enumerate(shares)]
 
@@ -36,5 +39,6 @@ def join(checkpoints: list[Path], out: Path, mode: str) -> None:
     """The members' best checkpoints as one Ensemble checkpoint at `out` (for evaluate, predict, export)."""
     members, ckpts = zip(*(load_checkpoint(p) for p in checkpoints))
     spec = {**ckpts[0]["spec"], "members": len(members), "ensemble_mode": mode}
-    save_checkpoint(out, Ensemble(list(members)), spec, epoch=ckpts[0]["epoch"],
-                    member_epochs=[int(c["epoch"]) for c in ckpts])
+    save_checkpoint(
+        out, Ensemble(list(members)), spec, epoch=ckpts[0]["epoch"], member_epochs=[int(c["epoch"]) for c in ckpts]
+    )

@@ -3,6 +3,7 @@
 Everything downstream reads `predictions.parquet`, so no plot needs the model again (the image
 views read the converted images by the `row` column).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ def member_columns(model, raw) -> dict[str, np.ndarray]:
 def predictions(model, data: Converted, split: dict, channels: list[int], params: Params, device) -> pd.DataFrame:
     frames = []
     for part in ("val", "test"):
-        batches = make_batches(data, split[part], channels, params.evaluate.batch_size, device, False, 0,
-                               params.runtime)
+        batches = make_batches(
+            data, split[part], channels, params.evaluate.batch_size, device, False, 0, params.runtime
+        )
         idx = batches.rows  # the order of the predictions
         raw, truth = predict(model, batches, device)
         est, truth = model.decode(raw).cpu().numpy(), truth.cpu().numpy()
@@ -91,7 +93,10 @@ def regression_metrics(df: pd.DataFrame, train_mean: float, edges: dict[str, np.
 
 def member_mean(task: Task, df: pd.DataFrame) -> dict:
     """The mean over an ensemble's members of each one's metrics, beside which the ensemble's gain shows."""
-    truth, fns = df["truth"].to_numpy(np.float64), metrics.CLASSIFICATION if task.is_classification else metrics.REGRESSION
+    truth, fns = (
+        df["truth"].to_numpy(np.float64),
+        metrics.CLASSIFICATION if task.is_classification else metrics.REGRESSION,
+    )
     members = [df[c].to_numpy(np.float64) for c in df if c.startswith("prediction_member")]
     return {name: float(np.mean([fn(truth, m) for m in members])) for name, fn in fns.items()}
 
@@ -113,8 +118,11 @@ def summarise(task: Task, df: pd.DataFrame, train_mean: float, ep) -> dict:
     edges = {c: plots.axis_edges(df[c].to_numpy(np.float64), ep.summary_bins) for c in ("truth", "pt") if c in df}
     out = {}
     for part, frame in df.groupby("split"):
-        out[part] = (classification_metrics(frame, ep.bootstrap, ep.working_points) if task.is_classification
-                     else regression_metrics(frame, train_mean, edges, ep.bootstrap))
+        out[part] = (
+            classification_metrics(frame, ep.bootstrap, ep.working_points)
+            if task.is_classification
+            else regression_metrics(frame, train_mean, edges, ep.bootstrap)
+        )
         if part == "test" and ep.bins.get(task.name):  # val keeps today's keys: the bins judge the final model
             out[part]["binned"] = binned.binned_metrics(frame, task, ep)
         if "uncertainty" in frame:
@@ -125,16 +133,22 @@ def summarise(task: Task, df: pd.DataFrame, train_mean: float, ep) -> dict:
 
 def records(rows: pd.DataFrame) -> list[dict]:
     # JSON has no Infinity or NaN (a bin where no background passes): null, which Vega leaves undrawn
-    return [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()}
-            for r in rows.to_dict("records")]
+    return [
+        {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()}
+        for r in rows.to_dict("records")
+    ]
 
 
-def plot_tables(task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None,
-                measured: dict | None = None) -> list:
+def plot_tables(
+    task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None, measured: dict | None = None
+) -> list:
     """The plots.Plot tables of the test split; with params `evaluate` (ep) also those in its bins, whose
     per-bin intervals are `measured` (binned.binned_metrics of the same split) when given."""
-    made = (plots.classification_plots(test, task.name, roc_points) if task.is_classification
-            else plots.regression_plots(test))
+    made = (
+        plots.classification_plots(test, task.name, roc_points)
+        if task.is_classification
+        else plots.regression_plots(test)
+    )
     if ep is not None:
         # resolution_vs_pt stays plots.resolution_profile's (its own bins): an existing plot keeps its axes
         taken = {p.name for p in made}
@@ -142,8 +156,14 @@ def plot_tables(task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluatePar
     return made
 
 
-def log_plots(live, task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None,
-              measured: dict | None = None) -> None:
+def log_plots(
+    live,
+    task: Task,
+    test: pd.DataFrame,
+    roc_points: int,
+    ep: EvaluateParams | None = None,
+    measured: dict | None = None,
+) -> None:
     for p in plot_tables(task, test, roc_points, ep, measured):
         live.log_plot(p.name, records(p.rows), x=p.x, y=p.y, template=p.template, title=p.title)
 
@@ -152,8 +172,9 @@ def log_images(live, task: Task, data: Converted, test: pd.DataFrame, channels: 
     grouped = images.groups(test, plots.class_names(task.name) if task.is_classification else None)
     names = [data.meta["channel_names"][c] for c in channels]
     live.log_image("mean_per_class.png", images.mean_figure(data.images, channels, grouped, names))
-    live.log_image("examples.png", images.examples_figure(data.images, channels, grouped, test, names,
-                                                          task.is_classification))
+    live.log_image(
+        "examples.png", images.examples_figure(data.images, channels, grouped, test, names, task.is_classification)
+    )
 
 
 def main(params: Params, task_name: str, paths: Paths) -> None:
@@ -164,8 +185,11 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
     data, split = Converted(paths.converted(task.dataset)), load_split(paths.splits(task_name))
     channels = data.channels(ckpt["spec"].get("channels"), f"train.{task_name}.channels of {paths.models(task_name)}")
     # a binning variable the predictions will lack fails here, before the model runs (empty rows: names only)
-    binned.check_variables(task_name, params.evaluate.bins.get(task_name, {}),
-                           ["truth", "prediction", *event_columns(data, np.zeros(0, np.int64))])
+    binned.check_variables(
+        task_name,
+        params.evaluate.bins.get(task_name, {}),
+        ["truth", "prediction", *event_columns(data, np.zeros(0, np.int64))],
+    )
     df = predictions(model, data, split, channels, params, device)
     train_mean = float(data.target[split["train"]].mean())
     results = summarise(task, df, train_mean, params.evaluate)

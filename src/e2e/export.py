@@ -8,6 +8,7 @@ takes the per-event uncertainty. Before the file is written, onnxruntime must re
 outputs (all of them) on the first batches of the test split to `export.tolerance`, else the stage fails
 naming the model.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,17 +54,24 @@ def to_onnx(model: Standardized | Ensemble, example: torch.Tensor, output: str, 
     batch = torch.export.Dim("batch")
     names = [output, MEMBERS] if isinstance(model, Ensemble) else [output]
     try:
-        program = torch.onnx.export(Deployed(model).eval(), (example,), dynamo=True, verbose=False,
-                                    input_names=["images"], output_names=names,
-                                    dynamic_shapes=({0: batch},), opset_version=opset)
+        program = torch.onnx.export(
+            Deployed(model).eval(),
+            (example,),
+            dynamo=True,
+            verbose=False,
+            input_names=["images"],
+            output_names=names,
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+        )
     except Exception as exc:  # torch.export's own error classes: the architecture cannot be traced
-        raise E2EError(f"{where}: ONNX export failed ({type(exc).__name__}: "
-                       f"{first_line(exc)})") from None
+        raise E2EError(f"{where}: ONNX export failed ({type(exc).__name__}: {first_line(exc)})") from None
     return program.model_proto
 
 
 def dir_md5(path: Path) -> str:
     """md5 of a directory as DVC writes it in dvc.lock (md5 of the sorted [{md5, relpath}] JSON, + .dir)."""
+
     def md5(p: Path) -> str:
         with open(p, "rb") as f:  # as e2e.sources.fetch.sha256_file does
             return hashlib.file_digest(f, "md5").hexdigest()
@@ -76,6 +84,7 @@ def dir_md5(path: Path) -> str:
 def git_revision(root: Path) -> dict:
     """The commit the code came from, and whether tracked files differed from it (e.g. `dvc exp run -S`).
     dvc.lock does not count: `dvc repro` rewrites it stage by stage, code and params unchanged."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
 
@@ -88,21 +97,33 @@ def git_revision(root: Path) -> dict:
 
 def metadata(task_name: str, ckpt: dict, pre: dict, data_path: Path, root: Path) -> dict[str, str]:
     spec, task = ckpt["spec"], get_task(task_name)
-    output = (f"probability that the image is a {CLASS_ONE.get(task_name, 'class 1')} (class 1)"
-              if task.is_classification else "jet mass")
-    meta = {"task": task_name, "model": {"name": spec["model"], "kwargs": spec["model_kwargs"]},
-            "channels": pre["channel_names"], "preprocessing": pre,
-            "input_shape": [None, spec["in_channels"], *spec["image_size"]], "output": output,
-            "output_unit": "" if task.is_classification else "GeV",
-            "training_data": {"path": data_path.relative_to(root).as_posix() if data_path.is_relative_to(root)
-                              else str(data_path), "md5": dir_md5(data_path)},
-            "git_revision": git_revision(root), "best_epoch": int(ckpt["epoch"]) + 1,
-            "members": int(spec.get("members", 1))}
+    output = (
+        f"probability that the image is a {CLASS_ONE.get(task_name, 'class 1')} (class 1)"
+        if task.is_classification
+        else "jet mass"
+    )
+    meta = {
+        "task": task_name,
+        "model": {"name": spec["model"], "kwargs": spec["model_kwargs"]},
+        "channels": pre["channel_names"],
+        "preprocessing": pre,
+        "input_shape": [None, spec["in_channels"], *spec["image_size"]],
+        "output": output,
+        "output_unit": "" if task.is_classification else "GeV",
+        "training_data": {
+            "path": data_path.relative_to(root).as_posix() if data_path.is_relative_to(root) else str(data_path),
+            "md5": dir_md5(data_path),
+        },
+        "git_revision": git_revision(root),
+        "best_epoch": int(ckpt["epoch"]) + 1,
+        "members": int(spec.get("members", 1)),
+    }
     return {k: json.dumps(v) for k, v in meta.items()}
 
 
-def check_parity(model: Standardized | Ensemble, graph: bytes, batches, tolerance: float,
-                 where: str) -> tuple[float, int]:
+def check_parity(
+    model: Standardized | Ensemble, graph: bytes, batches, tolerance: float, where: str
+) -> tuple[float, int]:
     """(worst difference over every output, images compared) of onnxruntime against PyTorch float32;
     E2EError beyond tolerance."""
     ort, deployed, worst, n = session(graph), Deployed(model).eval(), 0.0, 0
@@ -114,13 +135,16 @@ def check_parity(model: Standardized | Ensemble, graph: bytes, batches, toleranc
             worst = max([worst] + [worst_difference(g, w.numpy()) for g, w in zip(got, want)])
             n += len(x)
     if not worst <= tolerance:  # also catches NaN
-        raise E2EError(f"{where}: onnxruntime differs from PyTorch by {worst:.3g} on the test split's first {n} "
-                       f"images (export.tolerance {tolerance:g}): this model does not export faithfully")
+        raise E2EError(
+            f"{where}: onnxruntime differs from PyTorch by {worst:.3g} on the test split's first {n} "
+            f"images (export.tolerance {tolerance:g}): this model does not export faithfully"
+        )
     return worst, n
 
 
-def export_model(model: Standardized | Ensemble, batches, output: str, meta: dict, ep,
-                 where: str) -> tuple[bytes, float, int]:
+def export_model(
+    model: Standardized | Ensemble, batches, output: str, meta: dict, ep, where: str
+) -> tuple[bytes, float, int]:
     """Serialised graph with its metadata, after the parity check; `where` names the model in errors."""
     import onnx
 
@@ -134,24 +158,35 @@ def export_model(model: Standardized | Ensemble, batches, output: str, meta: dic
     return graph, worst, n
 
 
-def export_dir(task_name: str, model_dir: Path, data: Converted, rows: np.ndarray, params: Params,
-               root: Path) -> Path:
+def export_dir(task_name: str, model_dir: Path, data: Converted, rows: np.ndarray, params: Params, root: Path) -> Path:
     """model_dir/model.onnx from model_dir/model.pt and preprocessing.json; parity checked on `rows` of data."""
     task, ep, out = get_task(task_name), params.export, model_dir / "model.onnx"
     model, ckpt = load_checkpoint(model_dir / "model.pt", "cpu")  # float32, as deployed
     pre = json.loads((model_dir / "preprocessing.json").read_text())
-    batches = make_batches(data, np.sort(rows)[: ep.parity_batches * ep.batch_size], ckpt["spec"]["channels"],
-                           ep.batch_size, torch.device("cpu"), False, 0, params.runtime)
+    batches = make_batches(
+        data,
+        np.sort(rows)[: ep.parity_batches * ep.batch_size],
+        ckpt["spec"]["channels"],
+        ep.batch_size,
+        torch.device("cpu"),
+        False,
+        0,
+        params.runtime,
+    )
     meta = metadata(task_name, ckpt, pre, data.path, root)
     where = f"{out} (model {ckpt['spec']['model']})"
     graph, worst, n = export_model(model, batches, "probability" if task.is_classification else "mass", meta, ep, where)
     with atomic_path(out) as tmp:
         Path(tmp).write_bytes(graph)
-    print(f"exported {task_name} ({ckpt['spec']['model']}) to {out}: {len(graph) / 1e6:.2f} MB, onnxruntime within "
-          f"{worst:.2g} of PyTorch on {n} test images")
+    print(
+        f"exported {task_name} ({ckpt['spec']['model']}) to {out}: {len(graph) / 1e6:.2f} MB, onnxruntime within "
+        f"{worst:.2g} of PyTorch on {n} test images"
+    )
     return out
 
 
 def main(params: Params, task_name: str, paths: Paths) -> None:
     data = Converted(paths.converted(get_task(task_name).dataset))
-    export_dir(task_name, paths.models(task_name), data, load_split(paths.splits(task_name))["test"], params, paths.root)
+    export_dir(
+        task_name, paths.models(task_name), data, load_split(paths.splits(task_name))["test"], params, paths.root
+    )

@@ -5,6 +5,7 @@ set (val and test, binned, per member) stays in `metrics.json` beside it and in 
 Keys are `<task tag>.<name>` (e.g. `qg.test_auc`), unique across tasks, so DVC names each column by the key
 alone; every number is of the test split except `val_*` (the best model on the validation split).
 """
+
 from __future__ import annotations
 
 from .binned import rejection_key
@@ -22,8 +23,12 @@ def headline(task: Task, results: dict, working_points) -> dict:
     """{tag: {name: value}} from evaluate's per-split results (`summarise`); JSON-safe values stay as given."""
     m, s = task.primary_metric, SHORT[task.primary_metric]
     test, val = results["test"], results["val"]
-    out = {f"test_{s}": test[m], f"test_{s}_lo": test[f"{m}_ci_lo"], f"test_{s}_hi": test[f"{m}_ci_hi"],
-           f"val_{s}": val[m]}
+    out = {
+        f"test_{s}": test[m],
+        f"test_{s}_lo": test[f"{m}_ci_lo"],
+        f"test_{s}_hi": test[f"{m}_ci_hi"],
+        f"val_{s}": val[m],
+    }
     if task.is_classification:
         out.update({rejection_name(wp): test[rejection_key(wp)] for wp in working_points})
         if "oracle_auc" in test:

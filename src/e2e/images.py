@@ -4,6 +4,7 @@ Images are read from the converted sparse format by the `row` column of the pred
 are summed from the non-zero entries, and only the few example events are densified. Matplotlib
 figures are built without pyplot (no global state, no display).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,8 +61,9 @@ def channel_label(channel: str) -> str:
     return CHANNEL_UNITS.get(channel, f"{channel} per pixel")
 
 
-def _grid(n_rows: int, n_cols: int, size: tuple[int, int], row_labels: list[str] | None = None
-          ) -> tuple[Figure, np.ndarray]:
+def _grid(
+    n_rows: int, n_cols: int, size: tuple[int, int], row_labels: list[str] | None = None
+) -> tuple[Figure, np.ndarray]:
     """Panels on the detector's axes: rows are eta, columns phi, one pixel per ECAL crystal (0.0174 x 0.0174);
     tick labels and axis titles on the outer panels only, `row_labels` above the eta title of each row."""
     fig = Figure(figsize=(2.6 * n_cols + 0.8, 2.3 * n_rows + 0.6), dpi=80, layout="constrained")
@@ -108,8 +110,14 @@ def mean_figure(images, channels: list[int], grouped: dict[str, np.ndarray], cha
     return fig
 
 
-def examples_figure(images, channels: list[int], grouped: dict[str, np.ndarray], test: pd.DataFrame,
-                    channel_names: list[str], classification: bool) -> Figure:
+def examples_figure(
+    images,
+    channels: list[int],
+    grouped: dict[str, np.ndarray],
+    test: pd.DataFrame,
+    channel_names: list[str],
+    classification: bool,
+) -> Figure:
     picked = [(name, int(row)) for name, rows in grouped.items() for row in rows[:EXAMPLES_PER_GROUP]]
     by_row = test.set_index("row")
     events = np.stack([images[row][channels] for _, row in picked])
@@ -118,8 +126,9 @@ def examples_figure(images, channels: list[int], grouped: dict[str, np.ndarray],
     labels = []
     for name, row in picked:
         truth, pred = by_row.at[row, "truth"], by_row.at[row, "prediction"]
-        labels.append(f"{name}: {score} = {pred:.2f}" if classification
-                      else f"{name}\ntrue {truth:.0f}, predicted {pred:.0f} GeV")
+        labels.append(
+            f"{name}: {score} = {pred:.2f}" if classification else f"{name}\ntrue {truth:.0f}, predicted {pred:.0f} GeV"
+        )
     fig, axes = _grid(len(picked), len(channel_names), events.shape[2:], labels)
     for c, channel in enumerate(channel_names):
         norm = _norm(events[:, c])  # one scale per channel: the events compare
@@ -127,6 +136,9 @@ def examples_figure(images, channels: list[int], grouped: dict[str, np.ndarray],
             im = _show(axes[r, c], events[r, c], norm)
             axes[r, c].set_title(channel, fontsize=8)
         _colorbar(fig, im, axes[:, c], channel_label(channel), shrink=0.5, aspect=40)
-    fig.suptitle(f"example test events: true {'class' if classification else 'mass range'} and prediction "
-                 f"left of each row\n({PIXEL})", fontsize=10)
+    fig.suptitle(
+        f"example test events: true {'class' if classification else 'mass range'} and prediction "
+        f"left of each row\n({PIXEL})",
+        fontsize=10,
+    )
     return fig

@@ -1,5 +1,6 @@
 """An ensemble's per-event columns, from its members' predictions: the one definition that evaluate and
 predict (both backends) write. numpy only, so that predict's onnx backend runs where torch is not installed."""
+
 from __future__ import annotations
 
 import numpy as np

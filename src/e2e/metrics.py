@@ -1,4 +1,5 @@
 """Pure-numpy metrics, keyed by name. Scores are probabilities of class 1; estimates are in physical units."""
+
 from __future__ import annotations
 
 import warnings
@@ -103,8 +104,9 @@ def confusion_counts(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -
     return np.bincount(2 * actual + predicted, minlength=4).reshape(2, 2)
 
 
-def bootstrap_intervals(stat, n: int, n_boot: int = 1000, level: float = 0.95,
-                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_intervals(
+    stat, n: int, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Percentile intervals of each value of a vector statistic stat(counts), over resamples with
     replacement of n events: several statistics of the same events share the draws (one per resample).
 
@@ -193,8 +195,9 @@ def mae_interval(true: np.ndarray, pred: np.ndarray, **kw) -> tuple[float, float
 PAIRED_STATISTICS = {"roc_auc": roc_auc_statistic, "mae": mae_statistic}
 
 
-def paired_difference_interval(metric: str, truth: np.ndarray, base: np.ndarray, head: np.ndarray,
-                               **kw) -> tuple[float, float]:
+def paired_difference_interval(
+    metric: str, truth: np.ndarray, base: np.ndarray, head: np.ndarray, **kw
+) -> tuple[float, float]:
     """Bootstrap interval of metric(truth, head) - metric(truth, base) over the same events: each resample
     draws one set of events for both predictions, so what the two share (the events' difficulty) cancels
     and the interval is far narrower than the two separate intervals suggest. metric: a PAIRED_STATISTICS

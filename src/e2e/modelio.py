@@ -3,6 +3,7 @@
 Input standardisation and target scaling live inside the model as buffers, so predict and evaluate
 apply exactly what training used, read from the checkpoint rather than re-derived.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -71,8 +72,9 @@ def build(spec: dict) -> Standardized | Ensemble:
     if members > 1:
         return Ensemble([build({**spec, "members": 1}) for _ in range(members)])
     try:
-        net = build_model(spec["model"], spec["in_channels"], spec["num_outputs"], tuple(spec["image_size"]),
-                          **spec["model_kwargs"])
+        net = build_model(
+            spec["model"], spec["in_channels"], spec["num_outputs"], tuple(spec["image_size"]), **spec["model_kwargs"]
+        )
     except (KeyError, TypeError) as exc:  # unknown model name or keyword: a params.yaml mistake
         raise E2EError(f"params.yaml train.{spec.get('task', '<task>')}: {str(exc).strip(chr(34) + chr(39))}") from None
     return Standardized(net, spec["in_channels"], spec["classification"])
@@ -91,7 +93,9 @@ def load_checkpoint(path: Path, device="cpu") -> tuple[Standardized, dict]:
     except FileNotFoundError:
         raise E2EError(f"{path}: no checkpoint; run `dvc repro train@<task>` first") from None
     except Exception as exc:  # includes the unpickling error that refuses arbitrary objects
-        raise E2EError(f"{path}: refused to load checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        raise E2EError(
+            f"{path}: refused to load checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
     model = build(ckpt["spec"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt

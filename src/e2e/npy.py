@@ -3,6 +3,7 @@
 A write-mode memmap would keep every dirty page of a multi-GB array resident; appending through
 a file handle lets the kernel write back as we go.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,7 @@ class NpyAppender:
         self.file.write(np.ascontiguousarray(rows, dtype=self.dtype).data)  # .data: no tobytes() copy
         self.rows += len(rows)
 
-    def __enter__(self) -> "NpyAppender":
+    def __enter__(self) -> NpyAppender:
         return self
 
     def __exit__(self, exc_type, *_) -> None:

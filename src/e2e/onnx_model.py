@@ -10,6 +10,7 @@ travels in the graph's metadata (string -> JSON), which e2e.export writes and th
     output (what it means), output_unit, training_data ({path, md5} as dvc.lock spells it),
     git_revision ({commit, dirty}), best_epoch, members (K; 1 for a single model, whose graph has one output)
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def session(source: bytes | str | Path, threads: int = 0):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3  # errors only: its warnings about unused initialisers are noise here
-    return ort.InferenceSession(source if isinstance(source, bytes) else str(source), options,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        source if isinstance(source, bytes) else str(source), options, providers=["CPUExecutionProvider"]
+    )
 
 
 class OnnxModel:

@@ -3,6 +3,7 @@
 Every schedule is expressed in optimizer steps and stepped once per batch, so one loop serves
 per-epoch schedules (step, cosine) and per-batch ones (one-cycle) alike.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,13 +31,14 @@ def _cosine(opt, steps, kw, epochs):
 
 def _restarts(opt, steps, kw):
     return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        opt, T_0=kw.get("T_0", 5) * steps, T_mult=kw.get("T_mult", 1), eta_min=kw.get("eta_min", 0.0))
+        opt, T_0=kw.get("T_0", 5) * steps, T_mult=kw.get("T_mult", 1), eta_min=kw.get("eta_min", 0.0)
+    )
 
 
 def _onecycle(opt, steps, kw, epochs):
     return torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=epochs * steps,
-        pct_start=kw.get("pct_start", 0.3))
+        opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=epochs * steps, pct_start=kw.get("pct_start", 0.3)
+    )
 
 
 SCHEDULERS = {

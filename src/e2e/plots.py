@@ -6,6 +6,7 @@ Histograms are densities at the bin centres, drawn as steps by .dvc/plots/step_h
 gives every series (each class of the score distribution) its own colour and every revision its own
 dash; DVC's simple template colours by revision only, so the classes of one revision would share one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,8 +67,14 @@ def rejection(y, s, n_points: int) -> Plot:
     rej = metrics.rejection_curve(y, s, eff)
     finite = np.isfinite(rej)  # no background passing at all: nothing to draw on a log axis
     rows = pd.DataFrame({"signal_efficiency": eff[finite], "background_rejection": rej[finite]})
-    return Plot("rejection", rows, "signal_efficiency", "background_rejection", "log_y",
-                "background rejection 1/FPR vs signal efficiency")
+    return Plot(
+        "rejection",
+        rows,
+        "signal_efficiency",
+        "background_rejection",
+        "log_y",
+        "background rejection 1/FPR vs signal efficiency",
+    )
 
 
 def precision_recall(y, s, n_points: int) -> Plot:
@@ -79,8 +86,9 @@ def precision_recall(y, s, n_points: int) -> Plot:
 
 def confusion(y, s, names: tuple[str, str]) -> Plot:
     counts = metrics.confusion_counts(y, s)
-    rows = pd.DataFrame([{"actual": names[a], "predicted": names[p], "count": int(counts[a, p])}
-                         for a in (0, 1) for p in (0, 1)])
+    rows = pd.DataFrame(
+        [{"actual": names[a], "predicted": names[p], "count": int(counts[a, p])} for a in (0, 1) for p in (0, 1)]
+    )
     return Plot("confusion", rows, "predicted", "actual", "confusion_counts", "confusion matrix at score 0.5")
 
 
@@ -96,15 +104,27 @@ def score_distribution(y, s, names: tuple[str, str]) -> Plot:
 def calibration(y, s) -> Plot:
     mean_score, fraction, count = metrics.calibration_curve(y, s, n_bins=10)
     rows = pd.DataFrame({"mean_score": mean_score, "fraction_positive": fraction, "count": count})
-    return Plot("calibration", rows, "mean_score", "fraction_positive", "simple",
-                "calibration (fraction of class 1 vs mean score)")
+    return Plot(
+        "calibration",
+        rows,
+        "mean_score",
+        "fraction_positive",
+        "simple",
+        "calibration (fraction of class 1 vs mean score)",
+    )
 
 
 def classification_plots(test: pd.DataFrame, task: str, roc_points: int) -> list[Plot]:
     y, s = test["truth"].to_numpy().astype(int), test["prediction"].to_numpy().astype(np.float64)
     names = class_names(task)
-    return [roc(y, s, roc_points), rejection(y, s, roc_points), precision_recall(y, s, roc_points),
-            confusion(y, s, names), score_distribution(y, s, names), calibration(y, s)]
+    return [
+        roc(y, s, roc_points),
+        rejection(y, s, roc_points),
+        precision_recall(y, s, roc_points),
+        confusion(y, s, names),
+        score_distribution(y, s, names),
+        calibration(y, s),
+    ]
 
 
 def axis_edges(values: np.ndarray, n: int) -> np.ndarray:
@@ -119,10 +139,23 @@ def pred_vs_true(t: np.ndarray, p: np.ndarray) -> Plot:
     # predictions outside the truth range land in the edge bins rather than vanishing
     counts = np.histogram2d(t, np.clip(p, edges[0], edges[-1]), [edges, edges])[0]
     i, j = np.nonzero(counts)  # sparse: only filled cells travel to the browser
-    rows = pd.DataFrame({"true_mass": edges[i], "true_mass_hi": edges[i + 1], "predicted_mass": edges[j],
-                         "predicted_mass_hi": edges[j + 1], "count": counts[i, j].astype(int)})
-    return Plot("pred_vs_true", rows, "true_mass", "predicted_mass", "histogram2d",
-                "predicted vs true mass [GeV], events per cell")
+    rows = pd.DataFrame(
+        {
+            "true_mass": edges[i],
+            "true_mass_hi": edges[i + 1],
+            "predicted_mass": edges[j],
+            "predicted_mass_hi": edges[j + 1],
+            "count": counts[i, j].astype(int),
+        }
+    )
+    return Plot(
+        "pred_vs_true",
+        rows,
+        "true_mass",
+        "predicted_mass",
+        "histogram2d",
+        "predicted vs true mass [GeV], events per cell",
+    )
 
 
 def residuals(t: np.ndarray, p: np.ndarray) -> Plot:
@@ -130,8 +163,14 @@ def residuals(t: np.ndarray, p: np.ndarray) -> Plot:
     density = np.histogram(r, RELATIVE_RESIDUAL_BINS, density=True)[0]
     centres = (RELATIVE_RESIDUAL_BINS[:-1] + RELATIVE_RESIDUAL_BINS[1:]) / 2
     rows = pd.DataFrame({"relative_residual": centres, "density": density})
-    return Plot("residuals", rows, "relative_residual", "density", "step_histogram",
-                "(predicted - true) / true, density; overflow in the end bins")
+    return Plot(
+        "residuals",
+        rows,
+        "relative_residual",
+        "density",
+        "step_histogram",
+        "(predicted - true) / true, density; overflow in the end bins",
+    )
 
 
 def resolution_profile(t: np.ndarray, p: np.ndarray, by: np.ndarray, name: str, label: str) -> Plot:
@@ -141,11 +180,18 @@ def resolution_profile(t: np.ndarray, p: np.ndarray, by: np.ndarray, name: str, 
         sel = (by >= lo) & (by < hi)
         if sel.sum() >= 10:  # fewer events give no meaningful interval
             ci = metrics.resolution_interval(t[sel], p[sel], n_boot=PROFILE_BOOTSTRAP, level=0.95)
-            rows.append((float((lo + hi) / 2), float(lo), float(hi), metrics.resolution(t[sel], p[sel]), *ci,
-                         int(sel.sum())))
+            rows.append(
+                (float((lo + hi) / 2), float(lo), float(hi), metrics.resolution(t[sel], p[sel]), *ci, int(sel.sum()))
+            )
     columns = [name, f"{name}_lo", f"{name}_hi", "resolution", "resolution_lo", "resolution_hi", "n"]
-    return Plot(f"resolution_vs_{name}", pd.DataFrame(rows, columns=columns), name, "resolution", "binned",
-                f"mass resolution vs {label}, bars: 95 % bootstrap interval")
+    return Plot(
+        f"resolution_vs_{name}",
+        pd.DataFrame(rows, columns=columns),
+        name,
+        "resolution",
+        "binned",
+        f"mass resolution vs {label}, bars: 95 % bootstrap interval",
+    )
 
 
 def regression_plots(test: pd.DataFrame) -> list[Plot]:

@@ -13,6 +13,7 @@ ensemble `uncertainty` and `prediction_member<k>` (e2e.members, as evaluate writ
 observers. Files without their target column/key predict too: `truth` is written only when every input
 file has one, so a column is never partly empty.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -37,8 +38,10 @@ def load_preprocessing(path: Path) -> ConvertParams:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
-        raise E2EError(f"{path}: missing; it is written by `train` beside model.pt (retrain the model, "
-                       "`dvc repro train@<task>`, or pass --model inside a complete model directory)") from None
+        raise E2EError(
+            f"{path}: missing; it is written by `train` beside model.pt (retrain the model, "
+            "`dvc repro train@<task>`, or pass --model inside a complete model directory)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise E2EError(f"{path}: not valid JSON ({exc})") from None
     return parse_preprocessing(raw, path)
@@ -48,11 +51,18 @@ def parse_preprocessing(raw: dict, path) -> ConvertParams:
     try:
         pre = raw["preprocessing"]
         scale = tuple(pre["scale"]) if pre["scale"] is not None else None
-        return ConvertParams(dtype=raw["dtype"], channels=tuple(raw["channels"]), scale=scale, clip=pre["clip"],
-                             zero_below=pre["zero_below"], nonfinite=pre["nonfinite"])
+        return ConvertParams(
+            dtype=raw["dtype"],
+            channels=tuple(raw["channels"]),
+            scale=scale,
+            clip=pre["clip"],
+            zero_below=pre["zero_below"],
+            nonfinite=pre["nonfinite"],
+        )
     except (KeyError, TypeError) as exc:
-        raise E2EError(f"{path}: expected dtype, channels and preprocessing.{{scale, clip, zero_below, "
-                       f"nonfinite}}; missing {exc}") from None
+        raise E2EError(
+            f"{path}: expected dtype, channels and preprocessing.{{scale, clip, zero_below, nonfinite}}; missing {exc}"
+        ) from None
 
 
 def check_model(task: str | None, in_channels: int, task_name: str, cfg: ConvertParams, path: Path) -> None:
@@ -113,8 +123,11 @@ def batch_table(path: Path, start: int, batch: Batch, outputs: Outputs, labelled
 
     prediction, each = outputs
     n = len(prediction)
-    columns = {"file": pa.array([path.name] * n, pa.string()), "row": np.arange(start, start + n, dtype=np.int64),
-               "prediction": prediction.astype(np.float32)}
+    columns = {
+        "file": pa.array([path.name] * n, pa.string()),
+        "row": np.arange(start, start + n, dtype=np.int64),
+        "prediction": prediction.astype(np.float32),
+    }
     if labelled:
         columns["truth"] = batch.target.astype(np.float32)
     if each is not None:
@@ -150,8 +163,16 @@ def predict_files(apply, readers: list, cfg: ConvertParams, out: Path, batch_row
     return total
 
 
-def main(task_name: str, inputs: list[Path], output: Path, model_path: Path | None = None,
-         root: Path = Path("."), batch_rows: int = 256, device_name: str = "auto", backend: str | None = None) -> int:
+def main(
+    task_name: str,
+    inputs: list[Path],
+    output: Path,
+    model_path: Path | None = None,
+    root: Path = Path("."),
+    batch_rows: int = 256,
+    device_name: str = "auto",
+    backend: str | None = None,
+) -> int:
     task = get_task(task_name)
     backend = backend or default_backend()
     load, default_name = BACKENDS[backend]

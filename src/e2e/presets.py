@@ -1,4 +1,5 @@
 """A preset is a partial params.yaml; it becomes `-S key=value` arguments for `dvc exp run`."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,9 @@ def set_args(path: Path, *, device: str | None, gpus: list[str]) -> list[str]:
         parse_params({"runtime": {"device": device}}, "--device")  # a typo fails here, not in the first stage
         keys["runtime.device"] = device
     if str(keys.get("runtime.device") or "auto") != "cpu" and not gpus:
-        raise E2EError(f"{path}: sized for a GPU and none is visible (nvidia-smi -L, CUDA_VISIBLE_DEVICES); "
-                       f"nothing started. To run it on the CPU anyway: --device cpu (`make full DEVICE=cpu`)")
+        raise E2EError(
+            f"{path}: sized for a GPU and none is visible (nvidia-smi -L, CUDA_VISIBLE_DEVICES); "
+            f"nothing started. To run it on the CPU anyway: --device cpu (`make full DEVICE=cpu`)"
+        )
     # JSON without spaces is valid YAML for DVC and survives the shell's word splitting
-    return [f"-S {k}={json.dumps(v, separators=(',', ':')) if not isinstance(v, str) else v}"
-            for k, v in keys.items()]
+    return [f"-S {k}={json.dumps(v, separators=(',', ':')) if not isinstance(v, str) else v}" for k, v in keys.items()]

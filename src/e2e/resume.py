@@ -9,6 +9,7 @@ generators), so they are not saved.
 Under DDP only rank 0 writes the file, and only rank 0 reads it: it decides whether to resume and
 broadcasts the state, so nodes that do not share `.cache` resume together.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,8 +57,9 @@ def load(path: Path, fp: str, dist: ddp.Dist) -> dict | None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # weights_only refuses pickled code: a tampered checkpoint is an error
-            raise E2EError(f"{path}: refused to resume from it ({type(exc).__name__}); "
-                           "delete it to start afresh") from None
+            raise E2EError(
+                f"{path}: refused to resume from it ({type(exc).__name__}); delete it to start afresh"
+            ) from None
         if state.get("fingerprint") != fp:
             state = None
         else:
@@ -75,10 +77,32 @@ def restore(state: dict, model, optimizer, scheduler, device: torch.device, dist
         restore_rng(state["rng"][dist.rank], device)
 
 
-def save(path: Path, model, spec: dict, *, epoch: int, best: dict, history: list[dict], fp: str, optimizer,
-         scheduler, device: torch.device, dist: ddp.Dist) -> None:
+def save(
+    path: Path,
+    model,
+    spec: dict,
+    *,
+    epoch: int,
+    best: dict,
+    history: list[dict],
+    fp: str,
+    optimizer,
+    scheduler,
+    device: torch.device,
+    dist: ddp.Dist,
+) -> None:
     """last.pt after `epoch`, written by rank 0 with every rank's random state (all ranks must call this)."""
     rngs = ddp.everyone(rng_state(device), dist)
     if dist.rank == 0:
-        save_checkpoint(path, model, spec, epoch=epoch, best=best, history=history, fingerprint=fp,
-                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rngs)
+        save_checkpoint(
+            path,
+            model,
+            spec,
+            epoch=epoch,
+            best=best,
+            history=history,
+            fingerprint=fp,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            rng=rngs,
+        )

@@ -5,6 +5,7 @@ METRICS). A task changed when any of them differs. Its verdict is a paired boots
 the primary metric over the same test events (joined on `row`, the event's index in the converted
 dataset), so that what both revisions share, the events' difficulty, cancels out.
 """
+
 from __future__ import annotations
 
 import io
@@ -28,6 +29,7 @@ METRICS = ("eval/metrics.json", "train/metrics.json")
 @dataclass(frozen=True)
 class Results:
     """One revision's results of one task; None or empty where the revision has no such file."""
+
     headline: dict | None  # the task's block of headline.json: {name: value}
     predictions: pd.DataFrame | None
     metrics: dict[str, object]  # "<file>: <flattened key>" -> value, from both metrics.json files
@@ -40,6 +42,7 @@ class Results:
 @dataclass(frozen=True)
 class Paired:
     """The paired bootstrap of head - base of the primary metric; `why` says why there is none."""
+
     n: int = 0
     lo: float = float("nan")
     hi: float = float("nan")
@@ -59,8 +62,10 @@ def revision_reader(rev: str | None, root: Path = Path(".")) -> Reader:
         try:  # a DVC output of rev (or its directory object) that is neither in the cache nor in a remote
             return fs.read_bytes(path) if fs.exists(path) else None
         except (FileNotFoundError, DataIndexError):
-            raise E2EError(f"{path} of {rev} is not in the DVC cache or remote: fetch {rev}'s results first "
-                           f"(`scripts/pr_review.sh {rev}` does, or `git checkout {rev} && dvc pull`)") from None
+            raise E2EError(
+                f"{path} of {rev} is not in the DVC cache or remote: fetch {rev}'s results first "
+                f"(`scripts/pr_review.sh {rev}` does, or `git checkout {rev} && dvc pull`)"
+            ) from None
 
     return read
 
@@ -85,8 +90,11 @@ def read_results(task: Task, read: Reader) -> Results:
         raw = read(path(name))
         if raw is not None:
             metrics.update({f"{name}: {k}": v for k, v in flatten(json.loads(raw)).items()})
-    return Results(headline=None if top is None else json.loads(top).get(task.tag),
-                   predictions=None if table is None else pd.read_parquet(io.BytesIO(table)), metrics=metrics)
+    return Results(
+        headline=None if top is None else json.loads(top).get(task.tag),
+        predictions=None if table is None else pd.read_parquet(io.BytesIO(table)),
+        metrics=metrics,
+    )
 
 
 def changed(base: Results, head: Results) -> bool:
@@ -108,13 +116,21 @@ def paired(task: Task, base: Results, head: Results, *, n_boot: int, seed: int =
             return Paired(why=f"not paired: the {name} has no predictions.parquet")
     b, h = split_events(base.predictions, "test"), split_events(head.predictions, "test")
     if not b.index.equals(h.index):
-        return Paired(why=f"not paired: the test events differ ({len(b)} at base, {len(h)} at head, "
-                          f"{len(b.index.intersection(h.index))} shared)")
+        return Paired(
+            why=f"not paired: the test events differ ({len(b)} at base, {len(h)} at head, "
+            f"{len(b.index.intersection(h.index))} shared)"
+        )
     truth = b["truth"].to_numpy(np.float64)
     if not np.array_equal(truth, h["truth"].to_numpy(np.float64)):
         return Paired(why="not paired: the test events' truth differs")
-    lo, hi = paired_difference_interval(task.primary_metric, truth, b["prediction"].to_numpy(np.float64),
-                                        h["prediction"].to_numpy(np.float64), n_boot=n_boot, seed=seed)
+    lo, hi = paired_difference_interval(
+        task.primary_metric,
+        truth,
+        b["prediction"].to_numpy(np.float64),
+        h["prediction"].to_numpy(np.float64),
+        n_boot=n_boot,
+        seed=seed,
+    )
     return Paired(n=len(truth), lo=lo, hi=hi)
 
 

@@ -4,6 +4,7 @@ Per task whose results changed: its headline metrics (base, workspace, change, a
 verdict of the primary metric), its params that changed, at most MAX_KEY_PLOTS key plots. Then the params
 shared by all tasks (once), then under Details every metric that changed and links to the other plots.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,18 +19,34 @@ MAX_KEY_PLOTS = 6  # per task: what a reviewer takes in at a glance (the issue's
 # dvc.yaml's plot ids after `metrics/<task>/`, matched from the start ({metric}: the task's primary metric);
 # one plot per entry
 KEY_PLOTS = {
-    "classification": ("train/plots/metrics/train/val/loss", "train/plots/metrics/val/{metric}.tsv",
-                       "eval/plots/custom/roc.json", "eval/plots/custom/rejection.json",
-                       "eval/plots/custom/score_distribution.json", "eval/plots/custom/rejection_vs_"),
-    "regression": ("train/plots/metrics/train/val/loss", "train/plots/metrics/val/{metric}.tsv",
-                   "eval/plots/custom/pred_vs_true.json", "eval/plots/custom/residuals.json",
-                   "eval/plots/custom/resolution_vs_true_mass.json", "eval/plots/custom/response_vs_"),
+    "classification": (
+        "train/plots/metrics/train/val/loss",
+        "train/plots/metrics/val/{metric}.tsv",
+        "eval/plots/custom/roc.json",
+        "eval/plots/custom/rejection.json",
+        "eval/plots/custom/score_distribution.json",
+        "eval/plots/custom/rejection_vs_",
+    ),
+    "regression": (
+        "train/plots/metrics/train/val/loss",
+        "train/plots/metrics/val/{metric}.tsv",
+        "eval/plots/custom/pred_vs_true.json",
+        "eval/plots/custom/residuals.json",
+        "eval/plots/custom/resolution_vs_true_mass.json",
+        "eval/plots/custom/response_vs_",
+    ),
 }
-LABELS = {"test_auc": "test ROC-AUC", "val_auc": "validation ROC-AUC of the best epoch",
-          "oracle_auc": "oracle ROC-AUC (true likelihood ratio)", "members_auc": "mean member's test ROC-AUC",
-          "test_mae": "test MAE [GeV]", "val_mae": "validation MAE [GeV] of the best epoch",
-          "resolution": "test resolution (68 % half-width of (pred - true)/true)",
-          "response": "test response (median pred/true)", "members_mae": "mean member's test MAE [GeV]"}
+LABELS = {
+    "test_auc": "test ROC-AUC",
+    "val_auc": "validation ROC-AUC of the best epoch",
+    "oracle_auc": "oracle ROC-AUC (true likelihood ratio)",
+    "members_auc": "mean member's test ROC-AUC",
+    "test_mae": "test MAE [GeV]",
+    "val_mae": "validation MAE [GeV] of the best epoch",
+    "resolution": "test resolution (68 % half-width of (pred - true)/true)",
+    "response": "test response (median pred/true)",
+    "members_mae": "mean member's test MAE [GeV]",
+}
 Plot = tuple[str, str]  # (title, path relative to the report)
 
 
@@ -53,8 +70,10 @@ def fmt(value: object) -> str:
 
 
 def change(base: object, head: object) -> str:
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (base, head))
-    return f"{head - base:+.3g}" if numbers and math.isfinite(head - base) else ""
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (base, head)):
+        return ""
+    diff = float(head) - float(base)  # type: ignore[arg-type]  # both numbers, checked above
+    return f"{diff:+.3g}" if math.isfinite(diff) else ""
 
 
 def primary(task: Task) -> str:
@@ -73,15 +92,19 @@ def headline_table(section: TaskSection, base_name: str) -> list[str]:
     base, head = section.base.headline or {}, section.head.headline or {}
     names = [k for k in {**head, **base} if not k.endswith(("_lo", "_hi"))]
     first = primary(task)
-    rows = [f"| metric | `{base_name}` | workspace | change | 95 % interval of the change | verdict |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        f"| metric | `{base_name}` | workspace | change | 95 % interval of the change | verdict |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name in sorted(names, key=lambda n: n != first):  # the verdict's metric first
         interval, word = "", ""
         if name == first:
             word = verdict(task, result)
             interval = "" if result.why else f"[{result.lo:+.3g}, {result.hi:+.3g}]"
-        rows.append(f"| {label(name)} (`{task.tag}.{name}`) | {with_interval(base, name)} | "
-                    f"{with_interval(head, name)} | {change(base.get(name), head.get(name))} | {interval} | {word} |")
+        rows.append(
+            f"| {label(name)} (`{task.tag}.{name}`) | {with_interval(base, name)} | "
+            f"{with_interval(head, name)} | {change(base.get(name), head.get(name))} | {interval} | {word} |"
+        )
     return rows
 
 
@@ -108,8 +131,11 @@ def params_by_task(diff: dict) -> dict[str | None, dict[str, tuple]]:
 
 
 def params_table(params: dict[str, tuple], base_name: str) -> list[str]:
-    return [f"| param | `{base_name}` | workspace |", "| --- | --- | --- |",
-            *(f"| {key} | {fmt(old)} | {fmt(new)} |" for key, (old, new) in params.items())]
+    return [
+        f"| param | `{base_name}` | workspace |",
+        "| --- | --- | --- |",
+        *(f"| {key} | {fmt(old)} | {fmt(new)} |" for key, (old, new) in params.items()),
+    ]
 
 
 def split_plots(task: Task, plot_ids: list[str]) -> tuple[list[str], list[str]]:
@@ -125,21 +151,36 @@ def split_plots(task: Task, plot_ids: list[str]) -> tuple[list[str], list[str]]:
 def metrics_diff_table(base: Results, head: Results, base_name: str) -> list[str]:
     keys = [k for k in {**base.metrics, **head.metrics} if base.metrics.get(k) != head.metrics.get(k)]
     rows = [f"| metric | `{base_name}` | workspace | change |", "| --- | --- | --- | --- |"]
-    return rows + [f"| {k} | {fmt(base.metrics.get(k))} | {fmt(head.metrics.get(k))} | "
-                   f"{change(base.metrics.get(k), head.metrics.get(k))} |" for k in keys]
+    return rows + [
+        f"| {k} | {fmt(base.metrics.get(k))} | {fmt(head.metrics.get(k))} | "
+        f"{change(base.metrics.get(k), head.metrics.get(k))} |"
+        for k in keys
+    ]
 
 
 def task_lines(section: TaskSection, base_name: str, n_boot: int) -> list[str]:
     task, result = section.task, section.paired
-    how = (f"a paired bootstrap ({n_boot} resamples) of workspace - `{base_name}` over the same {result.n} "
-           "test events; significant where its 95 % interval excludes zero" if not result.why else result.why)
-    lines = [f"## {task.name}", "",
-             f"Headline (`metrics/{task.name}/eval/headline.json`, [95 % interval]). Verdict on the "
-             f"{label(primary(task))}: {how}.", "", *headline_table(section, base_name), ""]
-    lines += ([f"Parameters of {task.name} that changed:", "", *params_table(section.params, base_name), ""]
-              if section.params else [f"No parameter of {task.name} changed.", ""])
-    lines += [f"Key plots of {task.name} (`{base_name}` and workspace on the same axes; the others under Details):",
-              ""]
+    how = (
+        f"a paired bootstrap ({n_boot} resamples) of workspace - `{base_name}` over the same {result.n} "
+        "test events; significant where its 95 % interval excludes zero"
+        if not result.why
+        else result.why
+    )
+    lines = [
+        f"## {task.name}",
+        "",
+        f"Headline (`metrics/{task.name}/eval/headline.json`, [95 % interval]). Verdict on the "
+        f"{label(primary(task))}: {how}.",
+        "",
+        *headline_table(section, base_name),
+        "",
+    ]
+    lines += (
+        [f"Parameters of {task.name} that changed:", "", *params_table(section.params, base_name), ""]
+        if section.params
+        else [f"No parameter of {task.name} changed.", ""]
+    )
+    lines += [f"Key plots of {task.name} (`{base_name}` and workspace on the same axes; the others under Details):", ""]
     for title, png in section.key_plots:
         alt = title.replace("[", "(").replace("]", ")")  # brackets would end Markdown's alt text early
         lines += [f"### {title}", "", f"![{alt}]({png})", ""]
@@ -148,17 +189,35 @@ def task_lines(section: TaskSection, base_name: str, n_boot: int) -> list[str]:
 
 def details_lines(section: TaskSection, base_name: str) -> list[str]:
     table = metrics_diff_table(section.base, section.head, base_name)
-    lines = ["<details>", f"<summary>{section.task.name}: every metric that changed ({len(table) - 2}, from "
-             f"metrics/{section.task.name}/eval/metrics.json and train/metrics.json)</summary>", "", *table, "",
-             "</details>", ""]
+    lines = [
+        "<details>",
+        f"<summary>{section.task.name}: every metric that changed ({len(table) - 2}, from "
+        f"metrics/{section.task.name}/eval/metrics.json and train/metrics.json)</summary>",
+        "",
+        *table,
+        "",
+        "</details>",
+        "",
+    ]
     if section.other_plots:
-        lines += [f"Other plots of {section.task.name}:", "",
-                  *(f"- [{title}]({path})" for title, path in section.other_plots), ""]
+        lines += [
+            f"Other plots of {section.task.name}:",
+            "",
+            *(f"- [{title}]({path})" for title, path in section.other_plots),
+            "",
+        ]
     return lines
 
 
-def compose(base_name: str, sections: list[TaskSection], *, unchanged: list[str], absent: list[str],
-            shared_params: dict[str, tuple], n_boot: int) -> str:
+def compose(
+    base_name: str,
+    sections: list[TaskSection],
+    *,
+    unchanged: list[str],
+    absent: list[str],
+    shared_params: dict[str, tuple],
+    n_boot: int,
+) -> str:
     """The report; unchanged: tasks with the same results at both revisions, absent: with none at either."""
     lines = [f"# Review: workspace vs `{base_name}`", ""]
     changed_names = ", ".join(f"**{s.task.name}**" for s in sections) or "none"
@@ -171,8 +230,12 @@ def compose(base_name: str, sections: list[TaskSection], *, unchanged: list[str]
     for section in sections:
         lines += task_lines(section, base_name, n_boot)
     if shared_params:
-        lines += ["## Parameters of every task (or of a task whose results did not change)", "",
-                  *params_table(shared_params, base_name), ""]
+        lines += [
+            "## Parameters of every task (or of a task whose results did not change)",
+            "",
+            *params_table(shared_params, base_name),
+            "",
+        ]
     lines += ["## Details", ""]
     for section in sections:
         lines += details_lines(section, base_name)

@@ -10,6 +10,7 @@ dataset is never materialised dense: batches are densified where the model runs 
 to 0 is dropped, and the dense array rebuilt from this format equals the dense array of the stored
 dtype exactly.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -58,8 +59,9 @@ def concat_npy(dest: Path, parts: list[Path], dtype) -> int:
     dtype = np.dtype(dtype)
     n = sum(p.stat().st_size for p in parts) // dtype.itemsize
     with open(dest, "wb") as out:
-        npformat.write_array_header_1_0(out, {"descr": npformat.dtype_to_descr(dtype), "fortran_order": False,
-                                              "shape": (n,)})
+        npformat.write_array_header_1_0(
+            out, {"descr": npformat.dtype_to_descr(dtype), "fortran_order": False, "shape": (n,)}
+        )
         for part in parts:
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, out, 16 << 20)
@@ -75,13 +77,18 @@ class SparseImages:
         self.image_shape = tuple(int(s) for s in shape)
 
     @classmethod
-    def open(cls, path: Path, shape) -> "SparseImages":
+    def open(cls, path: Path, shape) -> SparseImages:
         path = Path(path)
-        return cls(open_array(path / "values.npy"), open_array(path / "index.npy"),
-                   load_array(path / "offsets.npy"), shape, str(path))
+        return cls(
+            open_array(path / "values.npy"),
+            open_array(path / "index.npy"),
+            load_array(path / "offsets.npy"),
+            shape,
+            str(path),
+        )
 
     @classmethod
-    def from_dense(cls, images: np.ndarray) -> "SparseImages":
+    def from_dense(cls, images: np.ndarray) -> SparseImages:
         """In memory, for benchmarks and tests."""
         batch = sparsify(images)
         return cls(batch.values, batch.index, np.concatenate([[0], np.cumsum(batch.counts)]), images.shape[1:])
@@ -116,7 +123,7 @@ class SparseImages:
         s, ss = np.zeros(c), np.zeros(c)
         rows = np.asarray(rows)
         for start in range(0, len(rows), chunk):
-            part = self.gather(rows[start:start + chunk])
+            part = self.gather(rows[start : start + chunk])
             channel, v = part.index // hw, part.values.astype(np.float64)
             s += np.bincount(channel, weights=v, minlength=c)
             ss += np.bincount(channel, weights=v * v, minlength=c)
@@ -127,7 +134,7 @@ class SparseImages:
         total = np.zeros(int(np.prod(self.image_shape)))
         rows = np.asarray(rows)
         for start in range(0, len(rows), chunk):
-            part = self.gather(rows[start:start + chunk])
+            part = self.gather(rows[start : start + chunk])
             total += np.bincount(part.index, weights=part.values.astype(np.float64), minlength=len(total))
         return total.reshape(self.image_shape)
 
@@ -155,5 +162,6 @@ def keep_entries(batch: SparseBatch, keep: np.ndarray) -> SparseBatch:
     if keep.all():
         return batch
     events = np.repeat(np.arange(len(batch.counts)), batch.counts)[keep]
-    return SparseBatch(batch.values[keep], batch.index[keep],
-                       np.bincount(events, minlength=len(batch.counts)).astype(np.int64))
+    return SparseBatch(
+        batch.values[keep], batch.index[keep], np.bincount(events, minlength=len(batch.counts)).astype(np.int64)
+    )

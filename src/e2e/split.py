@@ -3,6 +3,7 @@
 The e/gamma files are single-class and concatenated, so an unshuffled split would be all photons:
 we stratify on the label (classification) or on quantile bins of the target (regression).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,12 @@ def strata(target: np.ndarray, classify: bool, n_bins: int) -> np.ndarray:
 
 def split_indices(target: np.ndarray, classify: bool, cfg: SplitParams) -> dict[str, np.ndarray]:
     if not (0 < cfg.val_fraction and 0 < cfg.test_fraction and cfg.val_fraction + cfg.test_fraction < 1):
-        raise E2EError(f"params.yaml split: val_fraction and test_fraction must be > 0 and sum below 1, "
-                       f"found {cfg.val_fraction} and {cfg.test_fraction}")
+        raise E2EError(
+            f"params.yaml split: val_fraction and test_fraction must be > 0 and sum below 1, "
+            f"found {cfg.val_fraction} and {cfg.test_fraction}"
+        )
     rng = np.random.default_rng(cfg.seed)
-    parts = {p: [] for p in PARTS}
+    parts: dict[str, list[np.ndarray]] = {p: [] for p in PARTS}
     groups = strata(target, classify, cfg.target_bins)
     seen, taken = 0, {"test": 0, "val": 0}
     for g in np.unique(groups):
@@ -43,12 +46,14 @@ def split_indices(target: np.ndarray, classify: bool, cfg: SplitParams) -> dict[
         taken["test"] += n_test
         taken["val"] += n_val
         parts["test"].append(idx[:n_test])
-        parts["val"].append(idx[n_test:n_test + n_val])
-        parts["train"].append(idx[n_test + n_val:])
+        parts["val"].append(idx[n_test : n_test + n_val])
+        parts["train"].append(idx[n_test + n_val :])
     empty = [p for p in PARTS if not sum(len(a) for a in parts[p])]
     if empty:
-        raise E2EError(f"split: {len(target)} rows are too few to fill {empty} with fractions "
-                       f"val {cfg.val_fraction}, test {cfg.test_fraction}")
+        raise E2EError(
+            f"split: {len(target)} rows are too few to fill {empty} with fractions "
+            f"val {cfg.val_fraction}, test {cfg.test_fraction}"
+        )
     # sorted indices make memmap reads sequential; training shuffles its own order each epoch
     return {p: np.sort(np.concatenate(v)).astype(np.int64) for p, v in parts.items()}
 

@@ -1,4 +1,5 @@
 """`python -m e2e summary`: where the results are, and the headline test metrics of each task."""
+
 from __future__ import annotations
 
 import json

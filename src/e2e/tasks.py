@@ -1,4 +1,5 @@
 """One table: per task its dataset, target, loss, output size and primary metric."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

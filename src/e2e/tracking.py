@@ -1,4 +1,5 @@
 """The one place DVCLive is opened, for the train and evaluate stages."""
+
 from __future__ import annotations
 
 from .errors import E2EError

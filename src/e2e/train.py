@@ -3,6 +3,7 @@
 Runs as one process or under torchrun (DistributedDataParallel); only rank 0 writes DVCLive output
 and checkpoints, and every decision (best epoch, early stop, resume) is rank 0's, broadcast (e2e.ddp).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,6 +34,7 @@ from .tasks import Task, get_task, make_loss
 @dataclass(frozen=True)
 class Run:
     """What every epoch of one ensemble member needs besides its model and batches."""
+
     task: Task
     tp: TrainParams
     rt: RuntimeParams
@@ -45,19 +47,30 @@ class Run:
 
 def model_spec(task: Task, data: Converted, tp) -> dict:
     channels = data.channels(tp.channels, f"train.{task.name}.channels")
-    return {"model": tp.model, "model_kwargs": dict(tp.model_kwargs), "in_channels": len(channels),
-            "channels": channels, "image_size": list(data.images.image_shape[1:]), "num_outputs": task.num_outputs,
-            "classification": task.is_classification, "task": task.name,
-            "channel_names": [data.meta["channel_names"][c] for c in channels]}
+    return {
+        "model": tp.model,
+        "model_kwargs": dict(tp.model_kwargs),
+        "in_channels": len(channels),
+        "channels": channels,
+        "image_size": list(data.images.image_shape[1:]),
+        "num_outputs": task.num_outputs,
+        "classification": task.is_classification,
+        "task": task.name,
+        "channel_names": [data.meta["channel_names"][c] for c in channels],
+    }
 
 
 def preprocessing(data: Converted, channels: list[int]) -> dict:
     """What `e2e predict` applies to raw files: the conversion's steps, composed with the model's channels."""
     pre, scale = dict(data.meta["preprocessing"]), data.meta["preprocessing"]["scale"]
     pre["scale"] = None if scale is None else [scale[c] for c in channels]
-    return {"dataset": data.meta["dataset"], "dtype": data.meta["dtype"],
-            "channels": [data.meta["channels"][c] for c in channels],
-            "channel_names": [data.meta["channel_names"][c] for c in channels], "preprocessing": pre}
+    return {
+        "dataset": data.meta["dataset"],
+        "dtype": data.meta["dtype"],
+        "channels": [data.meta["channels"][c] for c in channels],
+        "channel_names": [data.meta["channel_names"][c] for c in channels],
+        "preprocessing": pre,
+    }
 
 
 def build_model(task: Task, data: Converted, tp, train_idx: np.ndarray):
@@ -124,8 +137,12 @@ def summarize(live, task: Task, results: list[tuple[dict, list[dict]]]) -> None:
     m = task.primary_metric
 
     def chosen(best: dict, history: list[dict]) -> dict:
-        return {"best_epoch": best["epoch"] + 1, f"best_val_{m}": best["value"],
-                "best_val_loss": history[best["epoch"]]["val/loss"], "epochs_run": len(history)}
+        return {
+            "best_epoch": best["epoch"] + 1,
+            f"best_val_{m}": best["value"],
+            "best_val_loss": history[best["epoch"]]["val/loss"],
+            "epochs_run": len(history),
+        }
 
     live.summary.clear()
     live.summary.update(chosen(*results[0]))
@@ -174,12 +191,27 @@ def fit(run: Run, model, nets: tuple, train_b, val_b, n_val: int, spec: dict, fp
             break
         train_b.set_epoch(epoch)
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(nets[0], train_b, optimizer, scheduler, train_loss_fn, run.device, run.rt.amp,
-                                     tp.grad_clip, augment, desc=f"{task.name} epoch {epoch + 1}/{tp.epochs}")
+        train_loss = train_one_epoch(
+            nets[0],
+            train_b,
+            optimizer,
+            scheduler,
+            train_loss_fn,
+            run.device,
+            run.rt.amp,
+            tp.grad_clip,
+            augment,
+            desc=f"{task.name} epoch {epoch + 1}/{tp.epochs}",
+        )
         seconds = time.perf_counter() - t0
         val = validate(run, nets[1], model, val_b, n_val, loss_fn)
-        row = {"train/loss": train_loss, "val/loss": val["loss"], f"val/{m}": val[m],
-               "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": seconds}
+        row = {
+            "train/loss": train_loss,
+            "val/loss": val["loss"],
+            f"val/{m}": val[m],
+            "lr": optimizer.param_groups[0]["lr"],
+            "epoch_seconds": seconds,
+        }
         history.append(row)
         if is_better(task, val[m], best["value"]):
             best = {"epoch": epoch, "value": val[m]}
@@ -187,16 +219,30 @@ def fit(run: Run, model, nets: tuple, train_b, val_b, n_val: int, spec: dict, fp
                 save_checkpoint(run.workdir / "best.pt", model, spec, epoch=epoch, metrics={f"val_{m}": val[m]})
         if live is not None:
             log_epoch(live, epoch, row, run.prefix)
-            print(f"{task.name}{' ' + run.prefix.rstrip('/') if run.prefix else ''} epoch {epoch + 1}: train loss "
-                  f"{train_loss:.4f}  val loss {val['loss']:.4f}  val {m} {val[m]:.4f}  "
-                  f"({train_b.n * run.dist.world / seconds:.0f} img/s)")
-        resume.save(last, model, spec, epoch=epoch, best=best, history=history, fp=fp, optimizer=optimizer,
-                    scheduler=scheduler, device=run.device, dist=run.dist)
+            print(
+                f"{task.name}{' ' + run.prefix.rstrip('/') if run.prefix else ''} epoch {epoch + 1}: train loss "
+                f"{train_loss:.4f}  val loss {val['loss']:.4f}  val {m} {val[m]:.4f}  "
+                f"({train_b.n * run.dist.world / seconds:.0f} img/s)"
+            )
+        resume.save(
+            last,
+            model,
+            spec,
+            epoch=epoch,
+            best=best,
+            history=history,
+            fp=fp,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            device=run.device,
+            dist=run.dist,
+        )
     return best, history
 
 
-def train_member(k: int, run: Run, data: Converted, split: dict, seed: int,
-                 rows: np.ndarray) -> tuple[dict, list[dict], dict]:
+def train_member(
+    k: int, run: Run, data: Converted, split: dict, seed: int, rows: np.ndarray
+) -> tuple[dict, list[dict], dict]:
     """Train ensemble member k (the model itself when there is one) on `rows`: (best, history, spec)."""
     rt, dist, device = run.rt, run.dist, run.device
     torch.manual_seed(seed)
@@ -240,8 +286,12 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
     workdirs = [member_dir(workdir, k, len(members)) for k in range(len(members))]
     with live_output(paths.train_metrics(task_name), workdir, dist.rank) as live:
         run = Run(task, tp, rt, device, dist, live, workdir)
-        results = [train_member(k, replace(run, workdir=workdirs[k], prefix=f"member{k + 1}/" if k else ""),
-                                data, split, seed, rows) for k, (seed, rows) in enumerate(members)]
+        results = [
+            train_member(
+                k, replace(run, workdir=workdirs[k], prefix=f"member{k + 1}/" if k else ""), data, split, seed, rows
+            )
+            for k, (seed, rows) in enumerate(members)
+        ]
         if live is not None:
             summarize(live, task, [(best, history) for best, history, _ in results])
             save_model(paths, task_name, tp, data, results[0][2]["channels"], workdirs)

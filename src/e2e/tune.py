@@ -5,6 +5,7 @@
 The study lives in Optuna storage (a journal file by default, or any URL), so a rerun continues it and
 workers in other clones, on other machines, join it. Optuna is imported only here, when tuning.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,18 @@ from .tune_trial import Outcome, Slot, git, push, run_trial, slots, visible_gpus
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # `<study>-<n>` must be a valid experiment name
 
 
-def main(task: str, *, params_path: Path, root: Path, trials: int, jobs: int = 1, study_name: str | None = None,
-         storage: str | None = None, push_to: str | None = None, overrides: Sequence[str] = ()) -> None:
+def main(
+    task: str,
+    *,
+    params_path: Path,
+    root: Path,
+    trials: int,
+    jobs: int = 1,
+    study_name: str | None = None,
+    storage: str | None = None,
+    push_to: str | None = None,
+    overrides: Sequence[str] = (),
+) -> None:
     """Run trials until the study has `trials` finished ones (complete or failed), `jobs` at a time, each
     with the searched params and the fixed `overrides` (`key=value`, as `dvc exp run -S` takes them)."""
     if trials < 1 or jobs < 1:
@@ -46,10 +57,13 @@ def main(task: str, *, params_path: Path, root: Path, trials: int, jobs: int = 1
     jobs_slots = slots(jobs, visible_gpus(), len(os.sched_getaffinity(0)))
     runner = Runner(study, dims, tune, task, root, trials=trials, push_to=push_to, fixed=fixed_sets)
     abandoned = runner.fail_abandoned()
-    print(f"study '{study_name}' in {where}: {runner.finished()} finished trial(s)"
-          f"{f' ({abandoned} abandoned by an earlier run, now failed)' if abandoned else ''}, running up to {trials} "
-          f"with {jobs} job(s){' on ' + ', '.join(s.label for s in jobs_slots) if jobs > 1 else ''}"
-          f"{', fixed: ' + ' '.join(fixed_sets) if fixed_sets else ''}", flush=True)
+    print(
+        f"study '{study_name}' in {where}: {runner.finished()} finished trial(s)"
+        f"{f' ({abandoned} abandoned by an earlier run, now failed)' if abandoned else ''}, running up to {trials} "
+        f"with {jobs} job(s){' on ' + ', '.join(s.label for s in jobs_slots) if jobs > 1 else ''}"
+        f"{', fixed: ' + ' '.join(fixed_sets) if fixed_sets else ''}",
+        flush=True,
+    )
     runner.run(jobs_slots)
     report(study, runner, where)
 
@@ -86,10 +100,12 @@ def open_study(name: str, storage: str | None, root: Path, task: str):
     try:
         study = optuna.create_study(study_name=name, storage=backend, direction=direction, load_if_exists=True)
     except Exception as exc:  # a database that cannot be reached, a URL Optuna does not know
-        raise E2EError(f"tune: --storage {where}: {first_line(exc) if str(exc) else type(exc).__name__}")
+        raise E2EError(f"tune: --storage {where}: {first_line(exc) if str(exc) else type(exc).__name__}") from None
     if study.direction.name.lower() != direction:
-        raise E2EError(f"tune: study '{name}' in {where} has direction {study.direction.name.lower()}, but "
-                       f"{task}'s objective, the validation {TASKS[task].primary_metric}, needs {direction}")
+        raise E2EError(
+            f"tune: study '{name}' in {where} has direction {study.direction.name.lower()}, but "
+            f"{task}'s objective, the validation {TASKS[task].primary_metric}, needs {direction}"
+        )
     return study, where
 
 
@@ -100,8 +116,10 @@ def record_fixed(study, sets: list[str], where: str) -> None:
         study.set_user_attr("fixed", sorted(sets))
     recorded = study.user_attrs.get("fixed", [])  # read back: of two workers starting together, one wins
     if recorded != sorted(sets):  # no record with trials: begun before fixed overrides existed, so none
-        raise E2EError(f"tune: study '{study.study_name}' in {where} runs every trial with {shown(recorded)}, "
-                       f"this run gives {shown(sorted(sets))}: give the same, or another --study")
+        raise E2EError(
+            f"tune: study '{study.study_name}' in {where} runs every trial with {shown(recorded)}, "
+            f"this run gives {shown(sorted(sets))}: give the same, or another --study"
+        )
 
 
 def shown(sets: list[str]) -> str:
@@ -121,8 +139,7 @@ def make_sampler(kind: str, seed: int):
 class Runner:
     """Asks and tells the study for `jobs` threads, each driving one `dvc exp run` at a time."""
 
-    def __init__(self, study, dims, tune, task: str, root: Path, *, trials: int, push_to: str | None,
-                 fixed: list[str]):
+    def __init__(self, study, dims, tune, task: str, root: Path, *, trials: int, push_to: str | None, fixed: list[str]):
         self.study, self.dims, self.tune, self.task, self.root = study, dims, tune, task, root
         self.trials, self.push_to, self.fixed = trials, push_to, fixed
         self.metric = TASKS[task].primary_metric
@@ -141,8 +158,11 @@ class Runner:
         the machine rebooted), so that the study's counts stay true; other workers' trials are theirs."""
         from optuna.trial import TrialState
 
-        abandoned = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                     if t.user_attrs.get("worker") == self.worker and not alive(t.user_attrs.get("pid"))]
+        abandoned = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get("worker") == self.worker and not alive(t.user_attrs.get("pid"))
+        ]
         for t in abandoned:
             self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         return len(abandoned)
@@ -171,8 +191,9 @@ class Runner:
             outcome = Outcome(error="interrupted")
             try:
                 sets = [*trial.user_attrs["set"], *self.fixed]
-                outcome = run_trial(self.root, self.task, self.metric, name, sets, slot,
-                                    self.root / "tune" / "logs" / f"{name}.log")
+                outcome = run_trial(
+                    self.root, self.task, self.metric, name, sets, slot, self.root / "tune" / "logs" / f"{name}.log"
+                )
             except Exception as exc:  # a bug here must not leave the trial RUNNING in the study forever
                 outcome = Outcome(error=f"{type(exc).__name__}: {exc}")
             finally:
@@ -208,8 +229,12 @@ class Runner:
                 left.acquire()
         except KeyboardInterrupt:
             self.stop = True  # the running experiments got the same SIGINT from the terminal
-            print(f"interrupted: telling the {self.running} running trial(s) as they end "
-                  f"(Ctrl-C again leaves them RUNNING in the study)", file=sys.stderr, flush=True)
+            print(
+                f"interrupted: telling the {self.running} running trial(s) as they end "
+                f"(Ctrl-C again leaves them RUNNING in the study)",
+                file=sys.stderr,
+                flush=True,
+            )
             while self.running:
                 left.acquire(timeout=1)
             raise

@@ -1,5 +1,6 @@
 """What `e2e tune` prints: one line per finished trial, and the summary of the study with the best trial,
 what applying it changes in params.yaml, and the commands that apply and compare the trials."""
+
 from __future__ import annotations
 
 import shlex
@@ -26,9 +27,11 @@ def progress(runner: Runner, trial, values: dict, out: Outcome, push_error: str 
     m = runner.metric
     test = f"{out.test:.4g}" if isinstance(out.test, (int, float)) else "-"
     best = runner.study.best_trial
-    line = (f"{head} {out.seconds:.0f}s: {objective_name(runner.task)} {out.value:.4g} (test {m} {test})  "
-            f"{show_params(values)}  "
-            f"| best: trial {best.number} {best.value:.4g}")
+    line = (
+        f"{head} {out.seconds:.0f}s: {objective_name(runner.task)} {out.value:.4g} (test {m} {test})  "
+        f"{show_params(values)}  "
+        f"| best: trial {best.number} {best.value:.4g}"
+    )
     return line + (f"  | push to {runner.push_to} failed: {push_error}" if push_error else "")
 
 
@@ -39,17 +42,22 @@ def report(study, runner: Runner, where: str) -> None:
 
     trials = study.get_trials(deepcopy=False)
     count = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)}
-    print(f"\nstudy '{study.study_name}' ({where}): {len(trials)} trial(s), {count[TrialState.COMPLETE]} complete, "
-          f"{count[TrialState.FAIL]} failed, {count[TrialState.RUNNING]} running")
+    print(
+        f"\nstudy '{study.study_name}' ({where}): {len(trials)} trial(s), {count[TrialState.COMPLETE]} complete, "
+        f"{count[TrialState.FAIL]} failed, {count[TrialState.RUNNING]} running"
+    )
     if not count[TrialState.COMPLETE]:
         last = next((t.user_attrs.get("error") for t in reversed(trials) if t.state == TrialState.FAIL), None)
-        raise E2EError(f"tune: study '{study.study_name}': no trial completed (last error: {last}); "
-                       f"the logs are in tune/logs/")
+        raise E2EError(
+            f"tune: study '{study.study_name}': no trial completed (last error: {last}); the logs are in tune/logs/"
+        )
     best, m = study.best_trial, runner.metric
     name, test = best.user_attrs.get("experiment"), best.user_attrs.get(f"test_{m}")
-    print(f"best trial {best.number}: {objective_name(runner.task)} {best.value:.6g} (validation, "
-          f"{'higher' if TASKS[runner.task].higher_is_better else 'lower'} is better); test {m} "
-          f"{test if test is None else f'{test:.6g}'} (reported, never used to choose)")
+    print(
+        f"best trial {best.number}: {objective_name(runner.task)} {best.value:.6g} (validation, "
+        f"{'higher' if TASKS[runner.task].higher_is_better else 'lower'} is better); test {m} "
+        f"{test if test is None else f'{test:.6g}'} (reported, never used to choose)"
+    )
     searched = best.user_attrs.get("set", [])
     print(f"  searched:   {' '.join(searched)}")
     if study.user_attrs.get("fixed"):
@@ -58,8 +66,9 @@ def report(study, runner: Runner, where: str) -> None:
     print(f"  experiment: {name}" + ("" if local else f" (run by {best.user_attrs.get('worker')})"))
     print_apply(best, name, local)
     order = "desc" if TASKS[runner.task].higher_is_better else "asc"
-    print(f"compare:      dvc exp show --only-changed --sort-by {columns(runner.task)[0].sort_by()} "
-          f"--sort-order {order}")
+    print(
+        f"compare:      dvc exp show --only-changed --sort-by {columns(runner.task)[0].sort_by()} --sort-order {order}"
+    )
 
 
 def print_apply(best, name: str, local: bool) -> None:
@@ -78,5 +87,7 @@ def print_apply(best, name: str, local: bool) -> None:
         print(f"apply it:     dvc exp apply {name}  (in {best.user_attrs.get('worker')}, where it ran)")
     if any(key not in best.params for key in changed):  # best.params: the searched keys
         sets = " ".join(f"-S {shlex.quote(a)}" for a in best.user_attrs.get("set", []))
-        print(f"  (it brings every change above; the searched params alone, from the committed params.yaml: "
-              f"dvc exp run {sets})")
+        print(
+            f"  (it brings every change above; the searched params alone, from the committed params.yaml: "
+            f"dvc exp run {sets})"
+        )

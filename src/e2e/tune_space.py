@@ -1,6 +1,7 @@
 """`e2e tune`'s search space: params.yaml `tune.<task>.space` checked against params.yaml itself, turned into
 Optuna suggestions and into the `-S key=value` arguments of `dvc exp run`. No Optuna import here: the trial
 object is only called."""
+
 from __future__ import annotations
 
 import copy
@@ -18,6 +19,7 @@ ABSENT = object()  # a key that one of two params trees lacks
 @dataclass(frozen=True)
 class Dim:
     """One searched key: an int or float range (suggest_int / suggest_float), or categorical choices."""
+
     key: str
     kind: str  # "int" | "float" | "choices"
     low: float = 0
@@ -72,8 +74,10 @@ def check_key(raw: dict, key: str, where: str, source: str) -> None:
     if key.split(".")[0] == "tune":
         raise E2EError(f"{where}: the tune section is read by no stage (expected a key of another section)")
     if not found:
-        raise E2EError(f"{where}: {key!r} is not a key of {source} (expected a dotted key such as "
-                       f"train.<task>.lr, as `dvc exp run -S` takes it)")
+        raise E2EError(
+            f"{where}: {key!r} is not a key of {source} (expected a dotted key such as "
+            f"train.<task>.lr, as `dvc exp run -S` takes it)"
+        )
     if isinstance(current, dict):
         raise E2EError(f"{where}: {key!r} is a section, not a value")
 
@@ -83,8 +87,10 @@ def check_value(raw: dict, key: str, value: Any, where: str, source: str) -> dic
     from .config import parse_params
 
     if isinstance(value, dict):  # `dvc exp run -S key={...}` merges a mapping into the committed one
-        raise E2EError(f"{where}: the value {value!r} is a mapping (expected a number, string or list; "
-                       f"set a mapping's keys one by one)")
+        raise E2EError(
+            f"{where}: the value {value!r} is a mapping (expected a number, string or list; "
+            f"set a mapping's keys one by one)"
+        )
     changed = assign(raw, key, value)
     try:
         parse_params(changed, source)
@@ -113,8 +119,9 @@ def load_space(raw: dict, task: str, space: dict, source: str = "params.yaml") -
     return dims
 
 
-def load_fixed(raw: dict, overrides: list[str], task: str, space: dict,
-               source: str = "params.yaml") -> tuple[dict[str, Any], dict]:
+def load_fixed(
+    raw: dict, overrides: list[str], task: str, space: dict, source: str = "params.yaml"
+) -> tuple[dict[str, Any], dict]:
     """The fixed overrides of every trial, `-S key=value` as `dvc exp run -S` reads them (Hydra's grammar),
     each an existing key, none searched, each value accepted with those before it set; and `raw` with all
     of them set (where the search space is then checked). Else one E2EError naming the override."""
@@ -125,8 +132,9 @@ def load_fixed(raw: dict, overrides: list[str], task: str, space: dict,
         if key in fixed:
             raise E2EError(f"{where}: {key} is set twice (expected one -S per key)")
         if key in space:
-            raise E2EError(f"{where}: {key} is also searched ({source} tune.{task}.space): a key is either "
-                           f"fixed or searched")
+            raise E2EError(
+                f"{where}: {key} is also searched ({source} tune.{task}.space): a key is either fixed or searched"
+            )
         check_key(raw, key, where, source)
         raw = check_value(raw, key, value, where, source)
         fixed[key] = value
@@ -141,8 +149,9 @@ def parse_override(arg: str) -> tuple[str, Any]:
     try:
         (override,) = OverridesParser.create().parse_overrides([arg])
     except HydraException as exc:
-        raise E2EError(f"tune: -S {arg}: not key=value as `dvc exp run -S` reads it "
-                       f"({str(exc).splitlines()[0]})") from None
+        raise E2EError(
+            f"tune: -S {arg}: not key=value as `dvc exp run -S` reads it ({str(exc).splitlines()[0]})"
+        ) from None
     if override.type.name != "CHANGE" or override.is_sweep_override() or override.package is not None:
         raise E2EError(f"tune: -S {arg}: expected key=value, one value of an existing key (no +, ~, @ or sweep)")
     return override.key_or_group, override.value()
@@ -197,6 +206,8 @@ def _json(value: Any) -> str:
 
 def show_params(values: dict[str, Any]) -> str:
     """`key=value ...` on one line, floats to 4 significant digits, for the progress and the summary."""
+
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else json.dumps(v) if not isinstance(v, str) else v
+
     return " ".join(f"{k}={fmt(v)}" for k, v in values.items())

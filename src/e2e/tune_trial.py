@@ -8,6 +8,7 @@ releasing the repository lock; two overlapping starts could pop each other's ent
 lock of that ref. So a start holds a file lock until DVC prints that it reproduces this experiment, and
 DVC is asked to wait for its repository lock rather than fail after 3 s (`--wait-for-lock`).
 """
+
 from __future__ import annotations
 
 import collections
@@ -32,6 +33,7 @@ START_LOCK = Path(".dvc") / "tmp" / "e2e-tune-start.lock"
 @dataclass(frozen=True)
 class Slot:
     """What one of the parallel jobs gets of the machine: its environment and its extra `-S` settings."""
+
     env: dict
     sets: tuple = ()
     label: str = ""
@@ -69,8 +71,10 @@ def slots(jobs: int, gpus: list[str], cores: int) -> list[Slot]:
     if len(gpus) >= jobs:
         return [Slot({"CUDA_VISIBLE_DEVICES": g}, (), f"GPU {g}") for g in gpus[:jobs]]
     threads = max(1, cores // jobs)
-    return [Slot({"OMP_NUM_THREADS": str(threads)}, (f"runtime.threads={threads}",), f"{threads} CPU thread(s)")
-            for _ in range(jobs)]
+    return [
+        Slot({"OMP_NUM_THREADS": str(threads)}, (f"runtime.threads={threads}",), f"{threads} CPU thread(s)")
+        for _ in range(jobs)
+    ]
 
 
 class StartLock:
@@ -108,8 +112,15 @@ def run_experiment(root: Path, name: str, sets: list[str], slot: Slot, log_path:
     try:
         with open(log_path, "w", buffering=1) as log:  # line by line: readable while it runs
             log.write(" ".join(cmd[1:]) + "\n")
-            proc = subprocess.Popen(cmd, cwd=root, env=trial_env(slot), stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, errors="replace")
+            proc = subprocess.Popen(
+                cmd,
+                cwd=root,
+                env=trial_env(slot),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+            )
             for line in proc.stdout:
                 log.write(line)
                 tail.append(line.rstrip())
@@ -152,6 +163,7 @@ def has_experiment(root: Path, name: str) -> bool:
 @dataclass(frozen=True)
 class Column:
     """A metric of `dvc exp show`: its metrics file and its key path in that file."""
+
     file: str
     keys: tuple[str, ...]
 
@@ -177,13 +189,20 @@ def columns(task: str) -> tuple[Column, Column]:
 def read_metrics(root: Path, rev: str, task: str) -> tuple[float, float | None]:
     """(validation, test) metric of commit `rev`, through DVC: the metrics files are DVC outputs,
     in the cache rather than in git. `--rev <commit> -n 1` reads that one commit, not every experiment."""
-    proc = subprocess.run(dvc("exp", "show", "--json", "--no-fetch", "--rev", rev, "-n", "1"), cwd=root,
-                          capture_output=True, text=True, env=trial_env(Slot({})))
+    proc = subprocess.run(
+        dvc("exp", "show", "--json", "--no-fetch", "--rev", rev, "-n", "1"),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=trial_env(Slot({})),
+    )
     try:
         rows = json.loads(proc.stdout)
         metrics = next(r for r in rows if r["rev"] == rev)["data"]["metrics"]
     except (ValueError, StopIteration, KeyError, TypeError):
-        raise E2EError(f"dvc exp show --rev {rev[:7]}: no metrics ({error_line(proc.stderr.splitlines(), 1)})")
+        raise E2EError(
+            f"dvc exp show --rev {rev[:7]}: no metrics ({error_line(proc.stderr.splitlines(), 1)})"
+        ) from None
     objective, test = columns(task)
     value = objective.read(metrics)
     if not isinstance(value, (int, float)):
@@ -202,8 +221,7 @@ def changed_params(root: Path, baseline: str, rev: str) -> dict[str, str]:
     return differences(*(YAML(typ="safe").load(t) or {} for t in texts))
 
 
-def run_trial(root: Path, task: str, metric: str, name: str, sets: list[str], slot: Slot,
-              log_path: Path) -> Outcome:
+def run_trial(root: Path, task: str, metric: str, name: str, sets: list[str], slot: Slot, log_path: Path) -> Outcome:
     start = time.monotonic()
     baseline = git(root, "rev-parse", "HEAD")
     error = run_experiment(root, name, sets, slot, log_path)
@@ -226,6 +244,7 @@ def run_trial(root: Path, task: str, metric: str, name: str, sets: list[str], sl
 def push(root: Path, remote: str, ref: str) -> str | None:
     """`dvc exp push <remote> <ref>`: the experiment's commit to the git remote, its outputs to the DVC
     remote; None, or the line that says why it failed."""
-    proc = subprocess.run(dvc("exp", "push", remote, ref), cwd=root, capture_output=True, text=True,
-                          env=trial_env(Slot({})))
+    proc = subprocess.run(
+        dvc("exp", "push", remote, ref), cwd=root, capture_output=True, text=True, env=trial_env(Slot({}))
+    )
     return None if proc.returncode == 0 else error_line((proc.stdout + proc.stderr).splitlines(), proc.returncode)

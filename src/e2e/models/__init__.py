@@ -5,6 +5,7 @@ kwargs of params.yaml `train.<task>.model_kwargs`, and returns a module mapping 
 (B, num_outputs) raw outputs: logits or an unnormalised regression value, never a sigmoid or softmax
 (the loss applies it). Unknown kwargs raise TypeError. Names `timm/<name>` build any timm model
 (timm_zoo.build_timm). Layer 0: imports only torch (torchvision and timm lazily, inside the constructors)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -40,18 +41,18 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_model(
-    name: str, in_channels: int, num_outputs: int, image_size: Sequence[int], **kwargs
-) -> nn.Module:
+def build_model(name: str, in_channels: int, num_outputs: int, image_size: Sequence[int], **kwargs) -> nn.Module:
     """Build MODELS[name], or timm's model for timm/<model>; unknown names raise KeyError listing the choices."""
     if name.startswith(timm_zoo.PREFIX):
-        timm_name = name[len(timm_zoo.PREFIX):]
+        timm_name = name[len(timm_zoo.PREFIX) :]
         return timm_zoo.build_timm(timm_name, in_channels, num_outputs, tuple(image_size), **kwargs)
     try:
         constructor = MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; choices: {', '.join(sorted(MODELS))}, "
-                       f"or {timm_zoo.PREFIX}<name> for any timm model") from None
+        raise KeyError(
+            f"unknown model {name!r}; choices: {', '.join(sorted(MODELS))}, "
+            f"or {timm_zoo.PREFIX}<name> for any timm model"
+        ) from None
     return constructor(in_channels, num_outputs, tuple(image_size), **kwargs)
 
 

@@ -1,6 +1,7 @@
 """Plain CNNs and MLPs of the reference solutions: LeNet-5 and VGG-12 (quark_gluon_lenet5.md,
 overview_resnet15_vgg12_lenet5.md) and the survey's MLP and multi-kernel CNN
 (model_survey_auc_tables.md). Flattened sizes are computed from image_size, never hard-coded."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -133,9 +134,7 @@ class MultiKernelBlock(nn.Module):
     """Parallel convs of several kernel sizes, concatenated along channels, then BN, activation and a
     2x2 max pool. Showers and jets have structure at 1-5 pixel scales at once (survey's CNN 5/7/8)."""
 
-    def __init__(
-        self, in_channels: int, branch_channels: int, kernel_sizes: Sequence[int], activation: str
-    ) -> None:
+    def __init__(self, in_channels: int, branch_channels: int, kernel_sizes: Sequence[int], activation: str) -> None:
         super().__init__()
         # Explicit zero padding: PyTorch's padding="same" copies the input (and warns) for even kernels;
         # the odd pixel goes right/bottom, as "same" does.

@@ -1,6 +1,7 @@
 """Small modern architectures of the model survey (model_survey_auc_tables.md): a ~0.5M-parameter
 ConvNeXt (the survey's had 467k, AUC 0.802 on e/gamma) and a small ViT. Both are sized for 32x32 and
 125x125 detector images rather than 224x224 photographs."""
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """The published ResNets of the reference solutions, with the reference module names kept so that
 `print(model)` can be compared line by line with the printouts in ../shared/references/."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,9 +21,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-            )
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -48,9 +47,7 @@ class ResNet15(nn.Module):
     The stem keeps stride 1 because the 32x32 crops are already tight around the shower; the global
     pool makes the model independent of image_size (the reference's avg_pool(8) on 8x8 is the same)."""
 
-    def __init__(
-        self, in_channels: int, num_outputs: int, image_size: Sequence[int], *, width: int = 16
-    ) -> None:
+    def __init__(self, in_channels: int, num_outputs: int, image_size: Sequence[int], *, width: int = 16) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)

@@ -14,6 +14,7 @@ their token grid is image_size / patch_size (patch_size is a model_kwarg).
 
 timm is imported inside the functions: `import e2e.models` must not pay for it.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -53,8 +54,9 @@ def build_timm(
     import timm
 
     if not timm.is_model(name):
-        raise KeyError(f"unknown model {PREFIX + name!r}: {name!r} is not a timm {timm.__version__} model; "
-                       f"{_suggest(timm, name)}")
+        raise KeyError(
+            f"unknown model {PREFIX + name!r}: {name!r} is not a timm {timm.__version__} model; {_suggest(timm, name)}"
+        )
     refused = sorted(REFUSED & set(kwargs))
     if refused:
         raise TypeError(f"{PREFIX}{name}: model_kwargs {refused} refused: timm models are never pretrained here")

@@ -6,6 +6,7 @@ ImageNet weights know nothing of calorimeter deposits, and nothing is ever downl
 Small inputs (min side < 64, e.g. the 32x32 e/gamma crops) get a 3x3 stride-1 first conv, and ShuffleNet
 loses its stem max pool, as the CIFAR variants of these networks do: the ImageNet stem would shrink 32x32
 to 8x8 before the first block. torchvision is imported inside each constructor, never at import time."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

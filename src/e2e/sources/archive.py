@@ -12,6 +12,7 @@ truncated archive without downloading it again.
 Plain (uncompressed) tar is read the same way: its members' offsets are known from their headers. A share
 of one file may answer with the file itself rather than an archive of it; that download is then the file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +25,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..atomic import atomic_path
 from ..errors import E2EError
@@ -51,6 +52,7 @@ class Member:
 @dataclass
 class Index:
     """What an archive holds, kept beside it (`<stem>.json`) so that extraction can resume after a cut."""
+
     kind: str  # "zip", "tar" or "file" (the download is the single file itself)
     sha256: str  # of the complete archive as downloaded
     size: int
@@ -96,16 +98,26 @@ def _zip_members(path: Path) -> list[Member]:
                 if info.flag_bits & 0x1:
                     raise E2EError(f"{path}: {info.filename} is encrypted")
                 if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                    raise E2EError(f"{path}: {info.filename} uses ZIP compression method {info.compress_type}; "
-                                   "e2e reads stored and deflate members")
+                    raise E2EError(
+                        f"{path}: {info.filename} uses ZIP compression method {info.compress_type}; "
+                        "e2e reads stored and deflate members"
+                    )
                 fh.seek(info.header_offset)
                 header = fh.read(LOCAL_HEADER)
                 if header[:4] != b"PK\x03\x04":
                     raise E2EError(f"{path}: no ZIP header where {info.filename} should start")
                 name_len, extra_len = struct.unpack_from("<HH", header, 26)
-                members.append(Member(info.filename, info.header_offset,
-                                      info.header_offset + LOCAL_HEADER + name_len + extra_len, info.compress_size,
-                                      info.file_size, info.compress_type == zipfile.ZIP_DEFLATED, info.CRC))
+                members.append(
+                    Member(
+                        info.filename,
+                        info.header_offset,
+                        info.header_offset + LOCAL_HEADER + name_len + extra_len,
+                        info.compress_size,
+                        info.file_size,
+                        info.compress_type == zipfile.ZIP_DEFLATED,
+                        info.CRC,
+                    )
+                )
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
         raise E2EError(f"{path}: not a readable ZIP archive ({exc})") from None
     return members
@@ -114,8 +126,11 @@ def _zip_members(path: Path) -> list[Member]:
 def _tar_members(path: Path) -> list[Member]:
     try:
         with tarfile.open(path, "r:") as tf:
-            return [Member(t.name, t.offset, t.offset_data, t.size, t.size, False, None)
-                    for t in tf if t.isreg() and not t.sparse]
+            return [
+                Member(t.name, t.offset, t.offset_data, t.size, t.size, False, None)
+                for t in tf
+                if t.isreg() and not t.sparse
+            ]
     except tarfile.TarError as exc:
         raise E2EError(f"{path}: not a readable tar archive ({exc})") from None
 
@@ -125,8 +140,10 @@ def extract(archive: Path, member: Member, dest: Path, chunk: int) -> Checksum:
     return the sha256 and size of what was written. `dest` appears only complete and correct."""
     inflate = zlib.decompressobj(-zlib.MAX_WBITS) if member.deflated else None
     sha, crc, size = hashlib.sha256(), 0, 0
-    corrupt = Corrupt(f"{archive}: {member.name} is corrupt (its size or CRC-32 differs from the archive's "
-                      "index); the archive was removed, re-run to download it again")
+    corrupt = Corrupt(
+        f"{archive}: {member.name} is corrupt (its size or CRC-32 differs from the archive's "
+        "index); the archive was removed, re-run to download it again"
+    )
     with atomic_path(dest) as tmp, open(archive, "rb") as src, open(tmp, "wb") as out:
         src.seek(member.data)
         left = member.stored
@@ -159,10 +176,15 @@ def _inflated(inflate, block: bytes, limit: int):
 
 def pending(index: Index, wanted: dict[str, Member], parts: dict[str, Path]) -> dict[str, Member]:
     """The wanted members not yet extracted: no record, or a part that is no longer what was recorded."""
+
     def done(name: str, member: Member) -> bool:
         record, part = index.done.get(member.name), parts[name]
-        return (record is not None and part.is_file() and part.stat().st_size == record[1]
-                and sha256_file(part) == record[0])
+        return (
+            record is not None
+            and part.is_file()
+            and part.stat().st_size == record[1]
+            and sha256_file(part) == record[0]
+        )
 
     return {name: m for name, m in wanted.items() if not done(name, m)}
 
@@ -173,8 +195,16 @@ def covers(archive: Path, members: dict[str, Member]) -> bool:
     return all(m.data + m.stored <= have for m in members.values())
 
 
-def extract_all(archive: Path, index: Index, wanted: dict[str, Member], parts: dict[str, Path], state: Path, *,
-                chunk: int, check: Callable[[str, Checksum], None]) -> None:
+def extract_all(
+    archive: Path,
+    index: Index,
+    wanted: dict[str, Member],
+    parts: dict[str, Path],
+    state: Path,
+    *,
+    chunk: int,
+    check: Callable[[str, Checksum], None],
+) -> None:
     """Extract each wanted member (registry file name -> member) to its part, the last in the archive first.
     `check(name, sha256 and size)` verifies each part (raising leaves the archive as it is); a verified member
     is recorded in `state` and only then cut off the archive's end, so that a rerun skips it."""

@@ -4,6 +4,7 @@ The data lands in a `.part` file that the caller keeps outside any DVC output: a
 a `dvc repro` (which deletes stage outputs before running), resumes it with `Range: bytes=N-`.
 The caller moves the `.part` into place only after `fetch` returns, i.e. after verification.
 """
+
 from __future__ import annotations
 
 import errno
@@ -54,8 +55,9 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def fetch(url: str, part: Path, dl: DownloadParams, expect: Checksum = UNKNOWN,
-          origin: str = "the dataset registry") -> Checksum:
+def fetch(
+    url: str, part: Path, dl: DownloadParams, expect: Checksum = UNKNOWN, origin: str = "the dataset registry"
+) -> Checksum:
     """Download `url` into `part` (resuming what is there) and verify it against `expect`.
 
     Returns the sha256 and size of the complete file. On a mismatch the bad `.part` is removed.
@@ -142,13 +144,16 @@ def _check_response(resp: requests.Response, url: str, part: Path, offset: int) 
     match = re.fullmatch(r"bytes (\d+)-\d+/(\d+)", resp.headers.get("Content-Range", ""))
     if not match or int(match.group(1)) != offset:
         part.unlink(missing_ok=True)
-        raise _Retry(f"{url}: answered Range bytes={offset}- with Content-Range "
-                     f"{resp.headers.get('Content-Range')!r}; restarting from byte 0")
+        raise _Retry(
+            f"{url}: answered Range bytes={offset}- with Content-Range "
+            f"{resp.headers.get('Content-Range')!r}; restarting from byte 0"
+        )
     return offset, int(match.group(2))
 
 
-def _stream(resp: requests.Response, url: str, part: Path, offset: int, total: int | None,
-            dl: DownloadParams) -> Checksum:
+def _stream(
+    resp: requests.Response, url: str, part: Path, offset: int, total: int | None, dl: DownloadParams
+) -> Checksum:
     """Append the body to `part`, hashing the resumed prefix first so the sha256 covers the whole file."""
     hasher = hashlib.sha256()
     if offset:
@@ -168,8 +173,10 @@ def _stream(resp: requests.Response, url: str, part: Path, offset: int, total: i
         raise _Retry(f"{url}: transfer cut at byte {written} of {total} ({short_reason(exc)})") from None
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise E2EError(f"no space left on device in {part.parent} while downloading {url}; free some "
-                           f"space and re-run (the partial file is kept and resumes)") from None
+            raise E2EError(
+                f"no space left on device in {part.parent} while downloading {url}; free some "
+                f"space and re-run (the partial file is kept and resumes)"
+            ) from None
         raise
     if total is not None and written < total:
         raise _Retry(f"{url}: transfer truncated at byte {written} of {total}")

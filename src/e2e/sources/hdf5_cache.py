@@ -5,6 +5,7 @@ The real e/gamma files are gzip-compressed chunks (115 and 123 MiB for 2.04 GB o
 the rows of two batches is decompressed by the first; whether the second finds it still decompressed depends
 on the chunk cache, one per open dataset, which by default holds 1 MiB (8 MiB since HDF5 2.0).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,9 @@ def chunk_cache(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int) 
     picks, (7782, 2, 2, 1), a row of chunks is 512 chunks of 125 kB: with HDF5's default cache (8 MiB) each
     chunk was decompressed 2.88 times and reading took 79 s; with this one (61 MiB) 1.01 times and 40 s
     (bench/results/hdf5_cache.md)."""
-    return min(_row_of_chunks(shape, chunks) * math.prod(chunks) * itemsize, MAX_CHUNK_CACHE), \
-        _next_prime(100 * _row_of_chunks(shape, chunks))
+    return min(_row_of_chunks(shape, chunks) * math.prod(chunks) * itemsize, MAX_CHUNK_CACHE), _next_prime(
+        100 * _row_of_chunks(shape, chunks)
+    )
 
 
 def _row_of_chunks(shape: tuple[int, ...], chunks: tuple[int, ...]) -> int:
@@ -66,6 +68,8 @@ def storage(ds) -> str:
     level = f" level {ds.compression_opts}" if ds.compression_opts is not None else ""
     cached = ds.id.get_access_plist().get_chunk_cache()[1]
     short = cached < _row_of_chunks(ds.shape, ds.chunks) * math.prod(ds.chunks) * ds.dtype.itemsize
-    return (f"{name} {compression}{level}{' with shuffle' if ds.shuffle else ''}, chunks {ds.chunks}, "
-            f"chunk cache {cached / 2**20:.1f} MiB"
-            + (" (less than a row of chunks: some are decompressed more than once)" if short else ""))
+    return (
+        f"{name} {compression}{level}{' with shuffle' if ds.shuffle else ''}, chunks {ds.chunks}, "
+        f"chunk cache {cached / 2**20:.1f} MiB"
+        + (" (less than a row of chunks: some are decompressed more than once)" if short else "")
+    )

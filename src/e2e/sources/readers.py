@@ -2,6 +2,7 @@
 
 Every failure becomes one E2EError naming the file, what was expected and what was found.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -109,8 +111,10 @@ def _flatten_checked(column, dims: tuple[int, ...], path: Path, col: str) -> lis
             raise E2EError(f"{path}: {col} has null entries at nesting level {depth}")
         lo, hi = pc.min_max(pc.list_value_length(arr)).values()
         if lo.as_py() != size or hi.as_py() != size:
-            raise E2EError(f"{path}: {col} is ragged or misshapen at level {depth}: "
-                           f"expected length {size}, found {lo.as_py()}..{hi.as_py()}")
+            raise E2EError(
+                f"{path}: {col} is ragged or misshapen at level {depth}: "
+                f"expected length {size}, found {lo.as_py()}..{hi.as_py()}"
+            )
         arr = pc.list_flatten(arr)
     if not (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)):
         raise E2EError(f"{path}: {col} values must be numeric, found {arr.type}")
@@ -152,8 +156,11 @@ def _concat(parts: list[Batch]) -> Batch:
     if len(parts) == 1:
         return parts[0]
     target = None if parts[0].target is None else np.concatenate([p.target for p in parts])
-    return Batch(np.concatenate([p.images for p in parts]), target,
-                 {k: np.concatenate([p.observers[k] for p in parts]) for k in parts[0].observers})
+    return Batch(
+        np.concatenate([p.images for p in parts]),
+        target,
+        {k: np.concatenate([p.observers[k] for p in parts]) for k in parts[0].observers},
+    )
 
 
 class ParquetReader:
@@ -183,8 +190,11 @@ class ParquetReader:
                 raise E2EError(f"{path}: column {col} must be numeric, found {t}")
         self.n_rows = self.file.metadata.num_rows
         self.columns = [self.image_col, *present]
-        self.source_columns = {"image": self.image_col, **({"target": self.target_col} if self.has_target else {}),
-                               **self.observer_cols}
+        self.source_columns = {
+            "image": self.image_col,
+            **({"target": self.target_col} if self.has_target else {}),
+            **self.observer_cols,
+        }
         self.dataset = self._as_file_holds(dataset)
 
     def _as_file_holds(self, dataset: Dataset) -> Dataset:
@@ -264,13 +274,18 @@ class ParquetReader:
         images = np.empty((b, *self.dataset.shape), np.float32)
         flat, at = images.reshape(-1), 0
         for values in _flatten_checked(rb.column(self.image_col), self.dataset.shape, self.path, self.image_col):
-            flat[at:at + len(values)] = values  # the float64 -> float32 cast happens in this one copy
+            flat[at : at + len(values)] = values  # the float64 -> float32 cast happens in this one copy
             at += len(values)
         # the file is channels-first already, so filling (b, C, H, W) in order keeps every pixel where it was
-        target = (None if self.target_col is None
-                  else rb.column(self.target_col).to_numpy(zero_copy_only=False).astype(np.float32))
-        observers = {out: rb.column(col).to_numpy(zero_copy_only=False).astype(np.float32)
-                     for out, col in self.observer_cols.items()}
+        target = (
+            None
+            if self.target_col is None
+            else rb.column(self.target_col).to_numpy(zero_copy_only=False).astype(np.float32)
+        )
+        observers = {
+            out: rb.column(col).to_numpy(zero_copy_only=False).astype(np.float32)
+            for out, col in self.observer_cols.items()
+        }
         return Batch(images, target, observers)
 
     def close(self) -> None:

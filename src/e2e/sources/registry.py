@@ -3,6 +3,7 @@
 sha256/size are None where not yet known: the first complete download records them in
 `checksums/<dataset>.sha256` (commit it), which later runs verify against.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,18 +61,32 @@ JM_FILES = (RawFile("top_gun_opendata_0.parquet", JM_SHARE, size=1_171_158_319),
 
 DATASETS: dict[str, Dataset] = {
     "electron_photon": Dataset(
-        name="electron_photon", format="hdf5", files=EGAMMA_FILES, shape=(2, 32, 32),
-        channel_names=("energy", "time"), image_keys=("X",), target_keys=("y",),
+        name="electron_photon",
+        format="hdf5",
+        files=EGAMMA_FILES,
+        shape=(2, 32, 32),
+        channel_names=("energy", "time"),
+        image_keys=("X",),
+        target_keys=("y",),
     ),
     "quark_gluon": Dataset(
-        name="quark_gluon", format="parquet", files=QG_FILES, shape=(3, 125, 125),
-        channel_names=("track_pt", "ecal", "hcal"), image_keys=("X_jets",), target_keys=("y",),
+        name="quark_gluon",
+        format="parquet",
+        files=QG_FILES,
+        shape=(3, 125, 125),
+        channel_names=("track_pt", "ecal", "hcal"),
+        image_keys=("X_jets",),
+        target_keys=("y",),
         observer_keys={"pt": ("pt",), "m0": ("m0",)},
     ),
     "jet_mass": Dataset(
-        name="jet_mass", format="parquet", files=JM_FILES, shape=(8, 125, 125),
+        name="jet_mass",
+        format="parquet",
+        files=JM_FILES,
+        shape=(8, 125, 125),
         channel_names=("track_pt", "track_dz", "track_d0", "ecal", "hcal", "pix1", "pix2", "pix3"),
-        image_keys=("X_jet", "X_jets"), target_keys=("m", "genM", "am"),
+        image_keys=("X_jet", "X_jets"),
+        target_keys=("m", "genM", "am"),
         # ieta, iphi: the jet's HCAL tower indices (public files: ieta 12-43, iphi 0-71; a tower is 5x5 ECAL
         # crystals, crystal = 5 * tower + 2), not ECAL crystal indices
         observer_keys={"pt": ("pt", "apt"), "ieta": ("ieta",), "iphi": ("iphi",)},
@@ -90,8 +105,10 @@ def select_files(dataset: Dataset, names) -> tuple[RawFile, ...]:
     known = {f.name for f in dataset.files}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise E2EError(f"params.yaml datasets.{dataset.name}.files: unknown or empty selection {list(names)}; "
-                       f"choose among {[f.name for f in dataset.files]}")
+        raise E2EError(
+            f"params.yaml datasets.{dataset.name}.files: unknown or empty selection {list(names)}; "
+            f"choose among {[f.name for f in dataset.files]}"
+        )
     return tuple(f for f in dataset.files if f.name in set(names))
 
 

@@ -9,13 +9,14 @@
 The shares are listed before anything is downloaded, so a missing file or a size that disagrees with the
 registry stops the stage at once with one line, having fetched nothing.
 """
+
 from __future__ import annotations
 
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 from ..config import DownloadParams
@@ -93,7 +94,9 @@ def _listings(job: Job, shares: list[str]) -> dict[str, list[Entry]]:
 def _locate_all(job: Job, by_share: dict[str, list[Want]], listings: dict[str, list[Entry]]) -> dict[str, Entry]:
     """Registry file name -> where its share holds it, for every listed share; one line for what is missing
     or of the wrong size, before anything is fetched."""
-    located, missing, held = {}, [], []
+    located: dict[str, Entry] = {}
+    missing: list[str] = []
+    held: list[str] = []
     for share, entries in listings.items():
         _note_extras(job, share, [e.path for e in entries])
         found = find(share, [w.file for w in by_share[share]], entries)
@@ -106,8 +109,10 @@ def _locate_all(job: Job, by_share: dict[str, list[Want]], listings: dict[str, l
         for want in share_wants:
             entry = located.get(want.file.name)
             if entry and None not in (entry.size, want.expect.size) and entry.size != want.expect.size:
-                raise E2EError(f"{share}/{entry.path}: the share lists {entry.size} bytes, {want.origin} says "
-                               f"{want.expect.size}; the file on the share changed, or the registry is wrong")
+                raise E2EError(
+                    f"{share}/{entry.path}: the share lists {entry.size} bytes, {want.origin} says "
+                    f"{want.expect.size}; the file on the share changed, or the registry is wrong"
+                )
     return located
 
 
@@ -118,8 +123,10 @@ def find(share: str, files: list[RawFile], entries: list[Entry]) -> dict[str, En
         by_name[entry.name].append(entry)
     for file in files:
         if len(by_name[file.name]) > 1:
-            raise E2EError(f"share {share} holds {file.name} more than once "
-                           f"({_names(e.path for e in by_name[file.name])}); e2e cannot tell which one is meant")
+            raise E2EError(
+                f"share {share} holds {file.name} more than once "
+                f"({_names(e.path for e in by_name[file.name])}); e2e cannot tell which one is meant"
+            )
     return {f.name: by_name[f.name][0] for f in files if by_name[f.name]}
 
 
@@ -134,10 +141,15 @@ def missing_error(spec: Dataset, missing: list[str], held: list[str], where: str
     """One line: what the registry expects and the share lacks, what it holds, and the params line that
     selects the files present."""
     present = [f.name for f in spec.files if f.name not in missing]
-    fix = (f"to use the ones present, set datasets.{spec.name}.files: [{', '.join(present)}]" if present
-           else "none of the selected files is there: check the share id in src/e2e/sources/registry.py")
-    return E2EError(f"{spec.name}: {where} lacks {_names(missing)}, which the registry expects; it holds "
-                    f"{_names(held) or 'nothing'}; {fix}")
+    fix = (
+        f"to use the ones present, set datasets.{spec.name}.files: [{', '.join(present)}]"
+        if present
+        else "none of the selected files is there: check the share id in src/e2e/sources/registry.py"
+    )
+    return E2EError(
+        f"{spec.name}: {where} lacks {_names(missing)}, which the registry expects; it holds "
+        f"{_names(held) or 'nothing'}; {fix}"
+    )
 
 
 def _names(names: Iterable[str]) -> str:
@@ -156,8 +168,11 @@ def _from_archive(job: Job, share: str, wants: list[Want]) -> None:
     part, state = job.workdir / f"{share}.archive.part", job.workdir / f"{share}.archive.json"
     parts = {w.file.name: w.part for w in wants}
     index = archive.Index.load(state)
-    if index is None or index.kind == "file" or not archive.covers(
-            part, archive.pending(index, _members(job, share, wants, index, url), parts)):
+    if (
+        index is None
+        or index.kind == "file"
+        or not archive.covers(part, archive.pending(index, _members(job, share, wants, index, url), parts))
+    ):
         index = _download_archive(url, part, state, index, job.dl)
     by_name = {w.file.name: w for w in wants}
 
@@ -168,14 +183,23 @@ def _from_archive(job: Job, share: str, wants: list[Want]) -> None:
 
     if index.kind == "file":  # a single-file share sent the file itself
         if len(wants) != 1:
-            raise E2EError(f"{url}: sent one file, not an archive, but share {share} should hold "
-                           f"{len(wants)} wanted files; set download.mode: files")
+            raise E2EError(
+                f"{url}: sent one file, not an archive, but share {share} should hold "
+                f"{len(wants)} wanted files; set download.mode: files"
+            )
         part.replace(wants[0].part)
         check(wants[0].file.name, Checksum(index.sha256, index.size))
     else:
         _note_extras(job, share, [m.name for m in index.members])
-        archive.extract_all(part, index, _members(job, share, wants, index, url), parts, state,
-                            chunk=max(1, int(job.dl.chunk_mb * 2**20)), check=check)
+        archive.extract_all(
+            part,
+            index,
+            _members(job, share, wants, index, url),
+            parts,
+            state,
+            chunk=max(1, int(job.dl.chunk_mb * 2**20)),
+            check=check,
+        )
     part.unlink(missing_ok=True)
 
 
@@ -189,8 +213,9 @@ def _members(job: Job, share: str, wants: list[Want], index: archive.Index, url:
     return {name: by_path[entry.path] for name, entry in found.items()}
 
 
-def _download_archive(url: str, part: Path, state: Path, old: archive.Index | None,
-                      dl: DownloadParams) -> archive.Index:
+def _download_archive(
+    url: str, part: Path, state: Path, old: archive.Index | None, dl: DownloadParams
+) -> archive.Index:
     """Fetch the archive, resuming. After a cut, only the bytes cut away are fetched again, and they must give
     back the archive first downloaded (its sha256), else both are dropped and a rerun starts over."""
     expect = Checksum(old.sha256, old.size) if old and old.kind != "file" else UNKNOWN

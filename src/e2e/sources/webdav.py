@@ -9,6 +9,7 @@ The answer is untrusted XML from the network: Python's expat (2.4.1 and later) r
 bombs, the body is read up to MAX_BYTES, and every href must lie inside the share with no `.`/`..` segment,
 since the paths found here become URLs that are fetched.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,10 @@ from .fetch import short_reason
 MAX_BYTES = 32 * 2**20  # a listing of a few thousand files is about 1 MB
 MAX_DEPTH = 16  # folders nested deeper than this are not followed: a server that nests forever stops here
 DAV = "{DAV:}"
-BODY = (b'<?xml version="1.0" encoding="utf-8"?>\n'
-        b'<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/></d:prop></d:propfind>')
+BODY = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/></d:prop></d:propfind>'
+)
 
 
 @dataclass(frozen=True)
@@ -75,14 +78,16 @@ def _propfind(session: requests.Session, url: str, dl: DownloadParams) -> bytes:
     headers = {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"}
     for attempt in range(dl.retries + 1):
         try:
-            with session.request("PROPFIND", url, headers=headers, data=BODY, stream=True,
-                                 timeout=dl.timeout_s) as resp:
+            with session.request(
+                "PROPFIND", url, headers=headers, data=BODY, stream=True, timeout=dl.timeout_s
+            ) as resp:
                 code = resp.status_code
                 if code == 207:
                     return _read_capped(resp, url)
                 if code < 500 and code not in (408, 429):
-                    raise ListingRefused(f"{url}: the share's listing (WebDAV PROPFIND) was refused: "
-                                         f"HTTP {code} {resp.reason}")
+                    raise ListingRefused(
+                        f"{url}: the share's listing (WebDAV PROPFIND) was refused: HTTP {code} {resp.reason}"
+                    )
                 problem = f"{url}: PROPFIND answered HTTP {code} {resp.reason}"
         except requests.Timeout:
             problem = f"{url}: no answer to PROPFIND within download.timeout_s={dl.timeout_s:g} s"
@@ -117,8 +122,13 @@ def parse(body: bytes, url: str, share: str) -> list[Entry]:
             continue  # a resource the server could not describe (a 404 propstat only): nothing to use
         kind = props.find(f"{DAV}resourcetype")
         size = (props.findtext(f"{DAV}getcontentlength") or "").strip()
-        entries.append(Entry(_relative(href.strip(), url, share), int(size) if size.isdigit() else None,
-                             kind is not None and kind.find(f"{DAV}collection") is not None))
+        entries.append(
+            Entry(
+                _relative(href.strip(), url, share),
+                int(size) if size.isdigit() else None,
+                kind is not None and kind.find(f"{DAV}collection") is not None,
+            )
+        )
     return entries
 
 
@@ -136,7 +146,7 @@ def _relative(href: str, url: str, share: str) -> str:
     segments = [unquote(s) for s in raw]  # decoded one by one: an encoded "/" stays inside its name
     if share not in segments:
         raise E2EError(f"{url}: the listing names {href!r}, which is outside share {share}")
-    inside = [s for s in segments[segments.index(share) + 1:] if s]
+    inside = [s for s in segments[segments.index(share) + 1 :] if s]
     if any(s in (".", "..") or "/" in s or "\\" in s for s in inside):
         raise E2EError(f"{url}: the listing names {href!r}, a path that leaves its folder")
     return "/".join(inside)

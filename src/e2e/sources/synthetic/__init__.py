@@ -5,6 +5,7 @@ Writes each dataset's files under their REAL names and in their real on-disk lay
 real CERNBox files. Beside every raw file F it writes `F.truth.parquet`: the sampled latents,
 one row per event in F's order, and for the classifiers an `oracle` (Bayes-optimal) score.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,8 +27,9 @@ GENERATORS: dict[str, Callable[..., list[Path]]] = {
 __all__ = ["GENERATORS", "generate", "truth_path"]
 
 
-def generate(dataset: str, out_dir: Path, cfg: dict, seed: int, progress: bool = True,
-             files: tuple[RawFile, ...] | None = None) -> list[Path]:
+def generate(
+    dataset: str, out_dir: Path, cfg: dict, seed: int, progress: bool = True, files: tuple[RawFile, ...] | None = None
+) -> list[Path]:
     """Write `dataset`'s raw files (real names) and their truth sidecars into `out_dir`.
 
     cfg is params.yaml `synthetic.<dataset>`; the same seed gives byte-identical arrays on every
@@ -44,7 +46,9 @@ def generate(dataset: str, out_dir: Path, cfg: dict, seed: int, progress: bool =
         chosen = {f.name for f in files}
         unknown = sorted(chosen - {f.name for f in known})
         if unknown or not chosen:
-            raise E2EError(f"synthetic {dataset}: unknown or empty file selection {unknown or []}; "
-                           f"choose among {[f.name for f in known]}")
+            raise E2EError(
+                f"synthetic {dataset}: unknown or empty file selection {unknown or []}; "
+                f"choose among {[f.name for f in known]}"
+            )
         files = tuple(f for f in known if f.name in chosen)
     return generator(Path(out_dir), dict(cfg or {}), int(seed), progress=progress, files=files)

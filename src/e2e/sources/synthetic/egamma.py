@@ -13,6 +13,7 @@ Physics of the toy (calibrated on the 200 real crops in shared/realdata, see tes
   they hold energy; isolated noisy crystals elsewhere. Read-out crystals get Gaussian noise and
   energies <= 0 are zeroed, while their time is kept, so time is non-zero on more pixels than energy.
 """
+
 from __future__ import annotations
 
 import errno
@@ -57,8 +58,10 @@ def _log_density(r: np.ndarray, s: np.ndarray, prior: dict) -> np.ndarray:
 def oracle(r: np.ndarray, s: np.ndarray) -> np.ndarray:
     """P(electron | r, s) for equal priors: the best any classifier of the images can do."""
     log_e = _log_density(r, s, ELECTRON)
-    log_g = np.logaddexp(math.log1p(-CONVERSION_PROB) + _log_density(r, s, UNCONVERTED),
-                         math.log(CONVERSION_PROB) + _log_density(r, s, CONVERTED))
+    log_g = np.logaddexp(
+        math.log1p(-CONVERSION_PROB) + _log_density(r, s, UNCONVERTED),
+        math.log(CONVERSION_PROB) + _log_density(r, s, CONVERTED),
+    )
     return expit(log_e - log_g)
 
 
@@ -73,10 +76,19 @@ def sample_latents(rng: np.random.Generator, n: int, electron: bool) -> dict[str
     response = rng.normal(0.975, 0.03, n) * np.where(rng.random(n) < 0.02, rng.uniform(0.4, 0.9, n), 1.0)
     # a soft photon from pile-up or the underlying event lands in the crop whatever the class
     extra = np.where(rng.random(n) < EXTRA_PROB, np.minimum(rng.exponential(EXTRA_MEAN, n), 0.2), 0.0)
-    return dict(eta=eta, energy=pio.cosh(eta) * response, r=r, s=s, converted=converted.astype(float),
-                charge=rng.choice([-1.0, 1.0], n), impact_eta=rng.uniform(-0.5, 0.5, n),
-                impact_phi=rng.uniform(-0.5, 0.5, n), extra_frac=extra,
-                extra_eta=rng.normal(0.0, 1.0, n), extra_phi=rng.uniform(-EXTRA_REACH, EXTRA_REACH, n))
+    return dict(
+        eta=eta,
+        energy=pio.cosh(eta) * response,
+        r=r,
+        s=s,
+        converted=converted.astype(float),
+        charge=rng.choice([-1.0, 1.0], n),
+        impact_eta=rng.uniform(-0.5, 0.5, n),
+        impact_phi=rng.uniform(-0.5, 0.5, n),
+        extra_frac=extra,
+        extra_eta=rng.normal(0.0, 1.0, n),
+        extra_phi=rng.uniform(-EXTRA_REACH, EXTRA_REACH, n),
+    )
 
 
 def _axis_fractions(centre: np.ndarray, sigma: float) -> np.ndarray:
@@ -90,11 +102,22 @@ def true_deposits(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> np.nd
     n = len(lat["r"])
     t = rng.random((n, N_SPRAY))
     share = rng.dirichlet(np.ones(N_SPRAY), n) * lat["r"][:, None]
-    eta = np.concatenate([lat["impact_eta"][:, None], lat["impact_eta"][:, None]
-                          + 0.15 * rng.standard_normal((n, N_SPRAY)), lat["extra_eta"][:, None]], axis=1)
-    phi = np.concatenate([lat["impact_phi"][:, None], lat["impact_phi"][:, None]
-                          + lat["charge"][:, None] * (SPRAY_GAP + lat["s"][:, None] * t),
-                          lat["extra_phi"][:, None]], axis=1)
+    eta = np.concatenate(
+        [
+            lat["impact_eta"][:, None],
+            lat["impact_eta"][:, None] + 0.15 * rng.standard_normal((n, N_SPRAY)),
+            lat["extra_eta"][:, None],
+        ],
+        axis=1,
+    )
+    phi = np.concatenate(
+        [
+            lat["impact_phi"][:, None],
+            lat["impact_phi"][:, None] + lat["charge"][:, None] * (SPRAY_GAP + lat["s"][:, None] * t),
+            lat["extra_phi"][:, None],
+        ],
+        axis=1,
+    )
     fractions = np.concatenate([1.0 - lat["r"][:, None], share, lat["extra_frac"][:, None]], axis=1)
     energy = fractions * lat["energy"][:, None]
     image = np.zeros((n, SIZE, SIZE))
@@ -109,7 +132,7 @@ def _readout(rng: np.random.Generator, deposit: np.ndarray) -> np.ndarray:
     n = len(deposit)
     band = slice(SEED - 2, SEED + 3)
     domino = deposit[:, band, :].sum(1) > DOMINO_CUT
-    domino[:, SEED - 2:SEED + 3] = True
+    domino[:, SEED - 2 : SEED + 3] = True
     domino |= _widen(domino, rng.geometric(0.55, (n, 2)) - 1)
     mask = np.zeros_like(deposit, bool)
     mask[:, band, :] = domino[:, None, :]
@@ -163,8 +186,8 @@ def _write_class(path: Path, n: int, electron: bool, seed: int, bar: tqdm) -> li
         for i, size in enumerate(chunk_sizes(n, CHUNK)):
             rng = chunk_rng(seed, path.name, i)
             lat = sample_latents(rng, size, electron)
-            X[start:start + size] = make_images(rng, lat)
-            y[start:start + size] = float(electron)
+            X[start : start + size] = make_images(rng, lat)
+            y[start : start + size] = float(electron)
             lat["oracle"], lat["y"] = oracle(lat["r"], lat["s"]), np.full(size, float(electron))
             truth.add(lat)
             start += size
@@ -172,8 +195,9 @@ def _write_class(path: Path, n: int, electron: bool, seed: int, bar: tqdm) -> li
     return [path, truth.write(path)]
 
 
-def generate_electron_photon(out_dir: Path, cfg: dict, seed: int, progress: bool = True,
-                             files: tuple[RawFile, ...] | None = None) -> list[Path]:
+def generate_electron_photon(
+    out_dir: Path, cfg: dict, seed: int, progress: bool = True, files: tuple[RawFile, ...] | None = None
+) -> list[Path]:
     """Write the chosen class files (default both: photons y=0, electrons y=1), n_per_class rows each,
     plus truth sidecars."""
     n = int(cfg.get("n_per_class", 8000))

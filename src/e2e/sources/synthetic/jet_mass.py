@@ -18,6 +18,7 @@ Physics of the toy:
   set the size of a file, ~7.8 kB per jet as in the public top_gun_opendata_0 (1,171,158,319 B
   for 150,327 jets), which UE_MEAN is set to and tests/test_synthetic.py checks.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,8 +63,7 @@ def _boost(v: np.ndarray, parent: np.ndarray) -> np.ndarray:
     return np.concatenate([(gamma * (v[:, 0] + bp))[:, None], v[:, 1:] + coef[:, None] * beta], axis=1)
 
 
-def decay_prongs(rng: np.random.Generator, m: np.ndarray, pt: np.ndarray,
-                 three: np.ndarray) -> list[np.ndarray]:
+def decay_prongs(rng: np.random.Generator, m: np.ndarray, pt: np.ndarray, three: np.ndarray) -> list[np.ndarray]:
     """Three prong 4-vectors per jet (the third has zero energy for two-prong decays); parent at eta=phi=0."""
     parent = np.stack([np.sqrt(pt**2 + m**2), pt, np.zeros_like(pt), np.zeros_like(pt)], axis=1)
     m_w = np.where(three, W_OVER_TOP * m, 0.0)
@@ -73,8 +73,7 @@ def decay_prongs(rng: np.random.Generator, m: np.ndarray, pt: np.ndarray,
     return [b, first, second]
 
 
-def contained_prongs(rng: np.random.Generator, m: np.ndarray, pt: np.ndarray,
-                     three: np.ndarray) -> list[np.ndarray]:
+def contained_prongs(rng: np.random.Generator, m: np.ndarray, pt: np.ndarray, three: np.ndarray) -> list[np.ndarray]:
     """Decay, re-drawing the rest-frame angles until every prong points inside the window.
 
     Like the real sample's requirement that the jet contains its whole decay; m and pT are
@@ -111,10 +110,16 @@ def sample_latents(rng: np.random.Generator, n: int, cfg: dict) -> dict[str, np.
     m = rng.uniform(m_lo, m_hi, n)
     lo = np.minimum(np.maximum(pt_lo, MIN_PT_OVER_M * m), pt_hi)
     eta = rng.uniform(-1.2, 1.2, n)
-    return dict(m=m, pt_gen=rng.uniform(lo, pt_hi), eta_jet=eta, three_prong=(rng.random(n) < 0.5) * 1.0,
-                # the jet's HCAL tower indices as in the public files: 0.087-wide towers in eta, 72 in phi
-                ieta=np.floor(eta / 0.087) + 28.0, iphi=rng.integers(0, 72, n) * 1.0,
-                n_ue=rng.poisson(UE_MEAN, n) * 1.0)
+    return dict(
+        m=m,
+        pt_gen=rng.uniform(lo, pt_hi),
+        eta_jet=eta,
+        three_prong=(rng.random(n) < 0.5) * 1.0,
+        # the jet's HCAL tower indices as in the public files: 0.087-wide towers in eta, 72 in phi
+        ieta=np.floor(eta / 0.087) + 28.0,
+        iphi=rng.integers(0, 72, n) * 1.0,
+        n_ue=rng.poisson(UE_MEAN, n) * 1.0,
+    )
 
 
 def decay_products(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> tuple[qg.Particles, np.ndarray]:
@@ -134,8 +139,9 @@ def decay_products(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> tupl
     return qg.Particles.concat(parts), np.concatenate(from_b)
 
 
-def track_images(rng: np.random.Generator, p: qg.Particles, from_b: np.ndarray, pileup: np.ndarray,
-                 out: np.ndarray) -> None:
+def track_images(
+    rng: np.random.Generator, p: qg.Particles, from_b: np.ndarray, pileup: np.ndarray, out: np.ndarray
+) -> None:
     """Into `out` (n, 8, 125, 125) of zeros: dZ, d0 (mm) at the ECAL entry point (channels 1, 2),
     then pixel layers 1-3 (channels 5-7)."""
     row, col, ok = qg.calo_position(p)
@@ -168,8 +174,9 @@ def make_chunk(rng: np.random.Generator, n: int, cfg: dict) -> tuple[np.ndarray,
     return images, scalars, lat
 
 
-def generate_jet_mass(out_dir: Path, cfg: dict, seed: int, progress: bool = True,
-                      files: tuple[RawFile, ...] | None = None) -> list[Path]:
+def generate_jet_mass(
+    out_dir: Path, cfg: dict, seed: int, progress: bool = True, files: tuple[RawFile, ...] | None = None
+) -> list[Path]:
     """Write the chosen top_gun_opendata_<i>.parquet files (default all seven; columns X_jet, m, iphi,
     pt, ieta like the public files), n_jets divided among them in equal shares.
 

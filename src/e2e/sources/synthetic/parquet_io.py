@@ -12,6 +12,7 @@ different images. The generators therefore take those functions from here (the C
 code through scipy.special and math, whatever the CPU); +, -, *, /, sqrt, hypot, floor, sin, cos
 and the random Generator's own samplers are exact or scalar and safe to use from NumPy.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,8 +56,10 @@ def share_jets(n: int, names: list[str], weights: list[float], param: str) -> li
     counts = split_counts(n, weights)
     empty = [name for name, count in zip(names, counts) if count == 0]
     if empty:
-        raise E2EError(f"params.yaml {param} = {n} leaves no jets for {empty}: raise it to at least "
-                       f"{len(names)} or select fewer files")
+        raise E2EError(
+            f"params.yaml {param} = {n} leaves no jets for {empty}: raise it to at least "
+            f"{len(names)} or select fewer files"
+        )
     return counts
 
 

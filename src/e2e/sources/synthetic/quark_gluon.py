@@ -22,6 +22,7 @@ Physics of the toy:
 - Class enters only through (n_constituents, width) given pT, so P(gluon | latents) is the
   Bayes-optimal discriminant, stored as `oracle` in the truth sidecar.
 """
+
 from __future__ import annotations
 
 import re
@@ -57,6 +58,7 @@ CHUNK = 200
 @dataclass
 class Particles:
     """Flat particle arrays; `jet` says which image each belongs to; eta/phi relative to the jet axis."""
+
     jet: np.ndarray
     pt: np.ndarray
     eta: np.ndarray
@@ -65,7 +67,7 @@ class Particles:
     charge: np.ndarray
 
     @staticmethod
-    def concat(parts: list["Particles"]) -> "Particles":
+    def concat(parts: list[Particles]) -> Particles:
         return Particles(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Particles)))
 
 
@@ -85,15 +87,20 @@ def sample_latents(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     mu = _multiplicity_mean(y, pt)
     n_const = 2 + rng.negative_binomial(DISPERSION, DISPERSION / (DISPERSION + mu))
     width = _width_median(y, pt) * pio.exp(GIRTH_SIGMA * rng.standard_normal(n))
-    return dict(y=y, pt_gen=pt, eta_jet=rng.uniform(-0.9, 0.9, n), n_constituents=n_const.astype(float),
-                width=width, n_ue=rng.poisson(UE_MEAN, n).astype(float))
+    return dict(
+        y=y,
+        pt_gen=pt,
+        eta_jet=rng.uniform(-0.9, 0.9, n),
+        n_constituents=n_const.astype(float),
+        width=width,
+        n_ue=rng.poisson(UE_MEAN, n).astype(float),
+    )
 
 
 def _log_likelihood(lat: dict[str, np.ndarray], label: int) -> np.ndarray:
     y = np.full_like(lat["pt_gen"], label)
     mu, k, m = _multiplicity_mean(y, lat["pt_gen"]), DISPERSION, lat["n_constituents"] - 2
-    log_nb = (gammaln(m + k) - gammaln(k) - gammaln(m + 1)
-              + k * pio.log(k / (k + mu)) + m * pio.log(mu / (k + mu)))
+    log_nb = gammaln(m + k) - gammaln(k) - gammaln(m + 1) + k * pio.log(k / (k + mu)) + m * pio.log(mu / (k + mu))
     z = pio.log(lat["width"] / _width_median(y, lat["pt_gen"])) / GIRTH_SIGMA
     return log_nb - 0.5 * z**2
 
@@ -117,8 +124,14 @@ def fragment(rng: np.random.Generator, counts: np.ndarray, pt: np.ndarray, width
     n_of = np.repeat(counts, counts)
     sigma = np.minimum(np.repeat(width, counts) * pio.power(z * n_of, -0.35), 0.3)
     kind, charge = _kinds(rng, len(jet))
-    return Particles(jet, z * np.repeat(pt, counts), sigma * rng.standard_normal(len(jet)),
-                     sigma * rng.standard_normal(len(jet)), kind, charge)
+    return Particles(
+        jet,
+        z * np.repeat(pt, counts),
+        sigma * rng.standard_normal(len(jet)),
+        sigma * rng.standard_normal(len(jet)),
+        kind,
+        charge,
+    )
 
 
 def underlying_event(rng: np.random.Generator, counts: np.ndarray) -> Particles:
@@ -126,8 +139,14 @@ def underlying_event(rng: np.random.Generator, counts: np.ndarray) -> Particles:
     jet = np.repeat(np.arange(len(counts)), counts)
     half = IMG * PIXEL / 2
     kind, charge = _kinds(rng, len(jet))
-    return Particles(jet, UE_PT_MIN + rng.exponential(UE_PT_SLOPE, len(jet)), rng.uniform(-half, half, len(jet)),
-                     rng.uniform(-half, half, len(jet)), kind, charge)
+    return Particles(
+        jet,
+        UE_PT_MIN + rng.exponential(UE_PT_SLOPE, len(jet)),
+        rng.uniform(-half, half, len(jet)),
+        rng.uniform(-half, half, len(jet)),
+        kind,
+        charge,
+    )
 
 
 def jet_kinematics(p: Particles, eta_jet: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,8 +179,11 @@ def _ecal(rng: np.random.Generator, p: Particles, e: np.ndarray, row, col, ok, o
     # each deposit spread over its 3x3 crystals (in a frame one crystal wider, then cropped)
     di, dj = np.divmod(np.arange(9), 3)
     padded = np.zeros((len(out), IMG + 2, IMG + 2))
-    np.add.at(padded, (p.jet[ok][:, None], row[ok][:, None] + di, col[ok][:, None] + dj),
-              dep[:, None] * ECAL_KERNEL.reshape(-1))
+    np.add.at(
+        padded,
+        (p.jet[ok][:, None], row[ok][:, None] + di, col[ok][:, None] + dj),
+        dep[:, None] * ECAL_KERNEL.reshape(-1),
+    )
     out += padded[:, 1:-1, 1:-1]
     hit = out > 0
     out[hit] = rng.gamma(out[hit] / 0.01) * 0.01  # ECAL stochastic term ~ 3 %/sqrt(E)
@@ -182,8 +204,14 @@ def _hcal(rng: np.random.Generator, p: Particles, e: np.ndarray, row, col, ok, o
     out[...] = np.repeat(np.repeat(towers, TOWER, axis=1), TOWER, axis=2) / TOWER**2
 
 
-def calorimeter_images(rng: np.random.Generator, p: Particles, eta_jet: np.ndarray, n: int,
-                       out: np.ndarray | None = None, channels: tuple[int, int, int] = (0, 1, 2)) -> np.ndarray:
+def calorimeter_images(
+    rng: np.random.Generator,
+    p: Particles,
+    eta_jet: np.ndarray,
+    n: int,
+    out: np.ndarray | None = None,
+    channels: tuple[int, int, int] = (0, 1, 2),
+) -> np.ndarray:
     """Track pT at the ECAL entry point, ECAL energy, HCAL energy (towers / 25), written into
     `channels` of `out` (n, C, 125, 125) of zeros; by default a new (n, 3, 125, 125)."""
     out = np.zeros((n, 3, IMG, IMG)) if out is None else out
@@ -217,14 +245,19 @@ def _write_file(path: Path, n: int, seed: int, bar: tqdm) -> list[Path]:
     return [path, truth.write(path)]
 
 
-def generate_quark_gluon(out_dir: Path, cfg: dict, seed: int, progress: bool = True,
-                         files: tuple[RawFile, ...] | None = None) -> list[Path]:
+def generate_quark_gluon(
+    out_dir: Path, cfg: dict, seed: int, progress: bool = True, files: tuple[RawFile, ...] | None = None
+) -> list[Path]:
     """Write the chosen run files (default all three), n_jets divided among them as in the real runs
     (36272/47540/55494)."""
     n = int(cfg.get("n_jets", 3000))
     files = DATASETS["quark_gluon"].files if files is None else tuple(files)
-    counts = share_jets(n, [f.name for f in files], [float(re.search(r"_n(\d+)\.", f.name).group(1)) for f in files],
-                        "synthetic.quark_gluon.n_jets")
+    counts = share_jets(
+        n,
+        [f.name for f in files],
+        [float(re.search(r"_n(\d+)\.", f.name).group(1)) for f in files],
+        "synthetic.quark_gluon.n_jets",
+    )
     written = []
     with tqdm(total=n, desc="quark_gluon", unit="jet", disable=None if progress else True) as bar:
         for raw, count in zip(files, counts):
