@@ -90,6 +90,12 @@ def test_make_full_starts_dvc_only_with_a_gpu_or_device_cpu(tmp_path, visible, d
     """The Makefile target itself: a failing `e2e preset` inside `$(...)` must stop the recipe, not run
     `dvc exp run -n full` without the preset's arguments. dvc is a stub that records its arguments; the
     GPU probe sees CUDA_VISIBLE_DEVICES (empty: no GPU) before it would ask nvidia-smi."""
+    # a copy of the Makefile and the presets, never this checkout: the Makefile puts its own .venv/bin first on
+    # PATH, and in a checkout that has one the real dvc would start the real download (a bug this test had)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "Makefile", repo / "Makefile")
+    shutil.copytree(ROOT / "presets", repo / "presets")
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "dvc").write_text(f'#!/bin/sh\necho "$*" > {tmp_path}/dvc-args\n')
@@ -101,7 +107,7 @@ def test_make_full_starts_dvc_only_with_a_gpu_or_device_cpu(tmp_path, visible, d
         "CUDA_VISIBLE_DEVICES": visible,
     }
     proc = subprocess.run(
-        ["make", "-s", "-C", str(ROOT), "-o", ".venv/.installed", "full", f"DEVICE={device}"],
+        ["make", "-s", "-C", str(repo), "-o", ".venv/.installed", "full", f"DEVICE={device}"],
         capture_output=True,
         text=True,
         env=env,

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from e2e.tasks import TASKS
+
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_EVALUATE = """
 import hashlib, json, sys
@@ -70,7 +72,7 @@ def repo(tmp_path_factory) -> Path:
     (root / "fake_evaluate.py").write_text(FAKE_EVALUATE)
     metrics = yaml.safe_load((ROOT / "dvc.yaml").read_text())["metrics"]
     stage = {
-        "foreach": ["electron_photon", "quark_gluon", "jet_mass"],
+        "foreach": list(TASKS),
         "do": {
             "cmd": "python fake_evaluate.py ${item}",
             "deps": ["fake_evaluate.py"],

@@ -85,9 +85,11 @@ def closure(root: str) -> set[str]:
 
 def stages() -> dict[str, dict]:
     """dvc.yaml's stages, the foreach expanded: {"train@quark_gluon": {"cmd": ..., "deps": [...], ...}}."""
-    out = {}
-    for stage, spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
-        for item in spec["foreach"]:
+    out, pipeline = {}, yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    names = next(v["names"] for v in pipeline["vars"] if "names" in v)
+    for stage, spec in pipeline["stages"].items():
+        assert spec["foreach"] == "${names}", stage  # every stage over the one list
+        for item in names:
             text = json.dumps(spec["do"]).replace("${item}", item)
             out[f"{stage}@{item}"] = json.loads(text)
     return out
@@ -212,3 +214,11 @@ def test_data_stages_give_the_locked_md5s_without_avx(project):
             outs = [e.get("changed outs", {}) for e in found.get(f"{stage}@{name}", [])]
             # "not in cache": the md5 equals the lock's, only DVC's cache (empty here) lacks it
             assert all(v == "not in cache" for o in outs for v in o.values()), f"{stage}@{name}: {outs}"
+
+
+def test_dvc_yaml_names_the_tasks_of_e2e_tasks_in_one_list():
+    from e2e.tasks import TASKS
+
+    names = next(v["names"] for v in yaml.safe_load((ROOT / "dvc.yaml").read_text())["vars"] if "names" in v)
+    assert names == list(TASKS)
+    assert {stage.split("@")[1] for stage in stages()} == set(TASKS)

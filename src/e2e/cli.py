@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .errors import E2EError
+from .tasks import TASKS
 
 STAGES = {  # stage -> module; imported only when run, so `e2e --help` stays fast
     "download": "e2e.download",
@@ -18,7 +19,7 @@ STAGES = {  # stage -> module; imported only when run, so `e2e --help` stays fas
     "evaluate": "e2e.evaluate",
     "export": "e2e.export",
 }
-NAMES = ("electron_photon", "quark_gluon", "jet_mass")
+NAMES = tuple(TASKS)  # the tasks, which name their datasets too
 STAGE_HELP = {
     "download": "get a dataset's raw files: the CERNBox originals, checked by sha256, or synthetic files in the "
     "same formats (params.yaml data.source)",

@@ -175,3 +175,8 @@ class Paths:
 
     def eval_metrics(self, task: str) -> Path:
         return self.root / "metrics" / task / "eval"
+
+    def work(self, stage: str, name: str) -> Path:
+        """`.cache/<stage>/<name>`: what a stage keeps across reruns (partial downloads, converted parts, the
+        last epoch), outside its DVC outputs, which `dvc repro` deletes before running it."""
+        return self.root / ".cache" / stage / name

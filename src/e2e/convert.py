@@ -163,7 +163,7 @@ def same_layout(files: list[Path], infos: list[dict]) -> dict:
 
 
 def part_dir(paths: Paths, dataset: str) -> Path:
-    return paths.root / ".cache" / "convert" / dataset
+    return paths.work("convert", dataset)
 
 
 def main(params: Params, dataset: str, paths: Paths) -> None:

@@ -51,7 +51,7 @@ def main(params: Params, dataset: str, paths: Paths) -> None:
 
 
 def partial_dir(paths: Paths, dataset: str) -> Path:
-    return paths.root / ".cache" / "partial" / dataset
+    return paths.work("partial", dataset)
 
 
 def checksum_file(paths: Paths, dataset: str) -> Path:

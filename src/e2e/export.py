@@ -29,7 +29,6 @@ from .onnx_model import session, worst_difference
 from .split import load_split
 from .tasks import get_task
 
-CLASS_ONE = {"electron_photon": "electron", "quark_gluon": "gluon"}
 MEMBERS = "members"  # an ensemble graph's second output
 
 
@@ -98,7 +97,7 @@ def git_revision(root: Path) -> dict:
 def metadata(task_name: str, ckpt: dict, pre: dict, data_path: Path, root: Path) -> dict[str, str]:
     spec, task = ckpt["spec"], get_task(task_name)
     output = (
-        f"probability that the image is a {CLASS_ONE.get(task_name, 'class 1')} (class 1)"
+        f"probability that the image is a {get_task(task_name).classes[1]} (class 1)"
         if task.is_classification
         else "jet mass"
     )

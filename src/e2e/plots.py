@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
+from .tasks import TASKS, Task
 
-CLASS_NAMES = {"electron_photon": ("photon", "electron"), "quark_gluon": ("quark", "gluon")}
 SCORE_BINS = np.linspace(0.0, 1.0, 41)
 RELATIVE_RESIDUAL_BINS = np.linspace(-1.0, 1.0, 51)
 N_HIST2D = 25  # bins per axis of predicted vs true
@@ -35,7 +35,7 @@ class Plot:
 
 
 def class_names(task: str) -> tuple[str, str]:
-    return CLASS_NAMES.get(task, ("class_0", "class_1"))
+    return TASKS[task].classes if task in TASKS else Task.classes
 
 
 def thin(x: np.ndarray, y: np.ndarray, n_points: int) -> np.ndarray:

@@ -16,6 +16,7 @@ class Task:
     # prefix of the task's headline metrics: unique across tasks, so `dvc exp show` names each column by its
     # key alone (a key shared by two metrics files is shown as `<file path>:<key>`, three times as wide)
     tag: str = ""
+    classes: tuple[str, str] = ("class_0", "class_1")  # names of class 0 and class 1 (the signal) in plots
     num_outputs: int = 1
 
     @property
@@ -24,8 +25,12 @@ class Task:
 
 
 TASKS: dict[str, Task] = {
-    "electron_photon": Task("electron_photon", "electron_photon", "classification", "bce", "roc_auc", True, "eg"),
-    "quark_gluon": Task("quark_gluon", "quark_gluon", "classification", "bce", "roc_auc", True, "qg"),
+    "electron_photon": Task(
+        "electron_photon", "electron_photon", "classification", "bce", "roc_auc", True, "eg", ("photon", "electron")
+    ),
+    "quark_gluon": Task(
+        "quark_gluon", "quark_gluon", "classification", "bce", "roc_auc", True, "qg", ("quark", "gluon")
+    ),
     "jet_mass": Task("jet_mass", "jet_mass", "regression", "mse", "mae", False, "mass"),
 }
 

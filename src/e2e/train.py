@@ -282,7 +282,7 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
     split = load_split(paths.splits(task_name))
     members = member_rows(split["train"], tp)
     # outside the DVC outputs, which `dvc repro` deletes before a rerun: this is what makes resume possible
-    workdir = paths.root / ".cache" / "train" / task_name
+    workdir = paths.work("train", task_name)
     workdirs = [member_dir(workdir, k, len(members)) for k in range(len(members))]
     with live_output(paths.train_metrics(task_name), workdir, dist.rank) as live:
         run = Run(task, tp, rt, device, dist, live, workdir)
