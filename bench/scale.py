@@ -240,7 +240,17 @@ def fake_images(params: Params, task: str, n: int, seed: int = 0):
 
 def densify_rate(images, target, channels: list[int], batch: int, repeat: int) -> float:
     """Images/s of whole shuffled epochs of float32 batches from SparseBatches on the CPU, the best one."""
-    batches = SparseBatches(images, target, np.arange(len(images)), channels, batch, torch.device("cpu"), True, 0, 8.0)
+    batches = SparseBatches(
+        images,
+        target,
+        np.arange(len(images)),
+        channels,
+        batch_size=batch,
+        device=torch.device("cpu"),
+        shuffle=True,
+        seed=0,
+        resident_max_gb=8.0,
+    )
 
     def epoch():
         batches.set_epoch(batches.epoch + 1)
@@ -308,15 +318,15 @@ def sparse_rate(params: Params, task: str, device, rt, images, target, repeat: i
         target,
         np.arange(len(images)),
         train_channels(params, task),
-        tp.batch_size,
-        device,
-        True,
-        0,
-        rt.resident_max_gb,
+        batch_size=tp.batch_size,
+        device=device,
+        shuffle=True,
+        seed=0,
+        resident_max_gb=rt.resident_max_gb,
     )
     opt = make_optimizer(model, tp)
     sched, loss_fn = make_scheduler(opt, tp, len(batches)), make_loss(TASKS[task].loss)
-    epoch = lambda: train_one_epoch(net, batches, opt, sched, loss_fn, device, rt.amp)  # noqa: E731
+    epoch = lambda: train_one_epoch(net, batches, opt, sched, loss_fn, device=device, amp=rt.amp)  # noqa: E731
     epoch()
     return best_rate(epoch, len(images), repeat, device)
 

@@ -109,7 +109,7 @@ def ours(task, tp, rt, device, batch, steps, x, y) -> float:
     batches = resident(x[:n], y[:n], batch, device)
     opt = make_optimizer(model, tp)
     sched, loss_fn = make_scheduler(opt, tp, len(batches)), make_loss(TASKS[task].loss)
-    return timed(lambda: train_one_epoch(net, batches, opt, sched, loss_fn, device, rt.amp), n, device)
+    return timed(lambda: train_one_epoch(net, batches, opt, sched, loss_fn, device=device, amp=rt.amp), n, device)
 
 
 def reference(task, tp, device, steps, x, y) -> float:
@@ -144,10 +144,10 @@ def resident(x, y, batch, device) -> SparseBatches:
         y,
         np.arange(len(x)),
         list(range(x.shape[1])),
-        batch,
-        device,
-        True,
-        0,
+        batch_size=batch,
+        device=device,
+        shuffle=True,
+        seed=0,
         resident_max_gb=1e3,
     )
 

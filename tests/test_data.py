@@ -27,11 +27,11 @@ def batches(x: np.ndarray, idx, channels, batch_size=8, shuffle=False, max_gb=1.
         target,
         np.asarray(idx),
         channels,
-        batch_size,
-        torch.device("cpu"),
-        shuffle,
-        0,
-        max_gb,
+        batch_size=batch_size,
+        device=torch.device("cpu"),
+        shuffle=shuffle,
+        seed=0,
+        resident_max_gb=max_gb,
     )
 
 
@@ -111,11 +111,11 @@ def test_channels_last_batches_hold_the_same_values_in_the_models_layout(max_gb)
             np.arange(40, dtype=np.float32),
             np.arange(40),
             channels,
-            6,
-            torch.device("cpu"),
-            True,
-            0,
-            max_gb,
+            batch_size=6,
+            device=torch.device("cpu"),
+            shuffle=True,
+            seed=0,
+            resident_max_gb=max_gb,
             channels_last=cl,
         )
         for cl in (False, True)

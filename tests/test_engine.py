@@ -50,8 +50,8 @@ def test_predictions_are_float32_even_where_the_training_steps_use_bf16(monkeypa
         optimizer,
         torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
         torch.nn.MSELoss(),
-        device,
-        True,
+        device=device,
+        amp=True,
     )
     engine.predict(model, batches, device)
     assert seen == [True, True, False, False]
@@ -75,8 +75,8 @@ def test_a_terminal_keeps_its_progress_bar_and_no_progress_lines(monkeypatch, ca
         optimizer,
         torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
         torch.nn.MSELoss(),
-        torch.device("cpu"),
-        False,
+        device=torch.device("cpu"),
+        amp=False,
         desc="bar",
     )
     assert "bar:" in terminal.getvalue() and capsys.readouterr().out == ""

@@ -1,5 +1,5 @@
 """Every registered architecture, and one timm model per family (tests/test_timm.py's list), exports to ONNX
-with parity, or is on the README's list of those that do not.
+with parity, or is on the list of those that do not (docs/deployment.md).
 
 At 32x32 with two channels (the electron/photon crops, where downsampling leaves the least room),
 through the stage's own path: e2e.export.export_model, metadata and parity check included.
@@ -22,8 +22,8 @@ from e2e.modelio import build
 from e2e.onnx_model import session
 from test_timm import TIMM_MODELS
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-# name -> why it does not export; each must be in the README's list (none today)
+README = Path(__file__).resolve().parents[1] / "docs" / "deployment.md"
+# name -> why it does not export; each must be in docs/deployment.md's list (none today)
 NOT_EXPORTABLE: dict[str, str] = {}
 META = {"task": '"electron_photon"', "output": '"probability"'}  # metadata values are JSON
 # the registry at its defaults, then timm's families with test_timm's small kwargs, less the timm models a
@@ -39,7 +39,7 @@ EXPORTED = {
 
 
 def documented_exceptions() -> set[str]:
-    """The model names in the README's "Models that do not export to ONNX" list."""
+    """The model names in docs/deployment.md's "Models that do not export to ONNX" list."""
     text = README.read_text()
     section = text.split("Models that do not export to ONNX", 1)[1].split("\n#", 1)[0]
     return set(re.findall(r"^- `([A-Za-z0-9_./]+)`", section, flags=re.M))

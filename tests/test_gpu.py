@@ -42,7 +42,9 @@ def test_training_set_is_resident_on_the_gpu(tmp_path, formats_dir):
     root = prepared_root(tmp_path, raw, formats_dir)
     params = parse_params(raw)
     data = Converted(root / "data" / "converted" / "electron_photon")
-    batches = make_batches(data, list(range(100)), [0, 1], 16, CUDA, True, 0, params.runtime)
+    batches = make_batches(
+        data, list(range(100)), [0, 1], batch_size=16, device=CUDA, shuffle=True, seed=0, runtime=params.runtime
+    )
     assert isinstance(batches, SparseBatches) and batches.values.is_cuda and batches.values.dtype == torch.float16
     x, y = next(iter(batches))
     assert x.is_cuda and x.shape == (16, 2, 32, 32) and y.is_cuda
@@ -70,8 +72,20 @@ def test_gpu_batches_equal_the_cpu_ones_bit_for_bit(monkeypatch, max_gb, channel
     images, target = SparseImages.from_dense(x), np.arange(203, dtype=np.float32)
     pinned, real_pin = [], torch.Tensor.pin_memory
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t, *a, **k: pinned.append(t.numel()) or real_pin(t, *a, **k))
-    cpu = SparseBatches(images, target, np.arange(203), [2, 0], 16, torch.device("cpu"), True, 0, 1.0)
-    gpu = SparseBatches(images, target, np.arange(203), [2, 0], 16, CUDA, True, 0, max_gb, channels_last=channels_last)
+    common = {"batch_size": 16, "shuffle": True, "seed": 0}
+    cpu = SparseBatches(
+        images, target, np.arange(203), [2, 0], **common, device=torch.device("cpu"), resident_max_gb=1.0
+    )
+    gpu = SparseBatches(
+        images,
+        target,
+        np.arange(203),
+        [2, 0],
+        **common,
+        device=CUDA,
+        resident_max_gb=max_gb,
+        channels_last=channels_last,
+    )
     assert gpu.values.is_cuda == (max_gb > 0)
     for epoch in range(3):  # later epochs zero what earlier ones wrote into the reused buffers
         cpu.set_epoch(epoch)
@@ -98,25 +112,25 @@ def test_an_epoch_never_waits_for_the_gpu(tmp_path, formats_dir, max_gb):
     rows = np.load(root / "data" / "splits" / "electron_photon" / "train.npy")
     model, spec = train.build_model(train.get_task("electron_photon"), data, tp, rows)
     model = prepare(model, CUDA, params.runtime)
-    batches = make_batches(data, rows, spec["channels"], tp.batch_size, CUDA, True, 0, params.runtime)
-    optimizer = make_optimizer(model, tp)
-    args = (
-        model,
-        batches,
-        optimizer,
-        make_scheduler(optimizer, tp, len(batches)),
-        make_loss("bce", 0.05),
-        CUDA,
-        True,
-        1.0,
-        make_augment(["flip_eta", "flip_phi"]),
+    batches = make_batches(
+        data,
+        rows,
+        spec["channels"],
+        batch_size=tp.batch_size,
+        device=CUDA,
+        shuffle=True,
+        seed=0,
+        runtime=params.runtime,
     )
-    run_steps(*args)
+    optimizer = make_optimizer(model, tp)
+    args = (model, batches, optimizer, make_scheduler(optimizer, tp, len(batches)), make_loss("bce", 0.05))
+    options = {"device": CUDA, "amp": True, "clip_grad": 1.0, "augment": make_augment(["flip_eta", "flip_phi"])}
+    run_steps(*args, **options)
     torch.cuda.synchronize()
     batches.set_epoch(1)
     torch.cuda.set_sync_debug_mode("error")
     try:
-        total, count = run_steps(*args)
+        total, count = run_steps(*args, **options)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert count == batches.n and bool(torch.isfinite(total))

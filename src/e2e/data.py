@@ -99,12 +99,12 @@ class SparseBatches:
         target,
         idx,
         channels,
+        *,
         batch_size: int,
         device: torch.device,
         shuffle: bool,
         seed: int,
         resident_max_gb: float,
-        *,
         channels_last: bool = False,
     ):
         self.shape = (len(channels), *images.image_shape[1:])
@@ -175,16 +175,29 @@ def _gather(images: SparseImages, rows: np.ndarray, channels: list[int], chunk: 
     return SparseBatch(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("values", "index", "counts")))
 
 
-def make_batches(data: Converted, idx, channels, batch_size, device, shuffle, seed, runtime, rank=0, world=1):
+def make_batches(
+    data: Converted,
+    idx,
+    channels,
+    *,
+    batch_size: int,
+    device: torch.device,
+    shuffle: bool,
+    seed: int,
+    runtime,
+    rank: int = 0,
+    world: int = 1,
+) -> SparseBatches:
+    """Batches of rows `idx` (this rank's share of them) on `device`; `seed` orders a shuffled pass."""
     return SparseBatches(
         data.images,
         data.target,
         shard(np.asarray(idx), rank, world),
         channels,
-        batch_size,
-        device,
-        shuffle,
-        seed + RANK_SEED_STRIDE * rank,
-        runtime.resident_max_gb,
+        batch_size=batch_size,
+        device=device,
+        shuffle=shuffle,
+        seed=seed + RANK_SEED_STRIDE * rank,
+        resident_max_gb=runtime.resident_max_gb,
         channels_last=uses_channels_last(device, runtime),
     )

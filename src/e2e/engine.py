@@ -95,7 +95,8 @@ def run_steps(
     optimizer,
     scheduler,
     loss_fn,
-    device,
+    *,
+    device: torch.device,
     amp: bool,
     clip_grad: float = 0.0,
     augment=lambda x: x,
@@ -132,14 +133,26 @@ def train_one_epoch(
     optimizer,
     scheduler,
     loss_fn,
-    device,
+    *,
+    device: torch.device,
     amp: bool,
     clip_grad: float = 0.0,
     augment=lambda x: x,
     desc: str = "train",
 ) -> float:
     """The epoch's mean training loss."""
-    total, count = run_steps(model, batches, optimizer, scheduler, loss_fn, device, amp, clip_grad, augment, desc)
+    total, count = run_steps(
+        model,
+        batches,
+        optimizer,
+        scheduler,
+        loss_fn,
+        device=device,
+        amp=amp,
+        clip_grad=clip_grad,
+        augment=augment,
+        desc=desc,
+    )
     if not torch.isfinite(total):
         raise E2EError(f"{desc}: training loss became non-finite; lower the learning rate")
     return float(total) / max(count, 1)

@@ -46,7 +46,14 @@ def predictions(model, data: Converted, split: dict, channels: list[int], params
     frames = []
     for part in ("val", "test"):
         batches = make_batches(
-            data, split[part], channels, params.evaluate.batch_size, device, False, 0, params.runtime
+            data,
+            split[part],
+            channels,
+            batch_size=params.evaluate.batch_size,
+            device=device,
+            shuffle=False,
+            seed=0,
+            runtime=params.runtime,
         )
         idx = batches.rows  # the order of the predictions
         raw, truth = predict(model, batches, device)

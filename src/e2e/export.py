@@ -166,11 +166,11 @@ def export_dir(task_name: str, model_dir: Path, data: Converted, rows: np.ndarra
         data,
         np.sort(rows)[: ep.parity_batches * ep.batch_size],
         ckpt["spec"]["channels"],
-        ep.batch_size,
-        torch.device("cpu"),
-        False,
-        0,
-        params.runtime,
+        batch_size=ep.batch_size,
+        device=torch.device("cpu"),
+        shuffle=False,
+        seed=0,
+        runtime=params.runtime,
     )
     meta = metadata(task_name, ckpt, pre, data.path, root)
     where = f"{out} (model {ckpt['spec']['model']})"

@@ -197,10 +197,10 @@ def fit(run: Run, model, nets: tuple, train_b, val_b, n_val: int, spec: dict, fp
             optimizer,
             scheduler,
             train_loss_fn,
-            run.device,
-            run.rt.amp,
-            tp.grad_clip,
-            augment,
+            device=run.device,
+            amp=run.rt.amp,
+            clip_grad=tp.grad_clip,
+            augment=augment,
             desc=f"{task.name} epoch {epoch + 1}/{tp.epochs}",
         )
         seconds = time.perf_counter() - t0
@@ -251,8 +251,28 @@ def train_member(
         torch.manual_seed(seed + RANK_SEED_STRIDE * dist.rank)
     model = prepare(model, device, rt)
     channels = spec["channels"]
-    train_b = make_batches(data, rows, channels, run.tp.batch_size, device, True, seed, rt, dist.rank, dist.world)
-    val_b = make_batches(data, ddp.spread(split["val"], dist), channels, 4 * run.tp.batch_size, device, False, 0, rt)
+    train_b = make_batches(
+        data,
+        rows,
+        channels,
+        batch_size=run.tp.batch_size,
+        device=device,
+        shuffle=True,
+        seed=seed,
+        runtime=rt,
+        rank=dist.rank,
+        world=dist.world,
+    )
+    val_b = make_batches(
+        data,
+        ddp.spread(split["val"], dist),
+        channels,
+        batch_size=4 * run.tp.batch_size,
+        device=device,
+        shuffle=False,
+        seed=0,
+        runtime=rt,
+    )
     fp = resume.fingerprint(run.tp, data, split) + (f"-member{k + 1}" if k else "")
     best, history = fit(run, model, wrap(model, rt, dist, device), train_b, val_b, len(split["val"]), spec, fp)
     return best, history, spec
