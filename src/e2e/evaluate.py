@@ -14,6 +14,7 @@ import pandas as pd
 
 from . import binned, images, metrics, plots
 from .atomic import atomic_path
+from .binned_plots import binned_plots
 from .config import EvaluateParams, Params, Paths
 from .data import Converted, make_batches
 from .headline import headline
@@ -159,7 +160,7 @@ def plot_tables(
     if ep is not None:
         # resolution_vs_pt stays plots.resolution_profile's (its own bins): an existing plot keeps its axes
         taken = {p.name for p in made}
-        made += [p for p in binned.binned_plots(test, task, ep, measured) if p.name not in taken]
+        made += [p for p in binned_plots(test, task, ep, measured) if p.name not in taken]
     return made
 
 
