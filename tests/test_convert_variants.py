@@ -45,13 +45,13 @@ def test_chunked_gzip_egamma_converts_to_exactly_the_arrays_of_the_contiguous_on
     with h5py.File(files[0], "r") as f:
         assert f["X"].chunks == EGAMMA_CHUNKS and f["X"].compression == "gzip"
     run_convert(raw_root, EG, batch_rows=20)  # 20-row batches cross the 32-row chunks
-    assert f"{files[0]}: X gzip level 4, chunks {EGAMMA_CHUNKS}, chunk cache" in capsys.readouterr().err
+    assert f"{files[0]}: X gzip level 4, chunks {EGAMMA_CHUNKS}, chunk cache" in capsys.readouterr().out
     chunked = tmp_path / "chunked"
     shutil.move(raw_root / "data" / "converted" / EG, chunked)
     for f in files:
         rewrite_contiguous(f)
     run_convert(raw_root, EG, batch_rows=20)
-    assert f"{files[0]}: X contiguous, uncompressed" in capsys.readouterr().err
+    assert f"{files[0]}: X contiguous, uncompressed" in capsys.readouterr().out
     contiguous = raw_root / "data" / "converted" / EG
     names = sorted(p.name for p in contiguous.glob("*.npy"))
     assert names == sorted(p.name for p in chunked.glob("*.npy")) and "values.npy" in names

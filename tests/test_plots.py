@@ -230,7 +230,12 @@ def test_roc_names_each_revision_with_its_auc_and_draws_the_diagonal(diffed):
     lines, texts = drawn(spec)
     for rev, auc in aucs.items():
         assert f"{rev} (AUC {auc:.4f})" in texts
-    assert len(lines) == 3 and ("#808080", "4,4") in lines or ("grey", "4,4") in lines, lines  # 2 curves + diagonal
+    assert len(lines) == 2, lines  # one curve per revision
+    # the diagonal: one dashed rule from (0, 0) to (1, 1) of the plot, i.e. x2 = width and y2 = -height
+    rules = re.findall(r'<g class="mark-rule role-mark[^"]*"[^>]*>(.*?)</g>', svg_of(spec), re.S)
+    diagonal = [r for r in rules if 'stroke-dasharray="4,4"' in r]
+    assert len(diagonal) == 1 and re.search(r'x2="(\d+)" y2="-\1"', diagonal[0]), rules
+    assert {row.get("rev") for row in spec["data"]["values"]} == {"workspace", "HEAD"}  # no data of its own
 
 
 def test_learning_curves_of_one_epoch_show_a_point(shown):

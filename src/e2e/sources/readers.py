@@ -6,7 +6,6 @@ Every failure becomes one E2EError naming the file, what was expected and what w
 from __future__ import annotations
 
 import os
-import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,7 +69,8 @@ class HDF5Reader:
         self.x = with_chunk_cache(self.file, image)
         self.y = None if target is None else self.file[target]
         self.has_target = target is not None
-        print(f"{path}: {storage(self.x)}", file=sys.stderr)
+        # on stdout with the stages' other notes: stderr holds only the one line of an error
+        print(f"{path}: {storage(self.x)}")
         C, H, W = dataset.shape
         if self.x.ndim != 4 or self.x.shape[1:] != (H, W, C):
             raise E2EError(f"{path}: image shape expected (N, {H}, {W}, {C}) channels-last, found {self.x.shape}")
