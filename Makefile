@@ -65,7 +65,7 @@ pull: $(STAMP)
 plots: $(STAMP)
 	dvc plots show
 
-# `dvc exp show` on one screen (src/e2e/compare.py): the params that differ, each changed task's test metric with
+# `dvc exp show` on one screen (src/e2e/reports/compare.py): the params that differ, each changed task's test metric with
 # its 95 % interval, validation metric and ensemble mean member; best validation first. TASK=quark_gluon: that
 # task alone. `dvc exp show` alone shows everything.
 compare: $(STAMP)

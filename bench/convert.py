@@ -1,6 +1,6 @@
 """Conversion throughput and memory on a quark/gluon file in the real format, in one run.
 
-(a) ours: e2e.convert_file.convert_file (the convert stage's per-file step) with params.yaml's
+(a) ours: e2e.conversion.file.convert_file (the convert stage's per-file step) with params.yaml's
     convert.quark_gluon (float16 .npy output);
 (b) public solutions: pq.read_table(f).to_pandas(), then np.stack per row into (N, 3, 125, 125) float32;
 (c) pyarrow's bare decode: pq.read_table + list flatten to numpy views, no copy into our layout;
@@ -99,7 +99,7 @@ def jet_file(n: int) -> Path:
 
 def run_ours(path: Path) -> int:
     from e2e.config import load_params
-    from e2e.convert_file import convert_file
+    from e2e.conversion.file import convert_file
     from e2e.sources.registry import get_dataset
 
     cfg = load_params(ROOT / "params.yaml").convert["quark_gluon"]
@@ -151,7 +151,7 @@ def run_footer(path: Path) -> int:
 
 
 METHODS = {"ours": run_ours, "public": run_public, "bare": run_bare, "decode": run_decode, "footer": run_footer}
-PRELOAD = {"ours": ["e2e.convert"], "public": ["pyarrow.parquet", "pandas"]}  # imports are not what is timed
+PRELOAD = {"ours": ["e2e.stages.convert"], "public": ["pyarrow.parquet", "pandas"]}  # imports are not what is timed
 LABELS = {
     "ours": "(a) e2e convert",
     "public": "(b) public: to_pandas + np.stack",
@@ -198,8 +198,8 @@ def measure_all(methods: list[str], path: Path, repeat: int) -> dict[str, dict]:
 
 
 def machine() -> str:
-    import pyarrow
     import psutil
+    import pyarrow
 
     cpu = next(
         (

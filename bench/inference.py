@@ -24,10 +24,10 @@ import numpy as np
 import onnxruntime
 import torch
 
-from e2e import predict
-from e2e.data import Converted
-from e2e.modelio import load_checkpoint
-from e2e.onnx_model import OnnxModel
+from e2e.inference import predict
+from e2e.inference.onnx_model import OnnxModel
+from e2e.runtime.batches import Converted
+from e2e.store.checkpoints import load_checkpoint
 from e2e.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
 """The real datasets at their full size: one real-size jet-mass file, measured in one run.
 
 (1) size: the converted (sparse) file against dense float16, and all seven files projected onto a 64 GiB disk;
-(2) conversion (e2e.convert.main) of 1 file, then 2 files: ms/jet and peak RSS of the whole process tree;
-(3) CPU densification (e2e.data.SparseBatches) against what CPU training consumes, per task;
+(2) conversion (e2e.stages.convert.main) of 1 file, then 2 files: ms/jet and peak RSS of the whole process tree;
+(3) CPU densification (e2e.runtime.batches.SparseBatches) against what CPU training consumes, per task;
 (4) GPU, when there is one: the resident sparse path against the model-only ceiling, presets/full.yaml models.
 
 The raw file is synthetic (e2e.sources.synthetic: real layout, real occupancy), generated once under
@@ -34,20 +34,21 @@ import psutil
 import yaml
 
 from e2e.config import Params, Paths, parse_params
-from e2e.convert import n_workers
 from e2e.presets import flatten
 from e2e.sources.registry import get_dataset
 from e2e.sources.synthetic import generate, truth_path
+from e2e.stages.convert import n_workers
 from e2e.tasks import TASKS, make_loss
 
 if "--_convert" not in sys.argv:  # the conversion child runs this file too: torch would inflate its RSS
     import torch
 
-    from e2e.data import Converted, SparseBatches
-    from e2e.engine import autocast, prepare, train_one_epoch
-    from e2e.modelio import build
-    from e2e.optim import make_optimizer, make_scheduler
-    from e2e.sparse import SparseImages, sparsify
+    from e2e.models.wrappers import wrap_from_spec
+    from e2e.runtime.batches import Converted, SparseBatches
+    from e2e.runtime.device import autocast, prepare
+    from e2e.store.sparse import SparseImages, sparsify
+    from e2e.training.loop import train_one_epoch
+    from e2e.training.optimizers import make_optimizer, make_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_JETS, ALL_JETS = 150_000, 1_050_000  # one file; the seven files
@@ -130,8 +131,8 @@ def conversion_root(workdir: Path, raw: Path, n_files: int) -> Path:
 
 
 def convert_child(root: Path, n_files: int, workers: int) -> None:
-    """In the child process: e2e.convert.main on `root`, its wall clock written to root/timing.json."""
-    from e2e.convert import main as convert_main  # imported before the clock starts
+    """In the child process: e2e.stages.convert.main on `root`, its wall clock written to root/timing.json."""
+    from e2e.stages.convert import main as convert_main  # imported before the clock starts
 
     names = [f.name for f in get_dataset("jet_mass").files[:n_files]]
     params = load_params(None, {**CONVERT, "datasets.jet_mass.files": names, "runtime.convert_workers": workers})
@@ -164,7 +165,7 @@ BASELINE_CHILD = """
 import json, sys, time
 from pathlib import Path
 from e2e.config import parse_params, Paths
-from e2e.convert import main
+from e2e.stages.convert import main
 params = parse_params({"convert": {"jet_mass": {"channels": list(range(8)), "scale": [1.0] * 8, "clip": 50.0}}})
 t0 = time.perf_counter()
 main(params, "jet_mass", Paths(Path(sys.argv[1])))
@@ -272,7 +273,7 @@ def make_model(params: Params, task: str, device, rt):
         "classification": TASKS[task].is_classification,
         "task": task,
     }
-    model = prepare(build(spec), device, rt)
+    model = prepare(wrap_from_spec(spec), device, rt)
     return model, (torch.compile(model) if rt.compile else model)
 
 
@@ -502,7 +503,7 @@ def cpu_sections(args) -> list[str]:
         *table(size_rows(runs[0])),
         "## 2. Conversion",
         "",
-        "e2e.convert.main in a child process on a fresh root; file 2 is a hard link to "
+        "e2e.stages.convert.main in a child process on a fresh root; file 2 is a hard link to "
         "file 1. Peak RSS: the child and all its descendants, sampled every 50 ms. The wall clock includes the "
         "sha256 of each file and the join.",
         "",

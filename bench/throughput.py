@@ -24,13 +24,14 @@ import torch
 import yaml
 
 from e2e.config import parse_params
-from e2e.data import SparseBatches
-from e2e.sparse import SparseImages
-from e2e.engine import autocast, prepare, select_device, train_one_epoch
-from e2e.modelio import build
-from e2e.optim import make_optimizer, make_scheduler
+from e2e.models.wrappers import wrap_from_spec
 from e2e.presets import flatten
+from e2e.runtime.batches import SparseBatches
+from e2e.runtime.device import autocast, prepare, select_device
+from e2e.store.sparse import SparseImages
 from e2e.tasks import TASKS, make_loss
+from e2e.training.loop import train_one_epoch
+from e2e.training.optimizers import make_optimizer, make_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"electron_photon": (2, 32, 32), "quark_gluon": (3, 125, 125), "jet_mass": (4, 125, 125)}
@@ -68,7 +69,7 @@ def make_model(task, tp, device, rt):
         "classification": TASKS[task].is_classification,
         "task": task,
     }
-    model = prepare(build(spec), device, rt)
+    model = prepare(wrap_from_spec(spec), device, rt)
     return model, (torch.compile(model) if rt.compile else model)
 
 

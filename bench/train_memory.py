@@ -1,10 +1,10 @@
 """Host memory of `e2e train` at the real datasets' full size, per task, and the GPU time per epoch it implies.
 
 (1) Occupancy: a small sample of each dataset from the synthetic generator (real formats, real occupancy),
-    converted by e2e.convert: each event's non-zero count per channel.
-(2) A full-size converted dataset (e2e.sparse) written directly: each event's per-channel counts drawn from
+    converted by e2e.stages.convert: each event's non-zero count per channel.
+(2) A full-size converted dataset (e2e.store.sparse) written directly: each event's per-channel counts drawn from
     that sample, at random positions with random values (minutes, where the generator would take hours),
-    then the real split stage (e2e.split).
+    then the real split stage (e2e.stages.split).
 (3) Per task, in a child process: `e2e train <task>` itself (e2e.cli.main) with params.yaml's model,
     runtime.device cpu and one epoch cut to --batches batches, training and validation (SparseBatches is
     patched to stop there; everything before the first batch, where the split's entries are gathered and
@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 import yaml
+from numpy.lib import format as npformat
 
 from e2e.config import Paths, parse_params
-from e2e.npy import NpyAppender
-from e2e.sparse import INDEX_DTYPE
+from e2e.store.sparse import INDEX_DTYPE
 from e2e.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +48,39 @@ TASKS = ("electron_photon", "quark_gluon", "jet_mass")
 FULL = {"electron_photon": 498_000, "quark_gluon": 139_306, "jet_mass": 1_050_000}  # events at full size
 SAMPLE = {"electron_photon": {"n_per_class": 1000}, "quark_gluon": {"n_jets": 1500}, "jet_mass": {"n_jets": 1400}}
 CHUNK = 32768  # events generated at a time
+
+
+# Sequential .npy writing, header first then rows appended: a write-mode memmap of a multi-GB array would
+# keep every dirty page resident, appending through a file handle lets the kernel write back as it goes.
+class NpyAppender:
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype):
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+        self.rows = 0
+        self.file = open(path, "wb")
+        header = {"descr": npformat.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+        npformat.write_array_header_1_0(self.file, header)
+
+    def append(self, rows: np.ndarray) -> None:
+        if rows.shape[1:] != self.shape[1:]:
+            raise ValueError(f"{self.path}: row shape {rows.shape[1:]} != {self.shape[1:]}")
+        self.file.write(np.ascontiguousarray(rows, dtype=self.dtype).data)  # .data: no tobytes() copy
+        self.rows += len(rows)
+
+    def __enter__(self) -> NpyAppender:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # the caller is failing: release the handle, and leave the row-count check unraised
+            self.file.close()
+
+    def close(self) -> None:
+        self.file.close()
+        if self.rows != self.shape[0]:
+            raise ValueError(f"{self.path}: wrote {self.rows} rows, header says {self.shape[0]}")
+
+
 REUSED = ROOT / ".cache" / "bench" / "train_memory"
 
 
@@ -60,7 +93,7 @@ def base_params() -> dict:
 
 def sample_counts(workdir: Path, dataset: str) -> tuple[np.ndarray, dict]:
     """(events, channels) non-zero counts of a converted synthetic sample, and its meta.json."""
-    from e2e import convert, download
+    from e2e.stages import convert, download
 
     paths = Paths(workdir / "sample")
     out = paths.converted(dataset)
@@ -139,8 +172,8 @@ def disk_bytes(path: Path) -> int:
 
 
 def make_split(workdir: Path, task: str, n: int) -> dict[str, int]:
-    """e2e.split's stage on the full-size data; reused when it splits n events."""
-    from e2e import split
+    """e2e.stages.split's stage on the full-size data; reused when it splits n events."""
+    from e2e.stages import split
 
     paths = Paths(workdir / "full")
     done = paths.splits(task) / "split.json"
@@ -155,7 +188,7 @@ def make_split(workdir: Path, task: str, n: int) -> dict[str, int]:
 def child(root: Path, params_path: Path, task: str, batches: int, result: Path) -> None:
     """`e2e train <task>` with every epoch and validation pass cut to `batches` batches."""
     from e2e.cli import main
-    from e2e.data import SparseBatches
+    from e2e.runtime.batches import SparseBatches
 
     imported = psutil.Process().memory_info().rss
     whole = SparseBatches.__iter__
@@ -326,7 +359,7 @@ def report(args, rows: list[dict], seconds: float, workdir_note: str) -> str:
             "",
             f"Data: per event, each channel's non-zero count is drawn from a converted synthetic sample ({sample} "
             "events; the generator's occupancy is the real files'), at random positions with random values, written "
-            f"directly in the converted (sparse) format at full size: {workdir_note}. Split by e2e.split with "
+            f"directly in the converted (sparse) format at full size: {workdir_note}. Split by e2e.stages.split with "
             "params.yaml's fractions. Training: `e2e train <task>` (e2e.cli.main) in a child process with "
             "params.yaml's "
             f"model and batch size, runtime.device cpu, one epoch cut to {args.batches} training and {args.batches} "

@@ -1,7 +1,7 @@
 """`make review BASE=main`: review/report.md comparing the workspace with BASE, ready for a pull request.
 
 Only the tasks whose results changed: per task its headline metrics at BASE and in the workspace with a
-paired-bootstrap verdict on the primary metric (src/e2e/review.py), its params that changed, and at most
+paired-bootstrap verdict on the primary metric (src/e2e/reports/review.py), its params that changed, and at most
 six key plots; then under Details every metric that changed and the task's other plots as linked PNGs.
 BASE's results are read from git or the DVC cache (or its remote). The plots are `dvc plots diff`'s
 Vega-Lite specs (base and workspace overlaid) rendered to PNG offline by vl-convert, which embeds its own
@@ -24,8 +24,8 @@ from pathlib import Path
 
 from e2e.config import load_params
 from e2e.errors import E2EError
-from e2e.review import changed, paired, read_results, revision_reader
-from e2e.review_report import TaskSection, compose, params_by_task, split_plots
+from e2e.reports.review import changed, paired, read_results, revision_reader
+from e2e.reports.review_report import TaskSection, compose, params_by_task, split_plots
 from e2e.tasks import TASKS
 
 VEGA_LITE = "5.21"  # the v5 line that DVC's templates are written for

@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import processes
+import pytest
 from real_layout import write_formats
 
 from e2e.sources.registry import DATASETS

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from e2e import train
 from e2e.config import Paths, parse_params
+from e2e.stages import train
 
 
 def model_hash(model) -> str:

@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("electron_photon", "quark_gluon", "jet_mass")
 BIN = Path(sys.executable).parent
-# names that e2e.atomic (`.<name>.tmp-<pid>`), e2e.sources.fetch (`.part`) and DVC (`.<random>.tmp`)
+# names that e2e.store.atomic (`.<name>.tmp-<pid>`), e2e.sources.fetch (`.part`) and DVC (`.<random>.tmp`)
 # give files that are not complete yet
 TEMP_NAME = re.compile(r"^\..*\.tmp(-\d+)?$|\.part$")
 

@@ -1,4 +1,4 @@
-"""Performance in bins of the physics (e2e.binned): the per-bin metrics on constructed examples with known
+"""Performance in bins of the physics (e2e.evaluation.binned): the per-bin metrics on constructed examples with known
 answers, the bins from params (edges or a number), the electron/photon crop energies, the plot tables, and
 dvc.yaml's entries for them."""
 
@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from e2e import binned, binned_plots, evaluate, metrics
 from e2e.config import EvaluateParams, load_params
 from e2e.errors import E2EError
-from e2e.sparse import SparseImages
+from e2e.evaluation import binned, binned_plots, metrics
+from e2e.stages import evaluate
+from e2e.store.sparse import SparseImages
 from e2e.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -315,7 +316,7 @@ def test_dvc_yaml_declares_every_binned_plot_of_params_yaml(task):
 
 def test_the_review_shows_a_binned_plot_of_each_task():
     """`make review` picks its key plots among dvc.yaml's: one binned plot per task is among them."""
-    from e2e.review_report import split_plots
+    from e2e.reports.review_report import split_plots
 
     ids = [
         next(iter(e)) if isinstance(e, dict) else e for e in yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]

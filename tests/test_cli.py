@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e import cli, tune_trial
+from e2e import cli
+from e2e.tune import trial as tune_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """`dvc exp show --only-changed` and `make compare` answer on one screen.
 
 A small git+DVC repository with this project's params.yaml and dvc.yaml `metrics:` list, whose stages stand in
-for train+evaluate of each task: each writes the task's headline.json through e2e.headline from numbers
+for train+evaluate of each task: each writes the task's headline.json through e2e.evaluation.headline from numbers
 that depend on the task's params, in milliseconds. Experiments are real `dvc exp run -S` runs; what is
 checked is what DVC shows of the headline keys, so a key set or name that widens the table fails here.
 """
@@ -25,7 +25,7 @@ FAKE_EVALUATE = """
 import hashlib, json, sys
 from pathlib import Path
 import yaml
-from e2e.headline import headline
+from e2e.evaluation.headline import headline
 from e2e.tasks import get_task
 
 task = get_task(sys.argv[1])

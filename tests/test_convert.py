@@ -22,12 +22,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from e2e import convert, convert_file
 from e2e.config import Paths, parse_params
+from e2e.conversion import file as convert_file
 from e2e.errors import E2EError
 from e2e.sources import readers
 from e2e.sources.readers import ParquetReader
 from e2e.sources.registry import DATASETS
+from e2e.stages import convert
 
 EG, QG, JM = "electron_photon", "quark_gluon", "jet_mass"
 
@@ -41,7 +42,7 @@ def raw(root: Path, dataset: str, i: int = 0) -> Path:
 
 def run_convert(root: Path, dataset: str, workers: int = 1, **cfg) -> tuple[dict[str, np.ndarray], dict]:
     """Convert with `cfg` as convert.<dataset>; arrays["images"] is the sparse output densified in the storage
-    dtype, independently of e2e.data (np.add.at over the stored entries)."""
+    dtype, independently of e2e.runtime.batches (np.add.at over the stored entries)."""
     files = {JM: [DATASETS[JM].files[0].name]}  # the reference directory has one of the seven
     raw_params = {
         "convert": {dataset: cfg},
@@ -214,8 +215,8 @@ def test_sparse_round_trip_is_exact_with_negative_and_float16_zero_values(raw_ro
     assert (expected[:, 1:3] < 0).any() and expected[0, 1, 10, 10] == 0 and expected[1, 0, 5, 5] != 0
     np.testing.assert_array_equal(arrays["images"], expected)
     assert meta["nnz"] == np.count_nonzero(expected) and meta["shape"] == [6, 8, 125, 125]
-    # what training reads: e2e.data's densification of the same files, every channel and a selection
-    from e2e.data import Converted
+    # what training reads: e2e.runtime.batches's densification of the same files, every channel and a selection
+    from e2e.runtime.batches import Converted
 
     data = Converted(raw_root / "data" / "converted" / JM)
     np.testing.assert_array_equal(data.images[np.arange(6)], expected.astype(np.float32))

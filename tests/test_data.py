@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from e2e.data import SparseBatches, channel_stats, shard
-from e2e.sparse import SparseImages, densify, select_channels, sparsify
+from e2e.runtime.batches import SparseBatches, channel_stats, shard
+from e2e.store.sparse import SparseImages, densify, select_channels, sparsify
 
 
 def dense_images(n: int = 50, shape=(3, 9, 7), seed: int = 0) -> np.ndarray:

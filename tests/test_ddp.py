@@ -15,13 +15,13 @@ import numpy as np
 import processes
 import pytest
 import torch
-
-from e2e import ddp, train
-from e2e.config import Paths, parse_params
-from e2e.engine import select_device
-from e2e.errors import E2EError
-
 from test_train import OWN, RAW, prepared_root, raw_with
+
+from e2e.config import Paths, parse_params
+from e2e.errors import E2EError
+from e2e.runtime.device import select_device
+from e2e.stages import train
+from e2e.training import ddp
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 EG = "electron_photon"

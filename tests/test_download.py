@@ -21,10 +21,10 @@ from http_server import FileServer
 
 import e2e.sources
 from e2e.config import Paths, parse_params
-from e2e.download import checksum_file, main, partial_dir, read_checksums
 from e2e.errors import E2EError
 from e2e.sources import fetch as fetch_mod
 from e2e.sources.registry import DATASETS
+from e2e.stages.download import checksum_file, main, partial_dir, read_checksums
 
 DS = "electron_photon"
 FILES = DATASETS[DS].files
@@ -128,7 +128,7 @@ KILLED_RUN = """
 import json, sys
 from pathlib import Path
 from e2e.config import Paths, parse_params
-from e2e.download import main
+from e2e.stages.download import main
 main(parse_params(json.loads(sys.argv[1])), sys.argv[2], Paths(root=Path(sys.argv[3])))
 """
 

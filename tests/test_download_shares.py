@@ -19,10 +19,10 @@ import pytest
 from http_server import FileServer
 
 from e2e.config import Paths, parse_params
-from e2e.download import checksum_file, main, partial_dir, read_checksums
 from e2e.errors import E2EError
 from e2e.sources import archive, webdav
 from e2e.sources.registry import DATASETS
+from e2e.stages.download import checksum_file, main, partial_dir, read_checksums
 
 QG, EG = "quark_gluon", "electron_photon"
 FILES = DATASETS[QG].files
@@ -243,7 +243,7 @@ KILLED_RUN = """
 import json, sys
 from pathlib import Path
 from e2e.config import Paths, parse_params
-from e2e.download import main
+from e2e.stages.download import main
 main(parse_params(json.loads(sys.argv[1])), sys.argv[2], Paths(root=Path(sys.argv[3])))
 """
 

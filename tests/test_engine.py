@@ -1,4 +1,4 @@
-"""The epoch loop and prediction (e2e.engine): float32 predictions whatever the training's autocast, TF32 as
+"""The epoch loop and prediction (e2e.runtime.device): float32 predictions whatever the training's autocast, TF32 as
 runtime.tf32 says, and progress lines only where no progress bar is drawn."""
 
 import dataclasses
@@ -8,12 +8,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from e2e import engine
-from e2e.config import parse_params
-from e2e.modelio import Standardized
-
 from test_train import RAW
+
+from e2e.config import parse_params
+from e2e.models.wrappers import Standardized
+from e2e.runtime.device import prepare
+from e2e.runtime.forward import predict
+from e2e.training import loop
+from e2e.training.loop import run_steps
 
 
 def mass_model() -> Standardized:
@@ -27,14 +29,14 @@ def mass_model() -> Standardized:
 def test_predictions_are_float32_even_where_the_training_steps_use_bf16(monkeypatch):
     """Guards against: validation, evaluate and predict running under bf16 autocast, so that jet masses came
     out in steps of 0.5-1 GeV (8 significant bits); and against runtime.amp no longer reaching the training
-    steps. CPU bf16 autocast stands in for the GPU's (engine.autocast is a no-op on a CPU)."""
+    steps. CPU bf16 autocast stands in for the GPU's (e2e.runtime.device.autocast is a no-op on a CPU)."""
     model, device = mass_model(), torch.device("cpu")
     x = torch.randn(64, 2, 4, 4)
     batches = [(x[:32], torch.full((32,), 300.0)), (x[32:], torch.full((32,), 300.0))]
     with torch.no_grad():
         exact = model.decode(model(x))
     with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller under autocast, as a GPU run with amp
-        raw, _ = engine.predict(model, batches, device)
+        raw, _ = predict(model, batches, device)
         with torch.no_grad():
             rounded = model.decode(model(x).float())
     assert raw.dtype == torch.float32 and torch.equal(model.decode(raw), exact)
@@ -42,9 +44,9 @@ def test_predictions_are_float32_even_where_the_training_steps_use_bf16(monkeypa
 
     seen = []
     model.register_forward_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
-    monkeypatch.setattr(engine, "autocast", lambda dev, on: torch.autocast("cpu", dtype=torch.bfloat16, enabled=on))
+    monkeypatch.setattr(loop, "autocast", lambda dev, on: torch.autocast("cpu", dtype=torch.bfloat16, enabled=on))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    engine.run_steps(
+    run_steps(
         model,
         batches,
         optimizer,
@@ -53,7 +55,7 @@ def test_predictions_are_float32_even_where_the_training_steps_use_bf16(monkeypa
         device=device,
         amp=True,
     )
-    engine.predict(model, batches, device)
+    predict(model, batches, device)
     assert seen == [True, True, False, False]
 
 
@@ -66,10 +68,10 @@ def test_a_terminal_keeps_its_progress_bar_and_no_progress_lines(monkeypatch, ca
 
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    monkeypatch.setattr(engine, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(loop, "PROGRESS_EVERY_S", 0.0)
     model, x = mass_model(), torch.randn(8, 2, 4, 4)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    engine.run_steps(
+    run_steps(
         model,
         [(x, torch.full((8,), 300.0))] * 3,
         optimizer,
@@ -89,6 +91,6 @@ def test_tf32_is_what_runtime_tf32_says(tf32):
     against flags set so that torch's own getter raises (torch.compile and torch.export read it). The
     flags are process-wide and set either way, so each case follows the one before."""
     runtime = dataclasses.replace(parse_params(RAW).runtime, tf32=tf32)
-    engine.prepare(torch.nn.Linear(2, 1), torch.device("cpu"), runtime)
+    prepare(torch.nn.Linear(2, 1), torch.device("cpu"), runtime)
     assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
     assert (torch.backends.cudnn.conv.fp32_precision == "tf32") is tf32  # what the convolutions go by

@@ -12,12 +12,14 @@ import pytest
 import torch
 from test_train import prepared_root
 
-from e2e import evaluate, export, predict, train
 from e2e.config import Paths, TrainParams, parse_params
-from e2e.data import Converted
-from e2e.ensemble import member_rows
-from e2e.modelio import Ensemble, load_checkpoint
-from e2e.onnx_model import OnnxModel, worst_difference
+from e2e.inference import predict
+from e2e.inference.onnx_model import OnnxModel, worst_difference
+from e2e.models.wrappers import Ensemble
+from e2e.runtime.batches import Converted
+from e2e.stages import evaluate, export, train
+from e2e.store.checkpoints import load_checkpoint
+from e2e.training.ensemble import member_rows
 
 OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
 EG = "electron_photon"

@@ -15,9 +15,10 @@ from scipy.stats import norm
 from sklearn import calibration as skc
 from sklearn import metrics as skm
 
-from e2e import evaluate, metrics, plots
 from e2e.config import EvaluateParams
 from e2e.errors import E2EError
+from e2e.evaluation import metrics, plots
+from e2e.stages import evaluate
 from e2e.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -387,8 +388,8 @@ def test_every_prediction_sits_on_the_line_of_its_row_truth_and_observers(raw_ro
     from test_predict import make_model_dir
 
     from e2e.config import Paths, parse_params
-    from e2e.data import Converted
-    from e2e.modelio import load_checkpoint
+    from e2e.runtime.batches import Converted
+    from e2e.store.checkpoints import load_checkpoint
 
     task = "electron_photon"
     model_path, _ = make_model_dir(raw_root, task, raw_root / "models" / task)

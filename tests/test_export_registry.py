@@ -2,7 +2,7 @@
 with parity, or is on the list of those that do not (docs/deployment.md).
 
 At 32x32 with two channels (the electron/photon crops, where downsampling leaves the least room),
-through the stage's own path: e2e.export.export_model, metadata and parity check included.
+through the stage's own path: e2e.stages.export.export_model, metadata and parity check included.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_timm import TIMM_MODELS
 
-from e2e import export
 from e2e.config import ExportParams
+from e2e.inference.onnx_model import session
 from e2e.models import MODELS
 from e2e.models.timm_zoo import CLASSICS, PREFIX
-from e2e.modelio import build
-from e2e.onnx_model import session
-from test_timm import TIMM_MODELS
+from e2e.models.wrappers import wrap_from_spec
+from e2e.stages import export
 
 README = Path(__file__).resolve().parents[1] / "docs" / "deployment.md"
 # name -> why it does not export; each must be in docs/deployment.md's list (none today)
@@ -62,7 +62,7 @@ def test_every_registered_model_exports_with_parity(name, tmp_path):
         "classification": True,
         "task": "electron_photon",
     }
-    model = build(spec).eval()
+    model = wrap_from_spec(spec).eval()
     model.set_stats([0.1, -0.2], [2.0, 0.5])
     x = torch.from_numpy(np.random.default_rng(0).exponential(1.0, (6, 2, 32, 32)).astype(np.float32))
     batches = [(x[:4], None), (x[4:], None)]

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 from http_server import FileServer
-
-from e2e.sources.registry import DATASETS
 from pipeline_repo import (
     assert_objects_intact,
     cache_dir,
@@ -38,6 +36,8 @@ from pipeline_repo import (
     tiny_params,
     write_params,
 )
+
+from e2e.sources.registry import DATASETS
 
 pytestmark = pytest.mark.slow
 EG, QG = "electron_photon", "quark_gluon"

@@ -12,20 +12,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from e2e import convert, download, evaluate, resume, split, train
-from e2e.augment import make_augment
-from e2e.config import Paths, parse_params
-from e2e.data import Converted, SparseBatches, make_batches
-from e2e.engine import prepare, run_steps
-from e2e.optim import make_optimizer, make_scheduler
-from e2e.sparse import SparseImages
-from e2e.tasks import make_loss
-
 from pipeline_repo import tiny_params
 from test_data import dense_images
 from test_ddp import run_ranks
 from test_train import OWN, RAW, prepared_root
+
+from e2e.config import Paths, parse_params
+from e2e.runtime.batches import Converted, SparseBatches, make_batches
+from e2e.runtime.device import prepare
+from e2e.stages import convert, download, evaluate, split, train
+from e2e.store.sparse import SparseImages
+from e2e.tasks import make_loss
+from e2e.training import resume
+from e2e.training.augment import make_augment
+from e2e.training.loop import run_steps
+from e2e.training.optimizers import make_optimizer, make_scheduler
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 CUDA = torch.device("cuda", 0)
@@ -110,7 +111,7 @@ def test_an_epoch_never_waits_for_the_gpu(tmp_path, formats_dir, max_gb):
     params, tp = parse_params(raw), parse_params(raw).train["electron_photon"]
     data = Converted(root / "data" / "converted" / "electron_photon")
     rows = np.load(root / "data" / "splits" / "electron_photon" / "train.npy")
-    model, spec = train.build_model(train.get_task("electron_photon"), data, tp, rows)
+    model, spec = train.new_model(train.get_task("electron_photon"), data, tp, rows)
     model = prepare(model, CUDA, params.runtime)
     batches = make_batches(
         data,

@@ -1,5 +1,6 @@
-"""The DVC contract: dvc.lock matches the committed code and params, each stage's deps cover every module
-it imports, hardware knobs invalidate nothing, and the data stages give the lock's md5s on any x86-64 CPU.
+"""The DVC contract: dvc.lock matches the committed code and params, each stage's deps are exactly the modules
+it imports, no module imports from a layer above its own, hardware knobs invalidate nothing, and the data stages
+give the lock's md5s on any x86-64 CPU.
 
 `dvc status` is run on a copy of dvc.yaml, dvc.lock, params.yaml and src/ (no outputs, no git): the
 outputs then read "not in cache" when their md5 matches the lock and "modified" when it does not, and a
@@ -74,7 +75,8 @@ def imported(name: str) -> set[str]:
 
 
 def closure(root: str) -> set[str]:
-    seen, todo = set(), [root]
+    """`root` and every e2e module it imports, directly or not; the packages above `root` run too."""
+    seen, todo = set(), [root] + [".".join(root.split(".")[:i]) for i in range(1, root.count(".") + 1)]
     while todo:
         name = todo.pop()
         if name not in seen:
@@ -95,30 +97,93 @@ def stages() -> dict[str, dict]:
     return out
 
 
+def modules_under(dep: str) -> set[str]:
+    """The e2e modules a `src/...` dep names: one file, or every module of a folder."""
+    path = ROOT / dep
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return {".".join(f.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__") for f in files}
+
+
 def covered(path: Path, deps: list[str]) -> bool:
     rel = path.relative_to(ROOT)
     return any(rel == Path(d) or Path(d) in rel.parents for d in deps)
 
 
 @pytest.mark.parametrize("stage", list(stages()))
-def test_deps_cover_every_module_the_stage_imports(stage):
+def test_deps_are_the_modules_the_stage_imports(stage):
+    """Every imported module is a dep, and a folder is a dep only when the stage imports all of it: a change
+    to the optimiser (e2e.training) reruns train, never evaluate."""
     spec = stages()[stage]
     name = re.fullmatch(r"python -m e2e (\w+) \w+", spec["cmd"]).group(1)
-    modules = closure(f"e2e.{name}")
+    modules = closure(f"e2e.stages.{name}")
     missing = sorted(
         str(module_path(m).relative_to(ROOT)) for m in modules if not covered(module_path(m), spec["deps"])
     )
     assert not missing, f"{stage}: dvc.yaml deps miss imported modules {missing}"
     code_deps = [d for d in spec["deps"] if d.startswith("src/")]
-    unused = [d for d in code_deps if not any(covered(module_path(m), [d]) for m in modules)]
-    assert not unused, f"{stage}: dvc.yaml deps list modules the stage never imports {unused}"
+    unused = {d: sorted(modules_under(d) - modules) for d in code_deps if modules_under(d) - modules}
+    assert not unused, f"{stage}: dvc.yaml deps name modules the stage never imports {unused}"
+
+
+# The layers of docs/design.md, bottom first: a module imports from its own package or from a lower layer only.
+LAYERS = {
+    "e2e": 0,  # the package's __init__: a docstring and the version
+    "e2e.errors": 0,
+    "e2e.config": 1,
+    "e2e.models": 1,
+    "e2e.tasks": 2,
+    "e2e.store": 2,
+    "e2e.sources": 3,
+    "e2e.runtime": 3,
+    "e2e.training": 4,
+    "e2e.evaluation": 4,
+    "e2e.conversion": 4,
+    "e2e.inference": 5,
+    "e2e.stages": 6,
+    "e2e.tune": 7,
+    "e2e.reports": 7,
+    "e2e.presets": 7,
+    "e2e.cli": 8,
+    "e2e.__main__": 9,  # `python -m e2e`: runs the cli
+}
+
+
+def package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def upward(importer: str, target: str) -> bool:
+    """True when `importer` reaches into another package at its own layer or above."""
+    a, b = package(importer), package(target)
+    return a != b and LAYERS[b] >= LAYERS[a]
+
+
+def all_modules() -> list[str]:
+    return sorted(".".join(f.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__") for f in SRC.rglob("*.py"))
+
+
+def test_every_module_has_a_layer():
+    assert not [m for m in all_modules() if package(m) not in LAYERS]
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    found = [f"{m} imports {n}" for m in all_modules() for n in sorted(imported(m)) if upward(m, n)]
+    assert not found, found
+
+
+def test_the_layer_check_flags_an_upward_import():
+    assert upward("e2e.store.sparse", "e2e.training.loop")  # storage reaching into training
+    assert upward("e2e.training.loop", "e2e.evaluation.metrics")  # two packages of one layer
+    assert not upward("e2e.stages.train", "e2e.training.loop")
+    assert not upward("e2e.training.loop", "e2e.training.ddp")  # within a package
 
 
 def test_the_closure_follows_lazy_and_relative_imports():
-    evaluate = closure("e2e.evaluate")
-    assert {"e2e.metrics", "e2e.models", "e2e.models.resnet", "e2e.config", "e2e.errors"} <= evaluate
-    assert "e2e.cli" not in evaluate and "e2e.download" not in evaluate
-    assert "e2e.sources.synthetic.parquet_io" in closure("e2e.download")
+    evaluate = closure("e2e.stages.evaluate")
+    assert {"e2e.evaluation.metrics", "e2e.models", "e2e.models.resnet", "e2e.config.schema"} <= evaluate
+    assert "e2e.cli" not in evaluate and "e2e.stages.download" not in evaluate
+    assert not {m for m in evaluate if m.startswith("e2e.training")}
+    assert "e2e.sources.synthetic.parquet_io" in closure("e2e.stages.download")
 
 
 def changed_deps(status: dict) -> dict[str, dict]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from e2e import metrics
+from e2e.evaluation import metrics
 
 
 @pytest.fixture

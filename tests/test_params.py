@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from pipeline_repo import set_param
 
-from e2e import config, config_names, config_schema
+from e2e import config
 from e2e.config import load_params, parse_params
+from e2e.config import names as config_names
+from e2e.config import schema as config_schema
 from e2e.errors import E2EError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,13 +205,13 @@ def test_every_params_dataclass_has_a_rule_per_field():
 
 
 def test_names_match_the_registries():
-    from e2e.augment import AUGMENTATIONS
     from e2e.models import MODELS
-    from e2e.optim import OPTIMIZERS, SCHEDULERS
     from e2e.sources.registry import DATASETS
     from e2e.tasks import TASKS
+    from e2e.training.augment import AUGMENTATIONS
+    from e2e.training.optimizers import OPTIMIZERS, SCHEDULERS
 
-    assert sorted(config_names.MODELS) == sorted(MODELS), "add the model's name to e2e/config_names.py"
+    assert sorted(config_names.MODELS) == sorted(MODELS), "add the model's name to e2e/config/names.py"
     assert sorted(config_names.OPTIMIZERS) == sorted(OPTIMIZERS)
     assert sorted(config_names.SCHEDULERS) == sorted(SCHEDULERS)
     assert sorted(config_names.AUGMENTATIONS) == sorted(AUGMENTATIONS)

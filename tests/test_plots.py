@@ -24,8 +24,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from e2e import evaluate, images, metrics, plots
 from e2e.config import load_params
+from e2e.evaluation import images, metrics, plots
+from e2e.stages import evaluate
 from e2e.tasks import TASKS, get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def commit(root: Path, message: str) -> None:
 
 def write_results(root: Path, seed: int, epochs: int = 4) -> None:
     """metrics/<task>/{train,eval} as the stages lay them out: DVCLive's per-epoch tsv files (step = epoch,
-    from 1) and the eval tables of e2e.plots; the images are placeholders (DVC only copies them)."""
+    from 1) and the eval tables of e2e.evaluation.plots; the images are placeholders (DVC only copies them)."""
     rng = np.random.default_rng(seed)
     for name, task in TASKS.items():
         train = root / TRAIN_DIR.format(task=name)
@@ -298,7 +299,7 @@ def test_dvc_yaml_train_plots_name_the_epoch_axis():
 
 
 def image_inputs(classification: bool, channels: int = 2, size: int = 16):
-    from e2e.sparse import SparseImages
+    from e2e.store.sparse import SparseImages
 
     rng = np.random.default_rng(0)
     n = 24

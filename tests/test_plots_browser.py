@@ -52,12 +52,12 @@ def fake_results(root: Path, seed: int) -> None:
     """metrics/<task>/{train,eval} as the stages write them, from made-up predictions (no training)."""
     import dataclasses
 
-    from e2e import evaluate
-    from e2e.tasks import get_task
     from e2e.config import load_params
-    from e2e.headline import headline
-    from e2e.sparse import SparseImages
-    from e2e.tracking import open_live
+    from e2e.evaluation.headline import headline
+    from e2e.stages import evaluate
+    from e2e.store.live import open_live
+    from e2e.store.sparse import SparseImages
+    from e2e.tasks import get_task
 
     rng = np.random.default_rng(seed)
     # params.yaml's bins (every *_vs_<variable> plot dvc.yaml declares), few resamples: widths do not matter here
@@ -103,7 +103,7 @@ _IMAGES: dict[str, Path] = {}  # task -> a directory holding the PNGs evaluate d
 def log_images_once(live, out: Path, task, data, test, channels: int) -> None:
     """evaluate's image views, drawn once per task and session (drawing them costs seconds a figure,
     and they are the same kind of picture in every fake revision), then logged from the copy."""
-    from e2e import evaluate
+    from e2e.stages import evaluate
 
     if task.name not in _IMAGES:
         evaluate.log_images(live, task, data, test, list(range(channels)))

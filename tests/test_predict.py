@@ -21,13 +21,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from e2e import convert, export, predict, train
 from e2e.config import Paths, TrainParams, parse_params
-from e2e.data import Converted, channel_stats
 from e2e.errors import E2EError
-from e2e.modelio import build, load_checkpoint, save_checkpoint
-from e2e.onnx_model import worst_difference
+from e2e.inference import predict
+from e2e.inference.onnx_model import worst_difference
+from e2e.models.wrappers import wrap_from_spec
+from e2e.runtime.batches import Converted, channel_stats
 from e2e.sources.registry import DATASETS
+from e2e.stages import convert, export, train
+from e2e.store.checkpoints import load_checkpoint, save_checkpoint
 from e2e.tasks import get_task
 
 SMALL = {
@@ -67,7 +69,7 @@ def make_model_dir(
     spec = train.model_spec(get_task(task), data, tp)
     spec = spec if members == 1 else {**spec, "members": members}
     torch.manual_seed(0)
-    net = build(spec)
+    net = wrap_from_spec(spec)
     idx = np.arange(len(data.target))
     for member in net.members if members > 1 else [net]:
         member.set_stats(

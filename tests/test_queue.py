@@ -14,7 +14,6 @@ import shutil
 
 import processes
 import pytest
-
 from pipeline_repo import ROOT, clone, run
 from pipeline_repo import golden_repo as build_golden
 

@@ -12,7 +12,6 @@ import os
 import threading
 
 import pytest
-
 from pipeline_repo import (
     assert_objects_intact,
     clone,

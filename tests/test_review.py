@@ -26,10 +26,17 @@ import yaml
 from test_metrics import two_models  # noqa: F401 (a fixture: labels, a base's scores, a better head's)
 from test_plots_browser import ROOT, results_repo
 
-from e2e import metrics
 from e2e.errors import E2EError
-from e2e.review import Paired, Results, changed, paired, read_results, revision_reader, verdict
-from e2e.review_report import KEY_PLOTS, MAX_KEY_PLOTS, TaskSection, headline_table, params_by_task, split_plots
+from e2e.evaluation import metrics
+from e2e.reports.review import Paired, Results, changed, paired, read_results, revision_reader, verdict
+from e2e.reports.review_report import (
+    KEY_PLOTS,
+    MAX_KEY_PLOTS,
+    TaskSection,
+    headline_table,
+    params_by_task,
+    split_plots,
+)
 from e2e.tasks import TASKS
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -50,9 +50,9 @@ def test_every_e2e_name_a_script_imports_exists(script):
 
 
 def test_the_check_finds_a_name_that_is_gone():
-    """The bug it guards against: bench/convert.py's `from e2e.convert import convert_files` inside a function."""
-    source = "def run_ours():\n    from e2e.convert import convert_files\n    import e2e.no_such_module\n"
+    """The bug it guards against: bench/convert.py's `from e2e.convert import convert_files` in a function."""
+    source = "def run_ours():\n    from e2e.stages.convert import convert_files\n    import e2e.no_such_module\n"
     assert missing(e2e_imports(source)) == [
-        "e2e.convert.convert_files",
+        "e2e.stages.convert.convert_files",
         "e2e.no_such_module: No module named 'e2e.no_such_module'",
     ]

@@ -27,14 +27,14 @@ import torch
 import yaml
 from http_server import FileServer
 
-from e2e import convert, split
 from e2e.config import Paths, parse_params
-from e2e.data import Converted
-from e2e.download import main as download
 from e2e.errors import E2EError
-from e2e.modelio import load_checkpoint
+from e2e.runtime.batches import Converted
 from e2e.sources.registry import DATASETS
-from e2e.split import load_split
+from e2e.stages import convert, split
+from e2e.stages.download import main as download
+from e2e.store.checkpoints import load_checkpoint
+from e2e.store.splits import load_split
 
 EG = "electron_photon"
 # not about the file layouts: these run on the project's own files only ([shared] would repeat them)

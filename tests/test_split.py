@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from e2e import split
 from e2e.config import Paths, SplitParams, parse_params
 from e2e.errors import E2EError
+from e2e.stages import split
+from e2e.store.splits import load_split
 
 CFG = SplitParams(seed=42, val_fraction=0.15, test_fraction=0.2, target_bins=10)
 
@@ -115,7 +116,7 @@ def test_main_writes_indices_and_summary(tmp_path):
     paths = Paths(tmp_path)
     split.main(parse_params({"split": {"seed": 7}}), "quark_gluon", paths)
     out = paths.splits("quark_gluon")
-    parts = split.load_split(out)
+    parts = load_split(out)
     check_partition(parts, 1000)
     summary = json.loads((out / "split.json").read_text())
     assert {p: summary[p]["n"] for p in parts} == {p: len(v) for p, v in parts.items()}

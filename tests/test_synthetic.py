@@ -12,8 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from e2e.errors import E2EError
 from e2e.sources.registry import DATASETS, select_files
-from e2e.sources.synthetic import GENERATORS, generate, truth_path
-from e2e.sources.synthetic import parquet_io
+from e2e.sources.synthetic import GENERATORS, generate, parquet_io, truth_path
 from e2e.sources.synthetic.parquet_io import nested_images, split_counts
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "electron-photon.npz"

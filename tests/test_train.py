@@ -17,10 +17,11 @@ import pytest
 import torch
 import yaml
 
-from e2e import convert, engine, split, train
 from e2e.config import Paths, parse_params
-from e2e.data import Converted
+from e2e.runtime.batches import Converted
+from e2e.stages import convert, split, train
 from e2e.tasks import get_task
+from e2e.training import loop
 
 # training's behaviour does not depend on the file layouts: the project's own files only ([shared] would repeat it)
 OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
@@ -257,7 +258,7 @@ def test_a_piped_training_of_a_slow_model_reports_progress_within_the_epoch(tmp_
     """Guards against: a piped log (no progress bar: `dvc repro > log`) silent for a whole epoch of a slow
     model. The interval (30 s) is shortened and each batch made slow; pytest's captured output is no
     terminal, as a pipe."""
-    monkeypatch.setattr(engine, "PROGRESS_EVERY_S", 0.2)
+    monkeypatch.setattr(loop, "PROGRESS_EVERY_S", 0.2)
     monkeypatch.setattr(train, "make_augment", lambda names: lambda x: (time.sleep(0.15), x)[1])
     raw = raw_with(epochs=1)
     root = prepared_root(tmp_path, raw, formats_dir)

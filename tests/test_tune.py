@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from pipeline_repo import built_once, clone, commit, env, make_repo, restrict_to, run, start, tiny_params
 
 TASK = "quark_gluon"
@@ -227,7 +226,7 @@ def test_a_study_keeps_the_fixed_overrides_of_its_first_run():
     import optuna
 
     from e2e.errors import E2EError
-    from e2e.tune import record_fixed
+    from e2e.tune.search import record_fixed
 
     study = optuna.create_study()
     record_fixed(study, ["b=2", "a=1"], "memory")
@@ -243,7 +242,7 @@ def test_a_study_keeps_the_fixed_overrides_of_its_first_run():
 
 
 def test_each_job_gets_a_gpu_when_there_are_enough_else_a_share_of_the_cores():
-    from e2e.tune_trial import slots
+    from e2e.tune.trial import slots
 
     assert [s.env for s in slots(2, ["0", "1", "2"], 16)] == [
         {"CUDA_VISIBLE_DEVICES": "0"},
@@ -259,8 +258,8 @@ def test_suggestions_depend_on_the_seed_and_trial_number_only(tmp_path):
     import optuna
 
     from e2e.config import parse_params
-    from e2e.tune import Runner
-    from e2e.tune_space import load_space
+    from e2e.tune.search import Runner
+    from e2e.tune.space import load_space
 
     raw = params()
     tune = parse_params(raw).tune[TASK]

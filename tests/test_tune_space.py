@@ -1,4 +1,4 @@
-"""`e2e tune`'s fixed overrides and search-space values as `dvc exp run -S` takes them (e2e.tune_space):
+"""`e2e tune`'s fixed overrides and search-space values as `dvc exp run -S` takes them (e2e.tune.space):
 pure functions, no repository."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import re
 
 import pytest
 import yaml
-
 from test_tune import SPACE, TASK, params
 
 
@@ -31,7 +30,7 @@ from test_tune import SPACE, TASK, params
 )
 def test_a_bad_fixed_override_is_refused_naming_it(args, message):
     from e2e.errors import E2EError
-    from e2e.tune_space import load_fixed
+    from e2e.tune.space import load_fixed
 
     with pytest.raises(E2EError, match=re.escape(message)):
         load_fixed(params(), args, TASK, SPACE)
@@ -41,7 +40,7 @@ def test_fixed_overrides_are_read_as_dvc_reads_them_and_checked_together():
     """`1e-4` is a number for `dvc exp run -S` (a string for YAML), and a space end is checked with the
     fixed overrides set."""
     from e2e.errors import E2EError
-    from e2e.tune_space import load_fixed, load_space
+    from e2e.tune.space import load_fixed, load_space
 
     fixed, raw = load_fixed(params(), [f"train.{TASK}.lr=1e-4", f"train.{TASK}.augment=[flip_eta]"], TASK, {})
     assert fixed == {f"train.{TASK}.lr": 1e-4, f"train.{TASK}.augment": ["flip_eta"]}
@@ -59,7 +58,7 @@ def test_set_arguments_read_back_as_the_same_values(tmp_path):
     from ruamel.yaml import YAML
 
     from e2e.errors import E2EError
-    from e2e.tune_space import load_space, set_arg
+    from e2e.tune.space import load_space, set_arg
 
     values = {"lr": 1e-05, "n": 32, "s": "null", "e": "1e-4", "c": [0, 1], "f": 1.0, "b": True, "z": None}
     path = tmp_path / "params.yaml"
@@ -75,7 +74,7 @@ def test_set_arguments_read_back_as_the_same_values(tmp_path):
 
 
 def test_differences_name_every_changed_value_and_nothing_else():
-    from e2e.tune_space import differences
+    from e2e.tune.space import differences
 
     before = {"train": {"lr": 0.001, "augment": [], "kw": {"d": 0.5}}, "runtime": {"threads": 1}, "gone": 1}
     after = {"train": {"lr": 0.002, "augment": [], "kw": {"d": 0.5, "e": "x"}}, "runtime": {"threads": 1}}

@@ -1,3 +1,3 @@
-from .cli import main
+from e2e.cli import main
 
 main()

@@ -8,16 +8,16 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import E2EError
-from .tasks import TASKS
+from e2e.errors import E2EError
+from e2e.tasks import TASKS
 
 STAGES = {  # stage -> module; imported only when run, so `e2e --help` stays fast
-    "download": "e2e.download",
-    "convert": "e2e.convert",
-    "split": "e2e.split",
-    "train": "e2e.train",
-    "evaluate": "e2e.evaluate",
-    "export": "e2e.export",
+    "download": "e2e.stages.download",
+    "convert": "e2e.stages.convert",
+    "split": "e2e.stages.split",
+    "train": "e2e.stages.train",
+    "evaluate": "e2e.stages.evaluate",
+    "export": "e2e.stages.export",
 }
 NAMES = tuple(TASKS)  # the tasks, which name their datasets too
 STAGE_HELP = {
@@ -154,34 +154,34 @@ def add_tune(sub) -> None:
 
 def run(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    from .config import Paths, load_params
+    from e2e.config import Paths, load_params
 
     if args.command == "preset":
-        from .presets import set_args
-        from .tune_trial import visible_gpus
+        from e2e.presets import set_args
+        from e2e.tune.trial import visible_gpus
 
         path = Path(args.root) / "presets" / f"{args.preset}.yaml"
         print(" ".join(set_args(path, device=args.device, gpus=visible_gpus())))
         return
     if args.command == "summary":
-        from .summary import main as summary
+        from e2e.reports.summary import main as summary
 
         summary(Paths(Path(args.root)))
         return
     if args.command == "predict":
-        from .predict import main as predict
+        from e2e.inference.predict import main as predict
 
         predict(
             args.name, args.input, args.output, args.model, Path(args.root), args.batch_rows, args.device, args.backend
         )
         return
     if args.command == "compare":
-        from .compare import main as compare
+        from e2e.reports.compare import main as compare
 
         compare(args.task, args.dvc_args)
         return
     if args.command == "tune":
-        from .tune import main as tune
+        from e2e.tune.search import main as tune
 
         tune(
             args.name,

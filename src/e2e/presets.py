@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import E2EError
+from e2e.errors import E2EError
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -35,7 +35,7 @@ def set_args(path: Path, *, device: str | None, gpus: list[str]) -> list[str]:
     `gpus` (the visible GPUs) is empty, so `make full` stops before downloading anything, not days later."""
     keys = read_preset(path)
     if device is not None:
-        from .config import parse_params
+        from e2e.config import parse_params
 
         parse_params({"runtime": {"device": device}}, "--device")  # a typo fails here, not in the first stage
         keys["runtime.device"] = device

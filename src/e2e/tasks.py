@@ -11,7 +11,7 @@ class Task:
     dataset: str
     kind: str  # "classification" (binary, one logit) or "regression" (one value)
     loss: str  # key of LOSSES
-    primary_metric: str  # key of e2e.metrics.METRICS, computed on the validation split each epoch
+    primary_metric: str  # key of e2e.evaluation.metrics.METRICS, computed on the validation split each epoch
     higher_is_better: bool
     # prefix of the task's headline metrics: unique across tasks, so `dvc exp show` names each column by its
     # key alone (a key shared by two metrics files is shown as `<file path>:<key>`, three times as wide)

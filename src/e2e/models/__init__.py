@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from . import timm_zoo
-from . import torchvision_zoo as tv
-from .classic import MLP, VGG12, LeNet5, MultiKernelCNN
-from .modern import ConvNeXtSmall, ViTSmall
-from .resnet import ResNet15, ResNet18Mass
+from e2e.models import timm_zoo
+from e2e.models import torchvision_zoo as tv
+from e2e.models.classic import MLP, VGG12, LeNet5, MultiKernelCNN
+from e2e.models.modern import ConvNeXtSmall, ViTSmall
+from e2e.models.resnet import ResNet15, ResNet18Mass
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     # the published reference architectures (../shared/references/)

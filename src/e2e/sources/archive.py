@@ -23,13 +23,13 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 
-from ..atomic import atomic_path
-from ..errors import E2EError
-from .fetch import Checksum, sha256_file
+from e2e.errors import E2EError
+from e2e.sources.fetch import Checksum, sha256_file
+from e2e.store.atomic import atomic_path
 
 LOCAL_HEADER = 30  # bytes of a ZIP local file header before its name and extra field
 

@@ -17,8 +17,8 @@ from typing import NamedTuple
 import requests
 from tqdm import tqdm
 
-from ..config import DownloadParams
-from ..errors import E2EError
+from e2e.config import DownloadParams
+from e2e.errors import E2EError
 
 _HINTS = {
     403: "the share may have expired or need a password; check download.base_url and the share id",
@@ -36,7 +36,7 @@ UNKNOWN = Checksum(None, None)
 
 class Refused(E2EError):
     """The server answered, and will not give this URL (401, 403, 404, 405, 410): retrying cannot help, but
-    the share's archive may still hold the file (e2e.download's auto mode falls back to it)."""
+    the share's archive may still hold the file (e2e.stages.download's auto mode falls back to it)."""
 
     def __init__(self, message: str, status: int):
         super().__init__(message)

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ..errors import E2EError
-from .hdf5_cache import storage, with_chunk_cache
-from .registry import Dataset
+from e2e.errors import E2EError
+from e2e.sources.hdf5_cache import storage, with_chunk_cache
+from e2e.sources.registry import Dataset
 
 # threads decoding parquet row groups; past ~8 the write of the output bounds the rate
 DECODE_THREADS = min(8, os.cpu_count() or 1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..errors import E2EError
+from e2e.errors import E2EError
 
 CERNBOX_DAV = "https://cernbox.cern.ch/remote.php/dav/public-files"
 

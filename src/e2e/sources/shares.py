@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
-from ..config import DownloadParams
-from ..errors import E2EError
-from . import archive
-from .fetch import UNKNOWN, Checksum, Refused, fetch, verify
-from .registry import Dataset, RawFile
-from .webdav import Entry, ListingRefused, list_share, share_url
+from e2e.config import DownloadParams
+from e2e.errors import E2EError
+from e2e.sources import archive
+from e2e.sources.fetch import UNKNOWN, Checksum, Refused, fetch, verify
+from e2e.sources.registry import Dataset, RawFile
+from e2e.sources.webdav import Entry, ListingRefused, list_share, share_url
 
 SHOWN = 12  # names listed in a message before "and N more"
 

@@ -20,9 +20,9 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
 
-from ..config import DownloadParams
-from ..errors import E2EError
-from .fetch import short_reason
+from e2e.config import DownloadParams
+from e2e.errors import E2EError
+from e2e.sources.fetch import short_reason
 
 MAX_BYTES = 32 * 2**20  # a listing of a few thousand files is about 1 MB
 MAX_DEPTH = 16  # folders nested deeper than this are not followed: a server that nests forever stops here

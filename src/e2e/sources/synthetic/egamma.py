@@ -26,10 +26,10 @@ import numpy as np
 from scipy.special import betaln, expit, log1p, ndtr
 from tqdm import tqdm
 
-from e2e.atomic import atomic_path
 from e2e.sources.registry import DATASETS, RawFile
 from e2e.sources.synthetic import parquet_io as pio
 from e2e.sources.synthetic.parquet_io import TruthCollector, chunk_rng, chunk_sizes
+from e2e.store.atomic import atomic_path
 
 SIZE, SEED = 32, 16
 PROFILE = ((0.74, 0.13), (0.235, 0.85), (0.025, 3.0))  # (weight, sigma / crystal) fitted to real rows

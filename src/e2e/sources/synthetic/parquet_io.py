@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.special import inv_boxcox, xlogy
 
-from e2e.atomic import atomic_path
 from e2e.errors import E2EError
+from e2e.store.atomic import atomic_path
 
 
 def chunk_sizes(n: int, chunk: int) -> list[int]:

@@ -1,0 +1,277 @@
+"""Type and range checks of params.yaml, run by e2e.config.parse_params before any stage reads data.
+
+RULES gives each field of each e2e.config dataclass a pydantic type (its parsing and range) and, in
+words, what it expects; a mistake becomes one line naming the key, the value and that expectation:
+    params.yaml: train.quark_gluon.lr: 'abc' is not a number (expected a number > 0)
+Numbers may come as YAML strings (PyYAML reads `lr: 1e-4` as a string); an int stays an int and a float
+a float, so dataclasses.asdict of the params, which train and convert hash, is what it was before.
+Only the keys present are validated: the dataclass defaults fill in the rest. Imported by parse_params
+only, so `import e2e.config` stays free of pydantic. No torch: registry names are in e2e.config.names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, PlainValidator, ValidationError, create_model
+
+from e2e.config import names
+from e2e.config.params import (
+    ConvertParams,
+    DataParams,
+    DatasetParams,
+    DownloadParams,
+    EvaluateParams,
+    ExportParams,
+    Params,
+    RuntimeParams,
+    SplitParams,
+    TrainParams,
+    TuneParams,
+)
+from e2e.config.values import (
+    BOOL,
+    COUNT,
+    INDICES,
+    KWARGS,
+    PROBLEMS,
+    SEED,
+    SIZE,
+    TEXT,
+    Rule,
+    _choice,
+    _int,
+    _list,
+    _number,
+    _optional,
+    _to_bins,
+    _to_ensemble,
+    _to_space,
+    _to_str,
+    show,
+)
+from e2e.errors import E2EError
+
+RULES: dict[type, dict[str, Rule]] = {
+    DataParams: {"source": (TEXT[0], "synthetic, cernbox or a directory that holds the real files"), "seed": SEED},
+    DatasetParams: {"files": _optional(_list(TEXT, "a non-empty list of the registry's file names"))},
+    DownloadParams: {
+        "base_url": (Annotated[str, PlainValidator(_to_str)], "a URL"),
+        "archive_url": (Annotated[str, PlainValidator(_to_str)], "a URL"),
+        "mode": _choice(names.DOWNLOAD_MODES),
+        "retries": COUNT,
+        "backoff_s": _number(ge=0),
+        "timeout_s": _number(gt=0),
+        "chunk_mb": _number(gt=0),
+    },
+    ConvertParams: {
+        "dtype": _choice(names.DTYPES),
+        "channels": INDICES,
+        "scale": _optional(_list(_number(gt=0), "a non-empty list of numbers > 0, one per channel")),
+        "clip": _optional(_number(gt=0)),
+        "zero_below": _number(ge=0),
+        "nonfinite": _choice(names.NONFINITE),
+        "batch_rows": SIZE,
+    },
+    SplitParams: {
+        "seed": SEED,
+        "val_fraction": _number(gt=0, lt=1),
+        "test_fraction": _number(gt=0, lt=1),
+        "target_bins": SIZE,
+    },
+    RuntimeParams: {
+        "device": _choice(names.DEVICES, r"cuda:\d+", "cuda:<index>"),
+        "amp": BOOL,
+        "channels_last": BOOL,
+        "tf32": BOOL,
+        "compile": BOOL,
+        "resident_max_gb": _number(ge=0),
+        "convert_workers": COUNT,
+        "threads": COUNT,
+        "nproc": SIZE,
+    },
+    TrainParams: {
+        "model": _choice(names.MODELS, names.TIMM_MODEL, "timm/<name> (any timm model)"),
+        "model_kwargs": KWARGS,
+        "epochs": SIZE,
+        "batch_size": SIZE,
+        "optimizer": _choice(names.OPTIMIZERS),
+        "lr": _number(gt=0),
+        "weight_decay": _number(ge=0),
+        "scheduler": _choice(names.SCHEDULERS),
+        "scheduler_kwargs": KWARGS,
+        "grad_clip": _number(ge=0),
+        "label_smoothing": _number(ge=0, lt=1),
+        "augment": _list(
+            _choice(names.AUGMENTATIONS), "a list of names among " + ", ".join(names.AUGMENTATIONS), empty=True
+        ),
+        "channels": INDICES,
+        "patience": COUNT,
+        "seed": SEED,
+        "ensemble": (
+            Annotated[dict, PlainValidator(_to_ensemble)],
+            "{members: an integer >= 1, mode: " + " or ".join(names.ENSEMBLE_MODES) + "}",
+        ),
+    },
+    EvaluateParams: {
+        "batch_size": SIZE,
+        "roc_points": _int(ge=2),
+        "bootstrap": SIZE,
+        "summary_bins": SIZE,
+        "working_points": _list(
+            _number(gt=0, lt=1), "a non-empty list of signal efficiencies between 0 and 1", distinct=True
+        ),
+        "bins": (
+            Annotated[dict, PlainValidator(_to_bins)],
+            "a number of bins >= 1 or a list of at least two increasing bin edges, per task and variable",
+        ),
+    },
+    TuneParams: {
+        "sampler": _choice(names.SAMPLERS),
+        "seed": SEED,
+        "space": (
+            Annotated[dict, PlainValidator(_to_space)],
+            "per params key {low, high} with optional log: true and step, or {choices: [...]}",
+        ),
+    },
+    ExportParams: {"batch_size": SIZE, "parity_batches": SIZE, "tolerance": _number(gt=0), "opset": _int(ge=17)},
+}
+
+
+@functools.cache
+def _model(cls: type):
+    """The pydantic model of dataclass `cls`: RULES' types, unknown keys forbidden, required as in `cls`."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if set(fields) != set(RULES[cls]):
+        raise RuntimeError(
+            f"e2e.config.schema.RULES[{cls.__name__}] does not match its fields: "
+            f"{sorted(set(fields) ^ set(RULES[cls]))}"
+        )
+    required = {n for n, f in fields.items() if f.default is f.default_factory is dataclasses.MISSING}
+    return create_model(
+        f"{cls.__name__}Schema",
+        __config__=ConfigDict(extra="forbid"),
+        **{n: (RULES[cls][n][0], ... if n in required else None) for n in fields},
+    )
+
+
+def _message(errors: list[dict], cls: type, where: str, source: str) -> str:
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    if unknown:
+        expected = sorted(f.name for f in dataclasses.fields(cls))
+        return f"{source}: unknown key(s) {unknown} in {where}; expected some of {expected}"
+    e = errors[0]
+    field, rest = e["loc"][0], e["loc"][1:]
+    key = f"{where}.{field}" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest if p != "[key]")
+    expected = RULES[cls][field][1]
+    if e["type"] == "missing":
+        return f"{source}: {key}: missing (expected {expected})"
+    problem = e["ctx"]["problem"] if e["type"] == "e2e" else PROBLEMS.get(e["type"], e["msg"])
+    return f"{source}: {key}: {show(e['input'])} {problem} (expected {expected})"
+
+
+def _section(cls: type, raw: Any, where: str, source: str):
+    """The dataclass `cls` from the mapping `raw` (null: all defaults), or E2EError for its first mistake."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        keys = sorted(f.name for f in dataclasses.fields(cls))
+        raise E2EError(f"{source}: {where}: {show(raw)} is not a mapping (expected some of the keys {keys})")
+    try:
+        model = _model(cls).model_validate(raw)
+    except ValidationError as exc:
+        raise E2EError(_message(exc.errors(), cls, where, source)) from None
+    return cls(**{k: getattr(model, k) for k in model.model_fields_set})
+
+
+def _named(raw: Any, where: str, source: str) -> dict:
+    """A section with one entry per dataset or task, e.g. `train`: its names must be known ones."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise E2EError(
+            f"{source}: {where}: {show(raw)} is not a mapping (expected one entry per dataset or "
+            f"task among {list(names.DATASETS)})"
+        )
+    unknown = sorted(str(k) for k in set(raw) - set(names.DATASETS))
+    if unknown:
+        raise E2EError(f"{source}: unknown key(s) {unknown} in {where}; expected some of {sorted(names.DATASETS)}")
+    return raw
+
+
+def _synthetic(raw: Any, source: str) -> dict:
+    for name, cfg in _named(raw, "synthetic", source).items():
+        if not isinstance(cfg, dict):
+            raise E2EError(
+                f"{source}: synthetic.{name}: {show(cfg)} is not a mapping (expected the generator's "
+                f"sizes, e.g. n_jets: 3000)"
+            )
+    return dict(raw or {})
+
+
+def _across(p: Params, source: str) -> None:
+    """Rules that join several keys, once each key is valid on its own."""
+
+    def fail(message: str):
+        raise E2EError(f"{source}: {message}")
+
+    s = p.split
+    if s.val_fraction + s.test_fraction >= 1:
+        fail(
+            f"split.val_fraction + split.test_fraction: {s.val_fraction} + {s.test_fraction} leaves no rows to "
+            f"train on (expected a sum below 1)"
+        )
+    for ds, c in p.convert.items():
+        if c.scale is not None and c.channels is not None and len(c.scale) != len(c.channels):
+            fail(
+                f"convert.{ds}.scale: expected {len(c.channels)} values, one per channel of convert.{ds}.channels "
+                f"{show(c.channels)}; found {len(c.scale)}: {show(c.scale)}"
+            )
+    for task, tp in p.train.items():
+        kind = names.TASK_KINDS[task]
+        if tp.label_smoothing and kind != "classification":
+            fail(
+                f"train.{task}.label_smoothing: {show(tp.label_smoothing)} makes no sense for the {kind} task "
+                f"{task} (expected 0: smoothing pulls classification targets towards 0.5)"
+            )
+        stored = p.convert[task].channels if task in p.convert else None  # each task reads its namesake dataset
+        if tp.channels is not None and stored is not None and max(tp.channels) >= len(stored):
+            fail(
+                f"train.{task}.channels: {show(tp.channels)} has index {max(tp.channels)}, beyond the "
+                f"{len(stored)} channels of convert.{task}.channels (expected distinct indices below {len(stored)})"
+            )
+
+
+def check(raw: Any, source: str = "params.yaml") -> Params:
+    """params.yaml's content as Params, every value checked; E2EError (one line) at the first mistake."""
+    sections = [f.name for f in dataclasses.fields(Params)]
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise E2EError(f"{source}: {show(raw)} is not a mapping (expected the sections {sections})")
+    unknown = sorted(str(k) for k in set(raw) - set(sections))
+    if unknown:
+        raise E2EError(f"{source}: unknown key(s) {unknown} at the top level; expected some of {sorted(sections)}")
+
+    def each(cls, section):
+        return {
+            k: _section(cls, v, f"{section}.{k}", source) for k, v in _named(raw.get(section), section, source).items()
+        }
+
+    params = Params(
+        data=_section(DataParams, raw.get("data"), "data", source),
+        datasets=each(DatasetParams, "datasets"),
+        download=_section(DownloadParams, raw.get("download"), "download", source),
+        synthetic=_synthetic(raw.get("synthetic"), source),
+        convert=each(ConvertParams, "convert"),
+        split=_section(SplitParams, raw.get("split"), "split", source),
+        runtime=_section(RuntimeParams, raw.get("runtime"), "runtime", source),
+        train=each(TrainParams, "train"),
+        evaluate=_section(EvaluateParams, raw.get("evaluate"), "evaluate", source),
+        export=_section(ExportParams, raw.get("export"), "export", source),
+        tune=each(TuneParams, "tune"),
+    )
+    _across(params, source)
+    return params

@@ -1,0 +1,1 @@
+"""Inference beyond the pipeline: e2e predict on raw files, the exported ONNX model."""

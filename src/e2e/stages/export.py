@@ -1,0 +1,192 @@
+"""Stage `export`: the best checkpoint as `models/<task>/model.onnx`, checked against PyTorch.
+
+The graph maps images as the converter stores them (N, C, H, W) to the probability of class 1 or the
+mass in GeV: standardisation and decoding are inside, and the conversion's preprocessing rides along as
+metadata (e2e.inference.onnx_model), so a deployment (CMSSW's ONNX Runtime) needs nothing but this file. An
+ensemble's graph also returns each member's prediction (output `members`, (N, K)), from which predict
+takes the per-event uncertainty. Before the file is written, onnxruntime must reproduce PyTorch's float32
+outputs (all of them) on the first batches of the test split to `export.tolerance`, else the stage fails
+naming the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from e2e.config import Params, Paths
+from e2e.errors import E2EError, first_line
+from e2e.inference.onnx_model import session, worst_difference
+from e2e.models.wrappers import Ensemble, Standardized
+from e2e.runtime.batches import Converted, make_batches
+from e2e.store.atomic import atomic_path
+from e2e.store.checkpoints import load_checkpoint
+from e2e.store.splits import load_split
+from e2e.tasks import get_task
+
+MEMBERS = "members"  # an ensemble graph's second output
+
+
+class Deployed(nn.Module):
+    """Stored images in, physics out: what the ONNX graph computes, as a tuple of its outputs (the
+    prediction, and an ensemble's members' predictions (N, K), whose mean the prediction is)."""
+
+    def __init__(self, model: Standardized | Ensemble):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raw = self.model(images)
+        if not isinstance(self.model, Ensemble):
+            return (self.model.decode(raw),)
+        each = self.model.decode_members(raw)
+        return each.mean(-1), each
+
+
+def to_onnx(model: Standardized | Ensemble, example: torch.Tensor, output: str, opset: int, where: str):
+    """The onnx ModelProto of Deployed(model), its batch axis dynamic (torch.export, the dynamo exporter)."""
+    batch = torch.export.Dim("batch")
+    names = [output, MEMBERS] if isinstance(model, Ensemble) else [output]
+    try:
+        program = torch.onnx.export(
+            Deployed(model).eval(),
+            (example,),
+            dynamo=True,
+            verbose=False,
+            input_names=["images"],
+            output_names=names,
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+        )
+    except Exception as exc:  # torch.export's own error classes: the architecture cannot be traced
+        raise E2EError(f"{where}: ONNX export failed ({type(exc).__name__}: {first_line(exc)})") from None
+    return program.model_proto
+
+
+def dir_md5(path: Path) -> str:
+    """md5 of a directory as DVC writes it in dvc.lock (md5 of the sorted [{md5, relpath}] JSON, + .dir)."""
+
+    def md5(p: Path) -> str:
+        with open(p, "rb") as f:  # as e2e.sources.fetch.sha256_file does
+            return hashlib.file_digest(f, "md5").hexdigest()
+
+    files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
+    listing = [{"md5": md5(p), "relpath": rel} for rel, p in files]
+    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+def git_revision(root: Path) -> dict:
+    """The commit the code came from, and whether tracked files differed from it (e.g. `dvc exp run -S`).
+    dvc.lock does not count: `dvc repro` rewrites it stage by stage, code and params unchanged."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock")
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changed)}
+    except (OSError, subprocess.CalledProcessError):  # no git, or not a repository with a commit
+        return {"commit": None, "dirty": None}
+
+
+def metadata(task_name: str, ckpt: dict, pre: dict, data_path: Path, root: Path) -> dict[str, str]:
+    spec, task = ckpt["spec"], get_task(task_name)
+    output = (
+        f"probability that the image is a {get_task(task_name).classes[1]} (class 1)"
+        if task.is_classification
+        else "jet mass"
+    )
+    meta = {
+        "task": task_name,
+        "model": {"name": spec["model"], "kwargs": spec["model_kwargs"]},
+        "channels": pre["channel_names"],
+        "preprocessing": pre,
+        "input_shape": [None, spec["in_channels"], *spec["image_size"]],
+        "output": output,
+        "output_unit": "" if task.is_classification else "GeV",
+        "training_data": {
+            "path": data_path.relative_to(root).as_posix() if data_path.is_relative_to(root) else str(data_path),
+            "md5": dir_md5(data_path),
+        },
+        "git_revision": git_revision(root),
+        "best_epoch": int(ckpt["epoch"]) + 1,
+        "members": int(spec.get("members", 1)),
+    }
+    return {k: json.dumps(v) for k, v in meta.items()}
+
+
+def check_parity(
+    model: Standardized | Ensemble, graph: bytes, batches, tolerance: float, where: str
+) -> tuple[float, int]:
+    """(worst difference over every output, images compared) of onnxruntime against PyTorch float32;
+    E2EError beyond tolerance."""
+    ort, deployed, worst, n = session(graph), Deployed(model).eval(), 0.0, 0
+    with torch.inference_mode():
+        for x, _ in batches:
+            got, want = ort.run(None, {"images": x.numpy()}), deployed(x)
+            if len(got) != len(want):
+                raise E2EError(f"{where}: the graph has {len(got)} output(s), PyTorch {len(want)}")
+            worst = max([worst] + [worst_difference(g, w.numpy()) for g, w in zip(got, want)])
+            n += len(x)
+    if not worst <= tolerance:  # also catches NaN
+        raise E2EError(
+            f"{where}: onnxruntime differs from PyTorch by {worst:.3g} on the test split's first {n} "
+            f"images (export.tolerance {tolerance:g}): this model does not export faithfully"
+        )
+    return worst, n
+
+
+def export_model(
+    model: Standardized | Ensemble, batches, output: str, meta: dict, ep, where: str
+) -> tuple[bytes, float, int]:
+    """Serialised graph with its metadata, after the parity check; `where` names the model in errors."""
+    import onnx
+
+    example = next(iter(batches))[0][:2]  # two rows: torch.export specialises a batch axis of size 1
+    proto = to_onnx(model, example, output, ep.opset, where)
+    onnx.helper.set_model_props(proto, meta)
+    proto.producer_name, proto.doc_string = "e2e", json.loads(meta["output"])
+    onnx.checker.check_model(proto)
+    graph = proto.SerializeToString()
+    worst, n = check_parity(model, graph, batches, ep.tolerance, where)
+    return graph, worst, n
+
+
+def export_dir(task_name: str, model_dir: Path, data: Converted, rows: np.ndarray, params: Params, root: Path) -> Path:
+    """model_dir/model.onnx from model_dir/model.pt and preprocessing.json; parity checked on `rows` of data."""
+    task, ep, out = get_task(task_name), params.export, model_dir / "model.onnx"
+    model, ckpt = load_checkpoint(model_dir / "model.pt", "cpu")  # float32, as deployed
+    pre = json.loads((model_dir / "preprocessing.json").read_text())
+    batches = make_batches(
+        data,
+        np.sort(rows)[: ep.parity_batches * ep.batch_size],
+        ckpt["spec"]["channels"],
+        batch_size=ep.batch_size,
+        device=torch.device("cpu"),
+        shuffle=False,
+        seed=0,
+        runtime=params.runtime,
+    )
+    meta = metadata(task_name, ckpt, pre, data.path, root)
+    where = f"{out} (model {ckpt['spec']['model']})"
+    graph, worst, n = export_model(model, batches, "probability" if task.is_classification else "mass", meta, ep, where)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_bytes(graph)
+    print(
+        f"exported {task_name} ({ckpt['spec']['model']}) to {out}: {len(graph) / 1e6:.2f} MB, onnxruntime within "
+        f"{worst:.2g} of PyTorch on {n} test images"
+    )
+    return out
+
+
+def main(params: Params, task_name: str, paths: Paths) -> None:
+    data = Converted(paths.converted(get_task(task_name).dataset))
+    export_dir(
+        task_name, paths.models(task_name), data, load_split(paths.splits(task_name))["test"], params, paths.root
+    )

@@ -1,0 +1,1 @@
+"""Training: the epoch loop, optimisers and schedules, augmentation, ensembles, DDP and resume."""
