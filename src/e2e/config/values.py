@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Annotated, Any, Optional
+import types
+from collections.abc import Mapping
+from typing import Annotated, Any, Optional, TypedDict, Unpack
 
 from pydantic import AfterValidator, Field, PlainValidator
 from pydantic_core import PydanticCustomError
@@ -31,7 +33,7 @@ def _refuse(problem: str) -> PydanticCustomError:
     return PydanticCustomError("e2e", "{problem}", {"problem": problem})
 
 
-def _to_int(v):
+def _to_int(v: object) -> int:
     if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v):
         return int(v)
     if isinstance(v, bool) or not isinstance(v, int):
@@ -39,7 +41,7 @@ def _to_int(v):
     return v
 
 
-def _to_number(v):
+def _to_number(v: object) -> float:
     if isinstance(v, str):
         try:
             v = float(v)
@@ -52,22 +54,23 @@ def _to_number(v):
     return v
 
 
-def _to_bool(v):
+def _to_bool(v: object) -> bool:
     if not isinstance(v, bool):
         raise _refuse("is not true or false")
     return v
 
 
-def _to_str(v):
+def _to_str(v: object) -> str:
     if not isinstance(v, str):
         raise _refuse("is not a string")
     return v
 
 
-def _to_text(v):
-    if not _to_str(v).strip():
+def _to_text(v: object) -> str:
+    text = _to_str(v)
+    if not text.strip():
         raise _refuse("is empty")
-    return v
+    return text
 
 
 def _distinct(v: tuple) -> tuple:
@@ -76,7 +79,7 @@ def _distinct(v: tuple) -> tuple:
     return v
 
 
-def _to_bins(v):
+def _to_bins(v: object) -> dict[Any, Any]:
     """task -> variable -> bin edges (at least two, increasing) or a number of equal-width bins."""
     if not isinstance(v, dict) or not all(isinstance(b, dict) for b in v.values()):
         raise _refuse("is not a mapping of task -> variable -> bins")
@@ -91,20 +94,29 @@ def _to_bins(v):
     return v
 
 
-def _bounds(c: dict) -> str:
+class Bounds(TypedDict, total=False):
+    """The bounds a number rule may set, as pydantic's Field takes them."""
+
+    gt: float
+    ge: float
+    lt: float
+    le: float
+
+
+def _bounds(c: Mapping[str, object]) -> str:
     return " and ".join(f"{OPS[k]} {v}" for k, v in c.items())
 
 
-def _int(**c) -> Rule:
+def _int(**c: Unpack[Bounds]) -> Rule:
     return Annotated[int, PlainValidator(_to_int), Field(**c)], f"an integer {_bounds(c)}"
 
 
-def _number(**c) -> Rule:
+def _number(**c: Unpack[Bounds]) -> Rule:
     return Annotated[float, PlainValidator(_to_number), Field(**c)], f"a number {_bounds(c)}"
 
 
 def _choice(choices: tuple[str, ...], pattern: str | None = None, shown: str = "") -> Rule:
-    def check(v):
+    def check(v: object) -> str:
         if not isinstance(v, str):
             raise _refuse("is not a string")
         if v not in choices and not (pattern and re.fullmatch(pattern, v)):
@@ -115,7 +127,9 @@ def _choice(choices: tuple[str, ...], pattern: str | None = None, shown: str = "
 
 
 def _list(item: Rule, expected: str, empty: bool = False, distinct: bool = False) -> Rule:
-    t = Annotated[tuple[item[0], ...], Field(min_length=0 if empty else 1)]
+    # tuple[item[0], ...] spelled as the GenericAlias it builds: mypy reads a subscript as a type, and a rule's
+    # pydantic type is a value here
+    t: Any = Annotated[types.GenericAlias(tuple, (item[0], ...)), Field(min_length=0 if empty else 1)]
     return (Annotated[t, AfterValidator(_distinct)] if distinct else t), expected
 
 
@@ -130,7 +144,7 @@ SEED, SIZE, COUNT = _int(ge=0), _int(ge=1), _int(ge=0)
 INDICES = _optional(_list(_int(ge=0), "a non-empty list of distinct indices >= 0", distinct=True))
 
 
-def show(v) -> str:
+def show(v: object) -> str:
     """A value as params.yaml would spell it, on one line and short."""
     try:
         s = repr(v) if isinstance(v, str) else json.dumps(v)
@@ -140,7 +154,7 @@ def show(v) -> str:
     return s if len(s) <= 80 else s[:77] + "..."
 
 
-def _to_space(v):
+def _to_space(v: object) -> dict[Any, Any]:
     """Optuna's search space: params key (as `dvc exp run -S` takes it) -> {low, high[, log, step]} or {choices}."""
     if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(d, dict) for k, d in v.items()):
         raise _refuse("is not a mapping of params key -> {low, high} or {choices}")
@@ -157,7 +171,7 @@ def _to_space(v):
     return v
 
 
-def _to_ensemble(v):
+def _to_ensemble(v: object) -> dict[str, Any]:
     """{members: N >= 1, mode: seeds | subsets}; either key may be left out."""
     if not isinstance(v, dict) or not set(v) <= {"members", "mode"}:
         raise _refuse("is not a mapping of members and mode")

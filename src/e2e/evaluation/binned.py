@@ -14,12 +14,21 @@ Regression: per bin, the response median(pred/true) and the resolution (metrics.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from e2e.errors import E2EError
 from e2e.evaluation import metrics
 from e2e.evaluation.plots import axis_edges
+
+if TYPE_CHECKING:
+    from e2e.config import EvaluateParams
+    from e2e.store.sparse import SparseImages
+    from e2e.tasks import Task
 
 MIN_EVENTS = 10  # as metrics.binned: fewer events give no meaningful value or interval
 LEVEL = 0.95  # every interval of metrics.json and of the binned plots' error bars
@@ -43,14 +52,14 @@ def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return k
 
 
-def each_bin(by: np.ndarray, edges: np.ndarray):
+def each_bin(by: np.ndarray, edges: np.ndarray) -> Iterator[tuple[str, float, float, np.ndarray]]:
     """(key, lo, hi, selection) of every bin."""
     k = bin_index(by, edges)
     for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         yield bin_key(lo, hi), float(lo), float(hi), k == b
 
 
-def check_variables(task: str, bins: dict, columns) -> None:
+def check_variables(task: str, bins: dict, columns: Sequence[str]) -> None:
     for var in bins:
         if var not in columns:
             raise E2EError(
@@ -70,7 +79,9 @@ def resolve(test: pd.DataFrame, task: str, bins: dict) -> dict[str, np.ndarray]:
     }
 
 
-def crop_energies(images, channel_names, rows, chunk: int = 65536) -> dict[str, np.ndarray]:
+def crop_energies(
+    images: SparseImages, channel_names: Sequence[str], rows: ArrayLike, chunk: int = 65536
+) -> dict[str, np.ndarray]:
     """{energy_total, energy_max} of channel "energy" per event of `rows` (as stored, after the
     conversion's scale), read sparse in chunks: {} where no channel has that name."""
     if ENERGY_CHANNEL not in channel_names:
@@ -101,9 +112,9 @@ def measurable(y: np.ndarray) -> bool:
     return len(y) >= MIN_EVENTS and 0 < np.sum(y == 1) < len(y)
 
 
-def classifier_bin(y: np.ndarray, s: np.ndarray, working_points, n_boot: int) -> dict:
+def classifier_bin(y: np.ndarray, s: np.ndarray, working_points: Sequence[float], n_boot: int) -> dict[str, float]:
     """n, ROC-AUC and 1/FPR at each working point (the bin's own threshold), with 95 % intervals."""
-    out = {"n": len(y)}
+    out: dict[str, float] = {"n": len(y)}
     if not measurable(y):
         return out
     lo, hi = metrics.bootstrap_intervals(metrics.classifier_statistic(y, s, working_points), len(y), n_boot)
@@ -120,9 +131,9 @@ def classifier_bin(y: np.ndarray, s: np.ndarray, working_points, n_boot: int) ->
     return out
 
 
-def regression_bin(t: np.ndarray, p: np.ndarray, n_boot: int) -> dict:
+def regression_bin(t: np.ndarray, p: np.ndarray, n_boot: int) -> dict[str, float]:
     """n, response and resolution with their 95 % bootstrap intervals."""
-    out = {"n": len(t)}
+    out: dict[str, float] = {"n": len(t)}
     if len(t) < MIN_EVENTS:
         return out
     lo, hi = metrics.bootstrap_intervals(metrics.response_statistic(t, p), len(t), n_boot, LEVEL)
@@ -137,10 +148,10 @@ def regression_bin(t: np.ndarray, p: np.ndarray, n_boot: int) -> dict:
     }
 
 
-def binned_metrics(test: pd.DataFrame, task, ep) -> dict:
+def binned_metrics(test: pd.DataFrame, task: Task, ep: EvaluateParams) -> dict[str, dict[str, dict[str, float]]]:
     """{variable: {bin key: metrics}} of the test split; ep is params `evaluate`."""
     t, p = test["truth"].to_numpy(np.float64), test["prediction"].to_numpy(np.float64)
-    out = {}
+    out: dict[str, dict[str, dict[str, float]]] = {}
     for var, edges in resolve(test, task.name, ep.bins.get(task.name, {})).items():
         by = test[var].to_numpy(np.float64)
         out[var] = {

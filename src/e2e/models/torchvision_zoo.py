@@ -26,9 +26,22 @@ def _is_small(image_size: Sequence[int], small_input: bool | None) -> bool:
     return min(image_size) < 64 if small_input is None else small_input
 
 
+def _pair(size: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d's kernel_size, stride or padding: always a pair, though torch annotates it as a tuple of any length."""
+    h, w = size
+    return h, w
+
+
 def _stem_conv(old: nn.Conv2d, in_channels: int, small: bool) -> nn.Conv2d:
     """A fresh first conv with in_channels inputs; 3x3 stride 1 for small images, else the original shape."""
-    kernel, stride, padding = (3, 1, 1) if small else (old.kernel_size, old.stride, old.padding)
+    kernel: int | tuple[int, int]
+    stride: int | tuple[int, int]
+    padding: int | str | tuple[int, int]
+    if small:
+        kernel, stride, padding = 3, 1, 1
+    else:  # padding may be a string ("same", "valid") that Conv2d takes as it is
+        kernel, stride = _pair(old.kernel_size), _pair(old.stride)
+        padding = old.padding if isinstance(old.padding, str) else _pair(old.padding)
     conv = nn.Conv2d(in_channels, old.out_channels, kernel, stride, padding, bias=old.bias is not None)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     if conv.bias is not None:
@@ -39,7 +52,7 @@ def _stem_conv(old: nn.Conv2d, in_channels: int, small: bool) -> nn.Conv2d:
 def shufflenet_v2(
     in_channels: int,
     num_outputs: int,
-    image_size,
+    image_size: Sequence[int],
     *,
     width_mult: float = 1.0,
     small_input: bool | None = None,
@@ -61,7 +74,7 @@ def shufflenet_v2(
 def squeezenet(
     in_channels: int,
     num_outputs: int,
-    image_size,
+    image_size: Sequence[int],
     *,
     version: str = "1_0",
     dropout: float = 0.5,

@@ -11,15 +11,21 @@ CPU it is the same code.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from e2e.errors import E2EError
 from e2e.runtime.device import to_device, uses_channels_last
 from e2e.store.arrays import load_array
 from e2e.store.sparse import SparseBatch, SparseImages, nhwc_index, select_channels
+
+if TYPE_CHECKING:
+    from e2e.config import RuntimeParams
 
 RANK_SEED_STRIDE = 100003  # rank r of a DDP run draws from seed + r * this: its own shuffle and dropout
 
@@ -28,12 +34,12 @@ class Converted:
     """A converted dataset directory: the sparse images (e2e.store.sparse), target.npy, observers, truth_*.npy,
     meta.json."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
         meta_path = self.path / "meta.json"
         if not meta_path.is_file():
             raise E2EError(f"{meta_path}: missing; run `dvc repro convert@<dataset>` first")
-        self.meta = json.loads(meta_path.read_text())
+        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
         if self.meta.get("format") != "sparse":
             raise E2EError(f"{meta_path}: not the sparse format of this version; rerun `dvc repro convert@<dataset>`")
         self.images = SparseImages.open(self.path, self.meta["shape"][1:])
@@ -41,7 +47,7 @@ class Converted:
         self.observers = {k: load_array(self.path / f"{k}.npy") for k in self.meta["observers"]}
         self.truth = {k: load_array(self.path / f"truth_{k}.npy") for k in self.meta["truth"]}
 
-    def channels(self, selected, key: str = "train.<task>.channels") -> list[int]:
+    def channels(self, selected: Iterable[int] | None, key: str = "train.<task>.channels") -> list[int]:
         """Indices of the converted channels a model sees (params `train.<task>.channels`; None: all)."""
         n = self.images.image_shape[0]
         chosen = list(range(n)) if selected is None else list(selected)
@@ -83,9 +89,9 @@ class SparseBatches:
     def __init__(
         self,
         images: SparseImages,
-        target,
-        idx,
-        channels,
+        target: np.ndarray,
+        idx: np.ndarray,
+        channels: Sequence[int],
         *,
         batch_size: int,
         device: torch.device,
@@ -93,7 +99,7 @@ class SparseBatches:
         seed: int,
         resident_max_gb: float,
         channels_last: bool = False,
-    ):
+    ) -> None:
         self.shape = (len(channels), *images.image_shape[1:])
         self.size = int(np.prod(self.shape))  # values per dense image
         self.rows = np.sort(np.asarray(idx))  # batch i of an unshuffled pass holds rows[i*b:(i+1)*b]
@@ -124,7 +130,7 @@ class SparseBatches:
             return torch.arange(self.n)
         return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.order()
         totals = np.add.reduceat(self.counts_host[order.numpy()], np.arange(0, self.n, self.batch_size))
         order = to_device(order, self.store)  # one copy of the epoch's order: none per batch
@@ -151,7 +157,7 @@ class SparseBatches:
         return dense.view(len(rows), *self.shape)
 
 
-def _gather(images: SparseImages, rows: np.ndarray, channels: list[int], chunk: int = 65536) -> SparseBatch:
+def _gather(images: SparseImages, rows: np.ndarray, channels: Sequence[int], chunk: int = 65536) -> SparseBatch:
     """The entries of the selected channels of sorted `rows`, read in chunks (sequential memmap reads)."""
     parts = [
         select_channels(images.gather(rows[s : s + chunk]), channels, images.image_shape)
@@ -164,14 +170,14 @@ def _gather(images: SparseImages, rows: np.ndarray, channels: list[int], chunk: 
 
 def make_batches(
     data: Converted,
-    idx,
-    channels,
+    idx: ArrayLike,
+    channels: Sequence[int],
     *,
     batch_size: int,
     device: torch.device,
     shuffle: bool,
     seed: int,
-    runtime,
+    runtime: RuntimeParams,
     rank: int = 0,
     world: int = 1,
 ) -> SparseBatches:

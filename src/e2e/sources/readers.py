@@ -8,16 +8,20 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from e2e.errors import E2EError
 from e2e.sources.hdf5_cache import storage, with_chunk_cache
 from e2e.sources.registry import Dataset
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 # threads decoding parquet row groups; past ~8 the write of the output bounds the rate
 DECODE_THREADS = min(8, os.cpu_count() or 1)
@@ -41,20 +45,23 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
-def _pick(found: list[str], accepted: tuple[str, ...], path: Path, what: str, required: bool = True) -> str | None:
-    for name in accepted:
-        if name in found:
-            return name
-    if not required:
-        return None
-    raise E2EError(f"{path}: no {what} column/key; expected one of {list(accepted)}, found {sorted(found)}")
+def _find(found: list[str], accepted: tuple[str, ...]) -> str | None:
+    """The first accepted name that is found, None if none is."""
+    return next((name for name in accepted if name in found), None)
+
+
+def _pick(found: list[str], accepted: tuple[str, ...], path: Path, what: str) -> str:
+    name = _find(found, accepted)
+    if name is None:
+        raise E2EError(f"{path}: no {what} column/key; expected one of {list(accepted)}, found {sorted(found)}")
+    return name
 
 
 class HDF5Reader:
     """The e/gamma layout: `X` (N, H, W, C) channels-LAST float32 and `y` (N,) (optional with require_target=False),
     contiguous or chunked (the real files are gzip-compressed chunks); opening logs how `X` is stored, once."""
 
-    def __init__(self, dataset: Dataset, path: Path, *, require_target: bool = True):
+    def __init__(self, dataset: Dataset, path: Path, *, require_target: bool = True) -> None:
         import h5py
 
         self.path, self.dataset = path, dataset
@@ -64,7 +71,9 @@ class HDF5Reader:
             raise E2EError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from None
         keys = list(self.file.keys())
         image = _pick(keys, dataset.image_keys, path, "image")
-        target = _pick(keys, dataset.target_keys, path, "target", require_target)
+        target = (
+            _pick(keys, dataset.target_keys, path, "target") if require_target else _find(keys, dataset.target_keys)
+        )
         self.source_columns = {"image": image, **({"target": target} if target is not None else {})}
         self.x = with_chunk_cache(self.file, image)
         self.y = None if target is None else self.file[target]
@@ -97,7 +106,9 @@ class HDF5Reader:
         self.file.close()
 
 
-def _flatten_checked(column, dims: tuple[int, ...], path: Path, col: str) -> list[np.ndarray]:
+def _flatten_checked(
+    column: pa.Array | pa.ChunkedArray, dims: tuple[int, ...], path: Path, col: str
+) -> list[np.ndarray]:
     """Arrow nested lists -> flat values, one zero-copy view per chunk, checking every level has exactly
     the expected length. Chunks are never combined: that would copy the float64 batch once more."""
     import pyarrow as pa
@@ -124,10 +135,12 @@ def _flatten_checked(column, dims: tuple[int, ...], path: Path, col: str) -> lis
     return [chunk.to_numpy(zero_copy_only=False) for chunk in chunks]
 
 
-def _row_group_spans(metadata, batch_rows: int) -> list[tuple[int, list[int]]] | None:
+def _row_group_spans(metadata: pq.FileMetaData, batch_rows: int) -> list[tuple[int, list[int]]] | None:
     """(first row, row groups) of consecutive row groups in spans of about batch_rows rows; None when one
     row group alone holds more, so that iter_batches streams inside it and memory stays bounded."""
-    spans, span, first, rows = [], [], 0, 0
+    spans: list[tuple[int, list[int]]] = []
+    span: list[int] = []
+    first, rows = 0, 0
     for i in range(metadata.num_row_groups):
         n = metadata.row_group(i).num_rows
         if n > batch_rows:
@@ -167,7 +180,7 @@ class ParquetReader:
     """Jet images: nested list<list<list<double>>> channels-first, one row group per jet in the real files,
     so every row group is read (reading one row group as "a chunk" reads one jet)."""
 
-    def __init__(self, dataset: Dataset, path: Path, *, require_target: bool = True):
+    def __init__(self, dataset: Dataset, path: Path, *, require_target: bool = True) -> None:
         import pyarrow.parquet as pq
 
         self.path, self.dataset = path, dataset
@@ -180,7 +193,9 @@ class ParquetReader:
             raise E2EError(f"{path}: not a readable parquet file ({_one_line(exc)})") from None
         names = self.file.schema_arrow.names
         self.image_col = _pick(names, dataset.image_keys, path, "image")
-        self.target_col = _pick(names, dataset.target_keys, path, "target", require_target)
+        self.target_col = (
+            _pick(names, dataset.target_keys, path, "target") if require_target else _find(names, dataset.target_keys)
+        )
         self.has_target = self.target_col is not None
         self.observer_cols = {out: _pick(names, acc, path, out) for out, acc in dataset.observer_keys.items()}
         present = [c for c in (self.target_col, *self.observer_cols.values()) if c is not None]
@@ -247,16 +262,19 @@ class ParquetReader:
         Arrow releases the GIL (pq.read_table does the same, holding the whole file). At most
         2 * DECODE_THREADS spans are in memory at once."""
         pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="e2e-decode")
-        pending: deque = deque()
+        pending: deque[Future[Any]] = deque()
         try:
             for start, span in spans:
-                pending.append(pool.submit(lambda s=start, g=span: transform(self._read_span(g), s)))
+                pending.append(pool.submit(self._transform_span, transform, span, start))
                 if len(pending) >= 2 * DECODE_THREADS:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _transform_span(self, transform: Transform, row_groups: list[int], start: int) -> Any:
+        return transform(self._read_span(row_groups), start)
 
     def _read_span(self, row_groups: list[int]) -> Batch:
         import pyarrow.parquet as pq
@@ -268,7 +286,7 @@ class ParquetReader:
         finally:
             part.close()
 
-    def _decode(self, rb) -> Batch:
+    def _decode(self, rb: pa.RecordBatch | pa.Table) -> Batch:
         """A record batch or table (one chunk per row group) -> float32 channels-first images."""
         b = rb.num_rows
         images = np.empty((b, *self.dataset.shape), np.float32)
@@ -292,10 +310,10 @@ class ParquetReader:
         self.file.close()
 
 
-READERS = {"hdf5": HDF5Reader, "parquet": ParquetReader}
+READERS: dict[str, type[HDF5Reader] | type[ParquetReader]] = {"hdf5": HDF5Reader, "parquet": ParquetReader}
 
 
-def open_reader(dataset: Dataset, path: Path, *, require_target: bool = True):
+def open_reader(dataset: Dataset, path: Path, *, require_target: bool = True) -> HDF5Reader | ParquetReader:
     """require_target=False (predict): a file without the target column/key reads with Batch.target None."""
     if not path.is_file():
         raise E2EError(f"{path}: missing input file for dataset {dataset.name}")

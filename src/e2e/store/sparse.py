@@ -14,11 +14,13 @@ dtype exactly.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.lib import format as npformat
+from numpy.typing import ArrayLike, DTypeLike
 
 from e2e.store.arrays import load_array, open_array
 
@@ -45,8 +47,8 @@ def sparsify(images: np.ndarray) -> SparseBatch:
     return SparseBatch(flat[found], (found - rows * size).astype(INDEX_DTYPE), counts)
 
 
-def densify(batch: SparseBatch, shape: tuple[int, int, int], dtype=np.float32) -> np.ndarray:
-    """The inverse of sparsify: (b, C, H, W) dense images."""
+def densify(batch: SparseBatch, shape: tuple[int, ...], dtype: DTypeLike = np.float32) -> np.ndarray:
+    """The inverse of sparsify: (b, C, H, W) dense images of (C, H, W) `shape`."""
     size = int(np.prod(shape))
     out = np.zeros((len(batch.counts), size), dtype)
     rows = np.repeat(np.arange(len(batch.counts)), batch.counts)
@@ -54,7 +56,7 @@ def densify(batch: SparseBatch, shape: tuple[int, int, int], dtype=np.float32) -
     return out.reshape(len(batch.counts), *shape)
 
 
-def concat_npy(dest: Path, parts: list[Path], dtype) -> int:
+def concat_npy(dest: Path, parts: list[Path], dtype: DTypeLike) -> int:
     """Write parts of raw (headerless) values one after the other as one .npy, streaming: returns its length."""
     dtype = np.dtype(dtype)
     n = sum(p.stat().st_size for p in parts) // dtype.itemsize
@@ -72,12 +74,15 @@ class SparseImages:
     """A converted dataset's images, read-only: `images[rows]` densifies those rows (float32), and
     `gather(rows)` returns them still sparse. Values and indices stay memory-mapped."""
 
-    def __init__(self, values: np.ndarray, index: np.ndarray, offsets: np.ndarray, shape, where: str = "images"):
+    def __init__(
+        self, values: np.ndarray, index: np.ndarray, offsets: np.ndarray, shape: Iterable[int], where: str = "images"
+    ) -> None:
         self.values, self.index, self.offsets, self.where = values, index, offsets, where
-        self.image_shape = tuple(int(s) for s in shape)
+        # (C, H, W), typed as any length: it is read from a meta.json, whose length nothing checks here
+        self.image_shape: tuple[int, ...] = tuple(int(s) for s in shape)
 
     @classmethod
-    def open(cls, path: Path, shape) -> SparseImages:
+    def open(cls, path: Path, shape: Iterable[int]) -> SparseImages:
         path = Path(path)
         return cls(
             open_array(path / "values.npy"),
@@ -100,11 +105,11 @@ class SparseImages:
     def shape(self) -> tuple[int, ...]:
         return (len(self), *self.image_shape)
 
-    def counts(self, rows) -> np.ndarray:
+    def counts(self, rows: ArrayLike) -> np.ndarray:
         rows = np.asarray(rows)
         return self.offsets[rows + 1] - self.offsets[rows]
 
-    def gather(self, rows) -> SparseBatch:
+    def gather(self, rows: ArrayLike) -> SparseBatch:
         """The entries of `rows`, in that order (sorted rows read the memmaps sequentially)."""
         rows = np.asarray(rows, dtype=np.int64)
         starts, counts = self.offsets[rows], self.counts(rows)
@@ -112,12 +117,12 @@ class SparseImages:
         src = np.repeat(starts - first, counts) + np.arange(int(counts.sum()))
         return SparseBatch(np.asarray(self.values[src]), np.asarray(self.index[src]), counts)
 
-    def __getitem__(self, rows) -> np.ndarray:
+    def __getitem__(self, rows: ArrayLike) -> np.ndarray:
         if np.ndim(rows) == 0:
             return self[np.array([rows])][0]
         return densify(self.gather(rows), self.image_shape)
 
-    def channel_moments(self, rows, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    def channel_moments(self, rows: ArrayLike, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel sum and sum of squares over every pixel of `rows` (zeros included by construction)."""
         c, hw = self.image_shape[0], self.image_shape[1] * self.image_shape[2]
         s, ss = np.zeros(c), np.zeros(c)
@@ -129,7 +134,7 @@ class SparseImages:
             ss += np.bincount(channel, weights=v * v, minlength=c)
         return s, ss
 
-    def pixel_sum(self, rows, chunk: int = 65536) -> np.ndarray:
+    def pixel_sum(self, rows: ArrayLike, chunk: int = 65536) -> np.ndarray:
         """Sum of the (C, H, W) images of `rows`, in float64: a mean image without densifying any event."""
         total = np.zeros(int(np.prod(self.image_shape)))
         rows = np.asarray(rows)
@@ -139,8 +144,8 @@ class SparseImages:
         return total.reshape(self.image_shape)
 
 
-def select_channels(batch: SparseBatch, channels: list[int], shape: tuple[int, int, int]) -> SparseBatch:
-    """Keep the entries of `channels` (in that order: channel channels[k] becomes channel k)."""
+def select_channels(batch: SparseBatch, channels: Sequence[int], shape: tuple[int, ...]) -> SparseBatch:
+    """Keep the entries of `channels` (in that order: channel channels[k] becomes channel k) of (C, H, W) `shape`."""
     hw = shape[1] * shape[2]
     if list(channels) == list(range(shape[0])):
         return batch
@@ -151,7 +156,7 @@ def select_channels(batch: SparseBatch, channels: list[int], shape: tuple[int, i
     return keep_entries(SparseBatch(batch.values, index, batch.counts), channel >= 0)
 
 
-def nhwc_index(index: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+def nhwc_index(index: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Flat positions c*H*W + h*W + w of (C, H, W) images as positions (h*W + w)*C + c in (H, W, C) order."""
     hw = shape[1] * shape[2]
     return ((index % hw).astype(np.int64) * shape[0] + index // hw).astype(INDEX_DTYPE)

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -23,6 +24,13 @@ from e2e.tasks import TASKS
 from e2e.tune.report import progress, report
 from e2e.tune.space import load_fixed, load_space, set_arg, suggest
 from e2e.tune.trial import Outcome, Slot, git, push, run_trial, slots, visible_gpus
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.storages import BaseStorage
+
+    from e2e.config import TuneParams
+    from e2e.tune.space import Dim
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # `<study>-<n>` must be a valid experiment name
 
@@ -68,7 +76,7 @@ def main(
     report(study, runner, where)
 
 
-def read_params(path: Path, task: str):
+def read_params(path: Path, task: str) -> tuple[Any, TuneParams]:
     from e2e.config import load_params
 
     params = load_params(path)  # every value checked, the tune section included
@@ -77,7 +85,7 @@ def read_params(path: Path, task: str):
     return yaml.safe_load(path.read_text()), params.tune[task]
 
 
-def open_study(name: str, storage: str | None, root: Path, task: str):
+def open_study(name: str, storage: str | None, root: Path, task: str) -> tuple[optuna.Study, str]:
     """The study, created or continued: in `storage` (an Optuna URL such as sqlite:///tune.db or
     postgresql://..., or a journal file path), by default the journal file tune/<task>.journal."""
     import optuna
@@ -90,13 +98,14 @@ def open_study(name: str, storage: str | None, root: Path, task: str):
     ignore = root / "tune" / ".gitignore"
     if not ignore.exists():  # git must never see the journal: DVC stashes tracked changes at each start
         ignore.write_text("# e2e tune: study journals and trial logs, never committed\n*\n")
+    backend: str | BaseStorage
     if storage and "://" in storage:
         backend, where = storage, storage
     else:
         path = Path(storage) if storage else root / "tune" / f"{task}.journal"
         path.parent.mkdir(parents=True, exist_ok=True)
         backend, where = JournalStorage(JournalFileBackend(str(path))), str(path)
-    direction = "maximize" if TASKS[task].higher_is_better else "minimize"
+    direction: Literal["maximize", "minimize"] = "maximize" if TASKS[task].higher_is_better else "minimize"
     try:
         study = optuna.create_study(study_name=name, storage=backend, direction=direction, load_if_exists=True)
     except Exception as exc:  # a database that cannot be reached, a URL Optuna does not know
@@ -109,7 +118,7 @@ def open_study(name: str, storage: str | None, root: Path, task: str):
     return study, where
 
 
-def record_fixed(study, sets: list[str], where: str) -> None:
+def record_fixed(study: optuna.Study, sets: list[str], where: str) -> None:
     """The fixed overrides belong to the study: its first run records them, and a run with others (here or
     on another worker) is refused, as its trials would not be comparable with the study's."""
     if "fixed" not in study.user_attrs and not study.get_trials(deepcopy=False):
@@ -126,7 +135,7 @@ def shown(sets: list[str]) -> str:
     return " ".join(f"-S {a}" for a in sets) or "no -S"
 
 
-def make_sampler(kind: str, seed: int):
+def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
     import optuna
 
     if kind == "random":
@@ -139,7 +148,18 @@ def make_sampler(kind: str, seed: int):
 class Runner:
     """Asks and tells the study for `jobs` threads, each driving one `dvc exp run` at a time."""
 
-    def __init__(self, study, dims, tune, task: str, root: Path, *, trials: int, push_to: str | None, fixed: list[str]):
+    def __init__(
+        self,
+        study: optuna.Study,
+        dims: list[Dim],
+        tune: TuneParams,
+        task: str,
+        root: Path,
+        *,
+        trials: int,
+        push_to: str | None,
+        fixed: list[str],
+    ) -> None:
         self.study, self.dims, self.tune, self.task, self.root = study, dims, tune, task, root
         self.trials, self.push_to, self.fixed = trials, push_to, fixed
         self.metric = TASKS[task].primary_metric
@@ -167,7 +187,7 @@ class Runner:
             self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         return len(abandoned)
 
-    def ask(self):
+    def ask(self) -> tuple[optuna.Trial, dict[str, Any]] | None:
         """(trial, params key -> value), or None once the study has enough trials finished or running here."""
         with self.lock:
             if self.stop or self.finished() + self.running >= self.trials:
@@ -199,10 +219,13 @@ class Runner:
             finally:
                 self.tell(trial, values, outcome)
 
-    def tell(self, trial, values: dict, out: Outcome) -> None:
+    def tell(self, trial: optuna.Trial, values: dict[str, Any], out: Outcome) -> None:
         from optuna.trial import TrialState
 
-        push_error = push(self.root, self.push_to, out.ref) if self.push_to and out.error is None else None
+        push_error = None
+        if self.push_to and out.error is None:
+            assert out.ref is not None  # run_trial sets the ref of every trial that ends without an error
+            push_error = push(self.root, self.push_to, out.ref)
         with self.lock:
             self.running -= 1
             trial.set_user_attr("seconds", round(out.seconds, 1))
@@ -246,7 +269,10 @@ class Runner:
             done.release()
 
 
-def alive(pid) -> bool:
+def alive(pid: int | str | None) -> bool:
+    """Whether process `pid` (a trial's user attr: None where a trial has none) still runs."""
+    if pid is None:  # int(None) would raise the TypeError below
+        return False
     try:
         os.kill(int(pid), 0)
     except (TypeError, ValueError, ProcessLookupError):

@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from e2e.errors import E2EError
 from e2e.evaluation.headline import keys as headline_keys
@@ -34,8 +35,8 @@ START_LOCK = Path(".dvc") / "tmp" / "e2e-tune-start.lock"
 class Slot:
     """What one of the parallel jobs gets of the machine: its environment and its extra `-S` settings."""
 
-    env: dict
-    sets: tuple = ()
+    env: dict[str, str]
+    sets: tuple[str, ...] = ()
     label: str = ""
 
 
@@ -81,7 +82,7 @@ class StartLock:
     """An exclusive flock on .dvc/tmp/e2e-tune-start.lock: each holder opens the file itself, so it also
     excludes the other threads of this process, and other `e2e tune` processes in the same repository."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path) -> None:
         path = root / START_LOCK
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a")
@@ -92,7 +93,7 @@ class StartLock:
             self._file.close()  # closing drops the flock
 
 
-def trial_env(slot: Slot) -> dict:
+def trial_env(slot: Slot) -> dict[str, str]:
     # the stage commands call `python`: this interpreter's (the venv's), even when it is not activated;
     # unbuffered, so DVC's start line comes through the pipe at once
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -121,6 +122,7 @@ def run_experiment(root: Path, name: str, sets: list[str], slot: Slot, log_path:
                 text=True,
                 errors="replace",
             )
+            assert proc.stdout is not None  # stdout=PIPE: always a pipe
             for line in proc.stdout:
                 log.write(line)
                 tail.append(line.rstrip())
@@ -171,8 +173,8 @@ class Column:
         """`--sort-by` of `dvc exp show`: `file:key`, as a bare key is ambiguous across the tasks' files."""
         return f"{self.file}:{'.'.join(self.keys)}"
 
-    def read(self, metrics: dict):
-        """Its value in `dvc exp show --json`'s metrics of one revision, None where absent."""
+    def read(self, metrics: dict[str, Any]) -> Any:
+        """Its value (any JSON value) in `dvc exp show --json`'s metrics of one revision, None where absent."""
         value = metrics.get(self.file, {}).get("data", {})
         for key in self.keys:
             value = value.get(key) if isinstance(value, dict) else None
@@ -215,10 +217,10 @@ def changed_params(root: Path, baseline: str, rev: str) -> dict[str, str]:
     Read as DVC reads it (ruamel.yaml, YAML 1.2), not with PyYAML: DVC writes 1e-05, a string in YAML 1.1."""
     from ruamel.yaml import YAML
 
-    texts = [git(root, "show", f"{r}:params.yaml") for r in (baseline, rev)]
-    if None in texts:
+    before, after = (git(root, "show", f"{r}:params.yaml") for r in (baseline, rev))
+    if before is None or after is None:
         raise E2EError(f"git show {baseline[:7]}:params.yaml / {rev[:7]}:params.yaml: not readable")
-    return differences(*(YAML(typ="safe").load(t) or {} for t in texts))
+    return differences(YAML(typ="safe").load(before) or {}, YAML(typ="safe").load(after) or {})
 
 
 def run_trial(root: Path, task: str, metric: str, name: str, sets: list[str], slot: Slot, log_path: Path) -> Outcome:
@@ -227,9 +229,12 @@ def run_trial(root: Path, task: str, metric: str, name: str, sets: list[str], sl
     error = run_experiment(root, name, sets, slot, log_path)
     out = Outcome(error=error)
     if error is None:
-        ref = exp_ref(baseline, name)
-        sha = git(root, "rev-parse", "--verify", "-q", ref)
         try:
+            # no HEAD: `dvc exp run` would have failed first, so this guards only a repository changed under us
+            if baseline is None:
+                raise E2EError("git rev-parse HEAD: no commit to find the experiment of")
+            ref = exp_ref(baseline, name)
+            sha = git(root, "rev-parse", "--verify", "-q", ref)
             if sha is None:
                 raise E2EError(f"dvc exp run succeeded but left no experiment {ref}")
             out.ref, out.baseline = ref, baseline
