@@ -107,7 +107,10 @@ def run_ours(path: Path) -> int:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     try:  # one file's part, as the convert stage writes it for each raw file before joining them
-        return convert_file(get_dataset("quark_gluon"), path, cfg, True, out / "part", "bench")["rows"]
+        info = convert_file(
+            get_dataset("quark_gluon"), path, cfg=cfg, classify=True, part=out / "part", fingerprint="bench"
+        )
+        return info["rows"]
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

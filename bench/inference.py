@@ -46,11 +46,11 @@ def rate(fn, n_images: int, min_seconds: float = 2.0) -> float:
 
 def model_rates(root: Path, task: str, rows: int, threads: int) -> dict:
     models = root / "models" / task
-    net, ckpt = load_checkpoint(models / "model.pt")
+    net, spec, _ = load_checkpoint(models / "model.pt")
     ort = OnnxModel(models / "model.onnx", threads)
     data = Converted(root / "data" / "converted" / TASKS[task].dataset)
-    x = data.images[np.arange(min(rows, len(data.target)))][:, ckpt["spec"]["channels"]]
-    out = {"model": ckpt["spec"]["model"]}
+    x = data.images[np.arange(min(rows, len(data.target)))][:, data.channels(spec.channels)]
+    out = {"model": spec.model}
     for b in BATCHES:
         xb = np.ascontiguousarray(x[:b])
         tb = torch.from_numpy(xb)

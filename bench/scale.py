@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
-import inspect
 import json
 import os
 import platform
@@ -43,7 +42,7 @@ from e2e.tasks import TASKS, make_loss
 if "--_convert" not in sys.argv:  # the conversion child runs this file too: torch would inflate its RSS
     import torch
 
-    from e2e.models.wrappers import wrap_from_spec
+    from e2e.models.wrappers import ModelSpec, wrap_from_spec
     from e2e.runtime.batches import Converted, SparseBatches
     from e2e.runtime.device import autocast, prepare
     from e2e.store.sparse import SparseImages, sparsify
@@ -108,10 +107,9 @@ def raw_file(workdir: Path, n: int, params: Params) -> Path:
     # the sidecar is written after the raw file: its presence means the raw file is complete
     if path.is_file() and truth_path(path).is_file() and pq.read_metadata(truth_path(path)).num_rows == n:
         return path
-    # generate() is gaining `files=` (None: all seven files); ask for the first one only
-    extra = {"files": (first,)} if "files" in inspect.signature(generate).parameters else {}
     t0 = time.perf_counter()
-    generate("jet_mass", path.parent, {**params.synthetic["jet_mass"], "n_jets": n}, params.data.seed, True, **extra)
+    cfg = {**params.synthetic["jet_mass"], "n_jets": n}
+    generate("jet_mass", path.parent, cfg, seed=params.data.seed, files=(first,))  # the first of the seven files
     if (rows := pq.read_metadata(truth_path(path)).num_rows) != n:
         sys.exit(f"{path}: the generator wrote {rows} jets, {n} asked for")
     print(f"generated {path} ({path.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -264,15 +262,15 @@ def densify_rate(images, target, channels: list[int], batch: int, repeat: int) -
 
 def make_model(params: Params, task: str, device, rt):
     tp, (_, h, w) = params.train[task], converted_shape(params, task)
-    spec = {
-        "model": tp.model,
-        "model_kwargs": dict(tp.model_kwargs),
-        "in_channels": len(train_channels(params, task)),
-        "image_size": (h, w),
-        "num_outputs": 1,
-        "classification": TASKS[task].is_classification,
-        "task": task,
-    }
+    spec = ModelSpec(
+        model=tp.model,
+        model_kwargs=dict(tp.model_kwargs),
+        in_channels=len(train_channels(params, task)),
+        image_size=[h, w],
+        num_outputs=1,
+        classification=TASKS[task].is_classification,
+        task=task,
+    )
     model = prepare(wrap_from_spec(spec), device, rt)
     return model, (torch.compile(model) if rt.compile else model)
 
@@ -290,7 +288,7 @@ def best_rate(fn, images: int, repeat: int, device, min_seconds: float = 3.0) ->
     return images / min(seconds)
 
 
-def ceiling_rate(params: Params, task: str, device, rt, steps: int, warmup: int, repeat: int) -> float:
+def ceiling_rate(params: Params, task: str, *, device, rt, steps: int, warmup: int, repeat: int) -> float:
     """Images/s of forward + backward + optimizer step on one pre-made dense batch already on `device`."""
     tp = params.train[task]
     model, net = make_model(params, task, device, rt)
@@ -310,7 +308,7 @@ def ceiling_rate(params: Params, task: str, device, rt, steps: int, warmup: int,
     return best_rate(lambda: run(steps), tp.batch_size * steps, repeat, device)
 
 
-def sparse_rate(params: Params, task: str, device, rt, images, target, repeat: int) -> float:
+def sparse_rate(params: Params, task: str, images, target, *, device, rt, repeat: int) -> float:
     """Images/s of e2e's own training epoch over SparseBatches resident on `device`, after one epoch of warm-up."""
     tp = params.train[task]
     model, net = make_model(params, task, device, rt)
@@ -418,7 +416,8 @@ def feed_table(args, params: Params, data) -> list[str]:
         else:
             (images, target), source = fake_images(params, task, FAKE_N[task]), f"random ({FAKE_N[task]:,})"
         feed = densify_rate(images, target, train_channels(params, task), tp.batch_size, args.repeat)
-        train = ceiling_rate(params, task, torch.device("cpu"), params.runtime, CPU_STEPS, 3, args.repeat)
+        cpu = torch.device("cpu")
+        train = ceiling_rate(params, task, device=cpu, rt=params.runtime, steps=CPU_STEPS, warmup=3, repeat=args.repeat)
         print(f"{task}: CPU training {train:,.0f} img/s, densification {feed:,.0f} img/s", flush=True)
         rows.append(
             (
@@ -461,8 +460,8 @@ def gpu_table(args) -> list[str]:
     for task in TASKS:
         tp, steps = params.train[task], GPU_STEPS
         images, target = fake_images(params, task, tp.batch_size * steps, seed=1)
-        ceiling = ceiling_rate(params, task, device, rt, steps, steps, args.repeat)
-        sparse = sparse_rate(params, task, device, rt, images, target, args.repeat)
+        ceiling = ceiling_rate(params, task, device=device, rt=rt, steps=steps, warmup=steps, repeat=args.repeat)
+        sparse = sparse_rate(params, task, images, target, device=device, rt=rt, repeat=args.repeat)
         print(f"{task}: GPU ceiling {ceiling:,.0f} img/s, sparse path {sparse:,.0f} img/s", flush=True)
         rows.append(
             (

@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from e2e.config import parse_params
-from e2e.models.wrappers import wrap_from_spec
+from e2e.models.wrappers import ModelSpec, wrap_from_spec
 from e2e.presets import flatten
 from e2e.runtime.batches import SparseBatches
 from e2e.runtime.device import autocast, prepare, select_device
@@ -60,15 +60,15 @@ def fake_data(task: str, n: int, seed: int = 0):
 
 
 def make_model(task, tp, device, rt):
-    spec = {
-        "model": tp.model,
-        "model_kwargs": dict(tp.model_kwargs),
-        "in_channels": SHAPES[task][0],
-        "image_size": SHAPES[task][1:],
-        "num_outputs": 1,
-        "classification": TASKS[task].is_classification,
-        "task": task,
-    }
+    spec = ModelSpec(
+        model=tp.model,
+        model_kwargs=dict(tp.model_kwargs),
+        in_channels=SHAPES[task][0],
+        image_size=list(SHAPES[task][1:]),
+        num_outputs=1,
+        classification=TASKS[task].is_classification,
+        task=task,
+    )
     model = prepare(wrap_from_spec(spec), device, rt)
     return model, (torch.compile(model) if rt.compile else model)
 
@@ -87,7 +87,7 @@ def timed(fn, n_images: int, device) -> float:
     return n_images / (time.perf_counter() - t0)
 
 
-def ceiling(task, tp, rt, device, batch, steps) -> float:
+def ceiling(task, tp, *, rt, device, batch, steps) -> float:
     model, net = make_model(task, tp, device, rt)
     opt, loss_fn = make_optimizer(model, tp), make_loss(TASKS[task].loss)
     x = torch.randn(batch, *SHAPES[task], device=device)
@@ -104,7 +104,7 @@ def ceiling(task, tp, rt, device, batch, steps) -> float:
     return timed(run, batch * steps, device)
 
 
-def ours(task, tp, rt, device, batch, steps, x, y) -> float:
+def ours(task, tp, x, y, *, rt, device, batch, steps) -> float:
     model, net = make_model(task, tp, device, rt)
     n = batch * steps
     batches = resident(x[:n], y[:n], batch, device)
@@ -113,7 +113,7 @@ def ours(task, tp, rt, device, batch, steps, x, y) -> float:
     return timed(lambda: train_one_epoch(net, batches, opt, sched, loss_fn, device=device, amp=rt.amp), n, device)
 
 
-def reference(task, tp, device, steps, x, y) -> float:
+def reference(task, tp, x, y, *, device, steps) -> float:
     batch = REFERENCE_BATCH[task]
     n = min(batch * steps, len(x))
     rt32 = parse_params({}).runtime.__class__(amp=False, compile=False, channels_last=False)
@@ -177,9 +177,9 @@ def main() -> None:
         tp = params.train[task]
         batch = int(FAST_BATCH[task] * args.batch_scale) if gpu else tp.batch_size
         x, y = fake_data(task, max(batch, REFERENCE_BATCH[task]) * steps)
-        a = ceiling(task, tp, rt, device, batch, steps)
-        b = ours(task, tp, rt, device, batch, steps, x, y)
-        c = reference(task, tp, device, steps, x, y)
+        a = ceiling(task, tp, rt=rt, device=device, batch=batch, steps=steps)
+        b = ours(task, tp, x, y, rt=rt, device=device, batch=batch, steps=steps)
+        c = reference(task, tp, x, y, device=device, steps=steps)
         feed = input_only(x, y, batch, device)
         rows.append((task, tp.model, batch, a, b, c, feed))
         print(f"{task}: ceiling {a:,.0f}  ours {b:,.0f}  reference {c:,.0f}  input-only {feed:,.0f} img/s", flush=True)

@@ -165,7 +165,9 @@ def test_global_threshold_gives_the_known_efficiency_in_each_bin():
     rng = np.random.default_rng(3)
     df = shifted_bins(rng)
     y, s, pt = (df[c].to_numpy() for c in ("truth", "prediction", "pt"))
-    table = binned_plots.efficiency_plot(y, s, pt, np.array([60.0, 75.0, 90.0]), "pt", (0.5, 0.8)).rows
+    table = binned_plots.efficiency_plot(
+        y, s, pt, np.array([60.0, 75.0, 90.0]), var="pt", working_points=(0.5, 0.8)
+    ).rows
     assert (
         list(table.columns) == ["pt", "pt_lo", "pt_hi", "n", "series", "efficiency", "efficiency_lo", "efficiency_hi"]
         and len(table) == 4
@@ -198,7 +200,7 @@ def test_per_bin_threshold_gives_the_working_point_in_every_bin_unlike_the_globa
             cuts.append(cut)
         assert cuts[0] != cuts[1] and metrics.threshold_at_efficiency(y, s, wp) not in cuts
     edges = np.array([60.0, 75.0, 90.0])
-    glob = binned_plots.global_rejection_plot(y, s, pt, edges, "pt", (0.5, 0.8)).rows
+    glob = binned_plots.global_rejection_plot(y, s, pt, edges, var="pt", working_points=(0.5, 0.8)).rows
     measured = binned.binned_metrics(df, QG, params(bins={"pt": edges.tolist()}))["pt"]
     flat = binned_plots.flat_rejection_plot(measured, edges, "pt", (0.5, 0.8)).rows
     for table in (glob, flat):

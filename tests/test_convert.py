@@ -253,13 +253,13 @@ def test_complete_parts_are_resumed_only_when_made_from_the_same_file_and_params
     ds, cfg = DATASETS[QG], convert.ConvertParams(batch_rows=4)
     files = [raw(raw_root, QG, i) for i in range(3)]
     parts = convert.part_dir(Paths(raw_root), QG)
-    convert.convert_one(ds, files[0], cfg, True, parts / files[0].name)  # a killed run's first file
+    convert.convert_one(ds, files[0], cfg=cfg, classify=True, part=parts / files[0].name)  # a killed run's first file
     arrays, _ = run_convert(raw_root, QG, batch_rows=2)  # batch_rows does not change the output
     assert "1 of 3 files resumed" in capsys.readouterr().out and not parts.exists()
     expected = np.concatenate([pylist_images(f, "X_jets") for f in files])
     np.testing.assert_array_equal(arrays["images"], f16(expected))
 
-    convert.convert_one(ds, files[0], cfg, True, parts / files[0].name)
+    convert.convert_one(ds, files[0], cfg=cfg, classify=True, part=parts / files[0].name)
     arrays, _ = run_convert(raw_root, QG, clip=0.5)  # other params: the part is converted again
     assert "resumed" not in capsys.readouterr().out
     np.testing.assert_array_equal(arrays["images"], f16(np.clip(expected, -0.5, 0.5)))

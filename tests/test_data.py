@@ -20,7 +20,7 @@ def dense_images(n: int = 50, shape=(3, 9, 7), seed: int = 0) -> np.ndarray:
     return x.astype(np.float16)
 
 
-def batches(x: np.ndarray, idx, channels, batch_size=8, shuffle=False, max_gb=1.0) -> SparseBatches:
+def batches(x: np.ndarray, idx, channels, *, batch_size=8, shuffle=False, max_gb=1.0) -> SparseBatches:
     target = np.arange(len(x), dtype=np.float32)
     return SparseBatches(
         SparseImages.from_dense(x),

@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_train import prepared_root
 
-from e2e.config import Paths, TrainParams, parse_params
+from e2e.config import EnsembleParams, Paths, TrainParams, parse_params
 from e2e.inference import predict
 from e2e.inference.onnx_model import OnnxModel, worst_difference
 from e2e.models.wrappers import Ensemble
@@ -46,7 +46,7 @@ def raw_params(mode: str) -> dict:
 @pytest.mark.parametrize("mode", ["seeds", "subsets"])
 def test_member_rows(mode):
     train_idx = np.arange(100, 150)
-    tp = TrainParams(model="mlp", seed=7, ensemble={"members": 3, "mode": mode})
+    tp = TrainParams(model="mlp", seed=7, ensemble=EnsembleParams(members=3, mode=mode))
     members = member_rows(train_idx, tp)
     assert [seed for seed, _ in members] == [7, 8, 9]
     rows = [r for _, r in members]
@@ -64,8 +64,8 @@ def test_an_ensemble_trains_evaluates_predicts_and_exports_as_the_mean_of_its_me
     root = prepared_root(tmp_path, raw, formats_dir)
     params, paths = parse_params(raw), Paths(root)
     train.main(params, EG, paths)
-    model, ckpt = load_checkpoint(root / "models" / EG / "model.pt")
-    assert isinstance(model, Ensemble) and len(model.members) == 2 and ckpt["spec"]["ensemble_mode"] == mode
+    model, spec, _ = load_checkpoint(root / "models" / EG / "model.pt")
+    assert isinstance(model, Ensemble) and len(model.members) == 2 and spec.ensemble_mode == mode
     summary = json.loads((root / "metrics" / EG / "train" / "metrics.json").read_text())
     assert set(summary["members"]) == {"1", "2"}
     assert (root / "metrics" / EG / "train" / "plots" / "metrics" / "member2" / "val" / "roc_auc.tsv").is_file()

@@ -410,8 +410,8 @@ def test_every_prediction_sits_on_the_line_of_its_row_truth_and_observers(raw_ro
     np.testing.assert_array_equal(df["truth"].to_numpy(), data.target[rows])
     for name, values in {**data.observers, **{f"truth_{k}": v for k, v in data.truth.items()}}.items():
         np.testing.assert_array_equal(df[name].to_numpy(), values[rows])
-    model, ckpt = load_checkpoint(model_path)
-    channels = data.channels(ckpt["spec"].get("channels"))
+    model, spec, _ = load_checkpoint(model_path)
+    channels = data.channels(spec.channels)
     lines = df.iloc[[0, 5, 17, 40, 51, 66, 83, len(df) - 1]]  # both splits, several batches of 16
     with torch.no_grad():
         alone = [float(model.decode(model(torch.from_numpy(data.images[[r]][:, channels])))) for r in lines["row"]]

@@ -19,7 +19,7 @@ from e2e.config import ExportParams
 from e2e.inference.onnx_model import session
 from e2e.models import MODELS
 from e2e.models.timm_zoo import CLASSICS, PREFIX
-from e2e.models.wrappers import wrap_from_spec
+from e2e.models.wrappers import ModelSpec, wrap_from_spec
 from e2e.stages import export
 
 README = Path(__file__).resolve().parents[1] / "docs" / "deployment.md"
@@ -53,24 +53,26 @@ def test_the_readme_lists_exactly_the_models_that_do_not_export():
 @pytest.mark.parametrize("name", list(EXPORTED))
 def test_every_registered_model_exports_with_parity(name, tmp_path):
     torch.manual_seed(0)
-    spec = {
-        "model": name,
-        "model_kwargs": EXPORTED[name],
-        "in_channels": 2,
-        "image_size": [32, 32],
-        "num_outputs": 1,
-        "classification": True,
-        "task": "electron_photon",
-    }
+    spec = ModelSpec(
+        model=name,
+        model_kwargs=EXPORTED[name],
+        in_channels=2,
+        image_size=[32, 32],
+        num_outputs=1,
+        classification=True,
+        task="electron_photon",
+    )
     model = wrap_from_spec(spec).eval()
     model.set_stats([0.1, -0.2], [2.0, 0.5])
     x = torch.from_numpy(np.random.default_rng(0).exponential(1.0, (6, 2, 32, 32)).astype(np.float32))
     batches = [(x[:4], None), (x[4:], None)]
     if name in NOT_EXPORTABLE:
         with pytest.raises(export.E2EError):
-            export.export_model(model, batches, "probability", META, ExportParams(), name)
+            export.export_model(model, batches, output="probability", meta=META, ep=ExportParams(), where=name)
         return
-    graph, worst, n = export.export_model(model, batches, "probability", META, ExportParams(), name)
+    graph, worst, n = export.export_model(
+        model, batches, output="probability", meta=META, ep=ExportParams(), where=name
+    )
     assert n == 6 and worst <= ExportParams().tolerance
     ort = session(graph)
     assert ort.get_inputs()[0].shape[0] == "batch" and ort.get_modelmeta().custom_metadata_map["task"]

@@ -116,7 +116,7 @@ def test_an_epoch_never_waits_for_the_gpu(tmp_path, formats_dir, max_gb):
     batches = make_batches(
         data,
         rows,
-        spec["channels"],
+        spec.channels,
         batch_size=tp.batch_size,
         device=CUDA,
         shuffle=True,

@@ -105,6 +105,21 @@ BAD = {
     "unknown_key": ("train.quark_gluon.lrr", "0.1", ["unknown key(s) ['lrr'] in train.quark_gluon; expected some of"]),
     "unknown_task": ("train.quark_gloun", "{model: lenet5}", ["unknown key(s) ['quark_gloun'] in train"]),
     "unknown_section": ("trian", "{}", ["unknown key(s) ['trian'] at the top level"]),
+    "ensemble_members_0": (
+        "train.quark_gluon.ensemble.members",
+        "0",
+        ["train.quark_gluon.ensemble.members: 0 is out of range", ">= 1"],
+    ),
+    "ensemble_mode": (
+        "train.quark_gluon.ensemble.mode",
+        "bagging",
+        ["train.quark_gluon.ensemble.mode: 'bagging'", "seeds"],
+    ),
+    "ensemble_unknown_key": (
+        "train.quark_gluon.ensemble.member",
+        "2",
+        ["unknown key(s) ['member'] in train.quark_gluon.ensemble; expected some of ['members', 'mode']"],
+    ),
 }
 
 
@@ -148,7 +163,10 @@ def legacy(raw: dict) -> config.Params:
     """Params built as before the checks (lists to tuples, nothing converted), for the asdict comparison."""
 
     def build(cls, section):
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (section or {}).items()})
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in (section or {}).items()}
+        if cls is config.TrainParams and "ensemble" in values:  # a dict before EnsembleParams
+            values["ensemble"] = config.EnsembleParams(**values["ensemble"])
+        return cls(**values)
 
     def each(cls, name):
         return {k: build(cls, v) for k, v in (raw.get(name) or {}).items()}

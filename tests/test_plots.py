@@ -326,7 +326,7 @@ def check_detector_axes(fig, n_rows: int, n_cols: int, names: list[str]) -> None
 @pytest.mark.parametrize("classification", [True, False], ids=["classes", "mass_ranges"])
 def test_examples_figure_has_colour_bars_and_eta_phi_axes(classification):
     data, grouped, test, names = image_inputs(classification)
-    fig = images.examples_figure(data, [0, 1], grouped, test, names, classification)
+    fig = images.examples_figure(data, [0, 1], grouped, test, channel_names=names, classification=classification)
     check_detector_axes(fig, len(grouped) * images.EXAMPLES_PER_GROUP, 2, names)
     labels = " ".join(ax.get_ylabel() for ax in fig.axes)
     assert ("P(electron)" in labels) if classification else ("predicted" in labels and "GeV" in labels)

@@ -84,8 +84,8 @@ def fake_results(root: Path, seed: int) -> None:
         results = evaluate.summarise(task, df, 250.0, ep)
         with open_live(root / "metrics" / name / "eval") as live:
             live.summary.update(results)
-            evaluate.log_plots(live, task, test, 200, ep)
-            log_images_once(live, root / "metrics" / name / "eval", task, data, test, channels)
+            evaluate.log_plots(live, task, test, roc_points=200, ep=ep)
+            log_images_once(live, root / "metrics" / name / "eval", task, data, test=test, channels=channels)
         # evaluate's other two files: the predictions (the review pairs the revisions' test events) and the headline
         df.to_parquet(root / "metrics" / name / "eval" / "predictions.parquet", index=False)
         top = headline(task, results, ep.working_points)
@@ -100,7 +100,7 @@ def fake_results(root: Path, seed: int) -> None:
 _IMAGES: dict[str, Path] = {}  # task -> a directory holding the PNGs evaluate drew for it once
 
 
-def log_images_once(live, out: Path, task, data, test, channels: int) -> None:
+def log_images_once(live, out: Path, task, data, *, test, channels: int) -> None:
     """evaluate's image views, drawn once per task and session (drawing them costs seconds a figure,
     and they are the same kind of picture in every fake revision), then logged from the copy."""
     from e2e.stages import evaluate

@@ -8,6 +8,7 @@ files are those files with the target column/key removed, everything else byte f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -67,31 +68,32 @@ def make_model_dir(
     name, kwargs = model or SMALL[task]
     tp = TrainParams(model=name, model_kwargs=kwargs, channels=MODEL_CHANNELS[task])
     spec = train.model_spec(get_task(task), data, tp)
-    spec = spec if members == 1 else {**spec, "members": members}
+    spec = spec if members == 1 else dataclasses.replace(spec, members=members)
     torch.manual_seed(0)
     net = wrap_from_spec(spec)
     idx = np.arange(len(data.target))
     for member in net.members if members > 1 else [net]:
         member.set_stats(
-            *channel_stats(data.images, idx, spec["channels"]), *((0.0, 1.0) if task != "jet_mass" else (250.0, 100.0))
+            *channel_stats(data.images, idx, data.channels(spec.channels)),
+            *((0.0, 1.0) if task != "jet_mass" else (250.0, 100.0)),
         )
     out.mkdir(parents=True)
     save_checkpoint(out / "model.pt", net.eval(), spec, epoch=0, metrics={})
-    (out / "preprocessing.json").write_text(json.dumps(train.preprocessing(data, spec["channels"])))
+    (out / "preprocessing.json").write_text(json.dumps(train.preprocessing(data, data.channels(spec.channels))))
     return out / "model.pt", data
 
 
 def exported(root: Path, task: str, model: tuple | None = None, members: int = 1) -> tuple[Path, Converted]:
     """models/<task>/ with model.pt, preprocessing.json and model.onnx, under the repo-like `root`."""
     model_path, data = make_model_dir(root, task, root / "models" / task, model, members)
-    export.export_dir(task, model_path.parent, data, np.arange(len(data.target)), EXPORT_PARAMS, root)
+    export.export_dir(task, model_path.parent, data, np.arange(len(data.target)), params=EXPORT_PARAMS, root=root)
     return model_path, data
 
 
 def reference(model_path: Path, data: Converted, members: bool = False) -> np.ndarray:
     """The model on the converted (training-format) images; with members, each member's predictions (N, K)."""
-    model, ckpt = load_checkpoint(model_path)
-    x = torch.from_numpy(data.images[np.arange(len(data.target))][:, ckpt["spec"]["channels"]])
+    model, spec, _ = load_checkpoint(model_path)
+    x = torch.from_numpy(data.images[np.arange(len(data.target))][:, data.channels(spec.channels)])
     with torch.inference_mode():
         return model.decode_members(model(x)).numpy() if members else model.decode(model(x)).numpy()
 

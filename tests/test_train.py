@@ -203,7 +203,7 @@ def test_the_epoch_with_the_best_validation_metric_is_the_model_kept(
 @OWN
 @pytest.mark.parametrize("changed,resumes", [({}, True), ({"lr": 0.0005}, False)], ids=["same-params", "lr-changed"])
 def test_an_interrupted_training_resumes_only_the_same_experiment(
-    tmp_path, formats_dir, monkeypatch, capsys, changed, resumes
+    tmp_path, formats_dir, monkeypatch, capsys, *, changed, resumes
 ):
     """Guards against: the resume fingerprint ignoring the train params, or not being checked at all (a
     changed experiment then continues from another experiment's last.pt), and against resume never

@@ -172,7 +172,14 @@ def run(argv: list[str] | None = None) -> None:
         from e2e.inference.predict import main as predict
 
         predict(
-            args.name, args.input, args.output, args.model, Path(args.root), args.batch_rows, args.device, args.backend
+            args.name,
+            args.input,
+            args.output,
+            args.model,
+            root=Path(args.root),
+            batch_rows=args.batch_rows,
+            device_name=args.device,
+            backend=args.backend,
         )
         return
     if args.command == "compare":

@@ -60,6 +60,15 @@ class RuntimeParams:
 
 
 @dataclass(frozen=True)
+class EnsembleParams:
+    """`train.<task>.ensemble`: `members` models, their predictions averaged (e2e.training.ensemble); mode
+    seeds: each on the whole training split with seed + k, subsets: each on its own disjoint share."""
+
+    members: int = 1
+    mode: str = "seeds"
+
+
+@dataclass(frozen=True)
 class TrainParams:
     model: str
     model_kwargs: dict = field(default_factory=dict)
@@ -76,8 +85,9 @@ class TrainParams:
     channels: tuple[int, ...] | None = None  # the converted channels the model sees; None: all
     patience: int = 0  # early stopping after this many epochs without a better val metric; 0 disables
     seed: int = 0
-    # members: N models averaged; mode: seeds (each on the whole training split, seed + k) or subsets (disjoint)
-    ensemble: dict = field(default_factory=lambda: {"members": 1, "mode": "seeds"})
+    # dataclasses.asdict gives {"members": 1, "mode": "seeds"}, the dict this field was: the resume
+    # fingerprint (e2e.training.resume) stays the same
+    ensemble: EnsembleParams = EnsembleParams()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ words, what it expects; a mistake becomes one line naming the key, the value and
     params.yaml: train.quark_gluon.lr: 'abc' is not a number (expected a number > 0)
 Numbers may come as YAML strings (PyYAML reads `lr: 1e-4` as a string); an int stays an int and a float
 a float, so dataclasses.asdict of the params, which train and convert hash, is what it was before.
-Only the keys present are validated: the dataclass defaults fill in the rest. Imported by parse_params
+Only the keys present are validated: the dataclass defaults fill in the rest. A field whose rule is a
+dataclass of RULES is a section of its own (train.<task>.ensemble: EnsembleParams), checked as one with
+its key in the message: `train.quark_gluon.ensemble.members: 0 is out of range (...)`. Imported by parse_params
 only, so `import e2e.config` stays free of pydantic. No torch: registry names are in e2e.config.names.
 """
 
@@ -13,9 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
-from pydantic import ConfigDict, PlainValidator, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, create_model
+from pydantic_core import ErrorDetails
 
 from e2e.config import names
 from e2e.config.params import (
@@ -23,6 +26,7 @@ from e2e.config.params import (
     DataParams,
     DatasetParams,
     DownloadParams,
+    EnsembleParams,
     EvaluateParams,
     ExportParams,
     Params,
@@ -47,7 +51,6 @@ from e2e.config.values import (
     _number,
     _optional,
     _to_bins,
-    _to_ensemble,
     _to_space,
     _to_str,
     show,
@@ -110,11 +113,9 @@ RULES: dict[type, dict[str, Rule]] = {
         "channels": INDICES,
         "patience": COUNT,
         "seed": SEED,
-        "ensemble": (
-            Annotated[dict, PlainValidator(_to_ensemble)],
-            "{members: an integer >= 1, mode: " + " or ".join(names.ENSEMBLE_MODES) + "}",
-        ),
+        "ensemble": (EnsembleParams, "{members: an integer >= 1, mode: " + " or ".join(names.ENSEMBLE_MODES) + "}"),
     },
+    EnsembleParams: {"members": SIZE, "mode": _choice(names.ENSEMBLE_MODES)},
     EvaluateParams: {
         "batch_size": SIZE,
         "roc_points": _int(ge=2),
@@ -140,9 +141,15 @@ RULES: dict[type, dict[str, Rule]] = {
 }
 
 
+def _nested(cls: type) -> dict[str, type]:
+    """The fields of `cls` that are sections of their own: their rule's type is a dataclass of RULES."""
+    return {n: t for n, (t, _) in RULES[cls].items() if isinstance(t, type) and dataclasses.is_dataclass(t)}
+
+
 @functools.cache
-def _model(cls: type):
-    """The pydantic model of dataclass `cls`: RULES' types, unknown keys forbidden, required as in `cls`."""
+def _model(cls: type) -> type[BaseModel]:
+    """The pydantic model of dataclass `cls` less its nested sections: RULES' types, unknown keys forbidden,
+    required as in `cls`."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if set(fields) != set(RULES[cls]):
         raise RuntimeError(
@@ -150,43 +157,45 @@ def _model(cls: type):
             f"{sorted(set(fields) ^ set(RULES[cls]))}"
         )
     required = {n for n, f in fields.items() if f.default is f.default_factory is dataclasses.MISSING}
-    return create_model(
-        f"{cls.__name__}Schema",
-        __config__=ConfigDict(extra="forbid"),
-        **{n: (RULES[cls][n][0], ... if n in required else None) for n in fields},
-    )
+    nested = _nested(cls)
+    types: dict[str, Any] = {n: (RULES[cls][n][0], ... if n in required else None) for n in fields if n not in nested}
+    return create_model(f"{cls.__name__}Schema", __config__=ConfigDict(extra="forbid"), **types)
 
 
-def _message(errors: list[dict], cls: type, where: str, source: str) -> str:
+def _message(errors: list[ErrorDetails], cls: type, where: str, source: str) -> str:
     unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
     if unknown:
-        expected = sorted(f.name for f in dataclasses.fields(cls))
-        return f"{source}: unknown key(s) {unknown} in {where}; expected some of {expected}"
+        known = sorted(f.name for f in dataclasses.fields(cls))
+        return f"{source}: unknown key(s) {unknown} in {where}; expected some of {known}"
     e = errors[0]
     field, rest = e["loc"][0], e["loc"][1:]
     key = f"{where}.{field}" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest if p != "[key]")
-    expected = RULES[cls][field][1]
+    expected = RULES[cls][str(field)][1]
     if e["type"] == "missing":
         return f"{source}: {key}: missing (expected {expected})"
     problem = e["ctx"]["problem"] if e["type"] == "e2e" else PROBLEMS.get(e["type"], e["msg"])
     return f"{source}: {key}: {show(e['input'])} {problem} (expected {expected})"
 
 
-def _section(cls: type, raw: Any, where: str, source: str):
-    """The dataclass `cls` from the mapping `raw` (null: all defaults), or E2EError for its first mistake."""
+def _section(cls: type, raw: Any, where: str, source: str) -> Any:
+    """The dataclass `cls` from the mapping `raw` (null: all defaults), or E2EError for its first mistake;
+    its nested sections after its own fields, each under its key."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         keys = sorted(f.name for f in dataclasses.fields(cls))
         raise E2EError(f"{source}: {where}: {show(raw)} is not a mapping (expected some of the keys {keys})")
+    nested = _nested(cls)
     try:
-        model = _model(cls).model_validate(raw)
+        model = _model(cls).model_validate({k: v for k, v in raw.items() if k not in nested})
     except ValidationError as exc:
         raise E2EError(_message(exc.errors(), cls, where, source)) from None
-    return cls(**{k: getattr(model, k) for k in model.model_fields_set})
+    values = {k: getattr(model, k) for k in model.model_fields_set}
+    values |= {k: _section(sub, raw[k], f"{where}.{k}", source) for k, sub in nested.items() if k in raw}
+    return cls(**values)
 
 
-def _named(raw: Any, where: str, source: str) -> dict:
+def _named(raw: Any, where: str, source: str) -> dict[str, Any]:
     """A section with one entry per dataset or task, e.g. `train`: its names must be known ones."""
     if raw is None:
         return {}
@@ -201,7 +210,7 @@ def _named(raw: Any, where: str, source: str) -> dict:
     return raw
 
 
-def _synthetic(raw: Any, source: str) -> dict:
+def _synthetic(raw: Any, source: str) -> dict[str, dict]:
     for name, cfg in _named(raw, "synthetic", source).items():
         if not isinstance(cfg, dict):
             raise E2EError(
@@ -214,7 +223,7 @@ def _synthetic(raw: Any, source: str) -> dict:
 def _across(p: Params, source: str) -> None:
     """Rules that join several keys, once each key is valid on its own."""
 
-    def fail(message: str):
+    def fail(message: str) -> NoReturn:
         raise E2EError(f"{source}: {message}")
 
     s = p.split
@@ -255,7 +264,7 @@ def check(raw: Any, source: str = "params.yaml") -> Params:
     if unknown:
         raise E2EError(f"{source}: unknown key(s) {unknown} at the top level; expected some of {sorted(sections)}")
 
-    def each(cls, section):
+    def each(cls: type, section: str) -> dict[str, Any]:
         return {
             k: _section(cls, v, f"{section}.{k}", source) for k, v in _named(raw.get(section), section, source).items()
         }

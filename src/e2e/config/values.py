@@ -169,15 +169,3 @@ def _to_space(v: object) -> dict[Any, Any]:
         if not low < high or (d.get("log") and low <= 0) or ("step" in d and not _to_number(d["step"]) > 0):
             raise _refuse(f"has {key}: {show(d)}, whose range is empty or not positive (log) or whose step is not > 0")
     return v
-
-
-def _to_ensemble(v: object) -> dict[str, Any]:
-    """{members: N >= 1, mode: seeds | subsets}; either key may be left out."""
-    if not isinstance(v, dict) or not set(v) <= {"members", "mode"}:
-        raise _refuse("is not a mapping of members and mode")
-    members, mode = _to_int(v.get("members", 1)), v.get("mode", "seeds")
-    if members < 1:
-        raise _refuse(f"has members {show(members)}, below 1")
-    if mode not in names.ENSEMBLE_MODES:
-        raise _refuse(f"has the unknown mode {show(mode)}")
-    return {"members": members, "mode": mode}

@@ -10,17 +10,23 @@ import functools
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
 from e2e.config import ConvertParams
 from e2e.conversion.preprocess import preprocess, to_storage
 from e2e.errors import E2EError
-from e2e.sources.readers import Batch, open_reader
+from e2e.sources.readers import Batch, HDF5Reader, ParquetReader, open_reader
 from e2e.sources.registry import Dataset
 from e2e.store.atomic import atomic_path
+from e2e.store.sparse import SparseBatch
+
+T = TypeVar("T")
+# one converted batch: (its sparse entries as stored, target, observers, pixels zeroed as non-finite)
+ConvertedBatch = tuple[SparseBatch, np.ndarray, dict[str, np.ndarray], int]
 
 
 def check_labels(target: np.ndarray, where: str) -> None:
@@ -57,7 +63,7 @@ def check_config(ds: Dataset, cfg: ConvertParams) -> int:
 _END = object()
 
 
-def prefetch(items: Iterator, depth: int = 2) -> Iterator:
+def prefetch(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """Run `items` ahead in a thread: reading, decoding and numpy casts release the GIL, so the next
     batches are read and converted while this one is written. The producer's errors re-raise here."""
     q: queue.Queue = queue.Queue(depth)
@@ -92,9 +98,13 @@ def prefetch(items: Iterator, depth: int = 2) -> Iterator:
             items.close()
 
 
-def convert_batch(batch: Batch, start: int, *, cfg: ConvertParams, path: Path, classify: bool, dataset: str):
+def convert_batch(
+    batch: Batch, start: int, *, cfg: ConvertParams, path: Path, classify: bool, dataset: str
+) -> ConvertedBatch:
     """Checks, preprocessing, the cast to the storage dtype and sparsification of the batch whose first row
     in `path` is `start`. Runs in the reader's decoding threads, so the dense batch never leaves them."""
+    if batch.target is None:  # open_reader(require_target=True) refuses a file without one
+        raise E2EError(f"{path}: no target")
     where = f"{path} rows {start}-{start + len(batch.target)}"
     check_target(batch.target, where, classify)
     entries, zeroed = preprocess(batch.images, cfg, where)
@@ -104,12 +114,13 @@ def convert_batch(batch: Batch, start: int, *, cfg: ConvertParams, path: Path, c
 def convert_file(
     ds: Dataset,
     path: Path,
+    *,
     cfg: ConvertParams,
     classify: bool,
     part: Path,
     fingerprint: str,
     progress: Callable[[int], None] = lambda n: None,
-) -> dict:
+) -> dict[str, Any]:
     """Write `part`/ {values.bin, index.bin (raw, headerless), counts.npy, target.npy, <observer>.npy,
     part.json}; the directory appears only complete, with part.json last. part.json records the channels and
     the columns the file was read from."""
@@ -128,8 +139,17 @@ def convert_file(
         return _write_part(reader, reader.batches(cfg.batch_rows, job), part, about, progress)
 
 
-def _write_part(reader, converted: Iterator, part: Path, about: dict, progress: Callable[[int], None]) -> dict:
-    counts, target, observers, zeroed = [], [], {k: [] for k in reader.dataset.observer_keys}, 0
+def _write_part(
+    reader: HDF5Reader | ParquetReader,
+    converted: Iterator[ConvertedBatch],
+    part: Path,
+    about: dict[str, Any],
+    progress: Callable[[int], None],
+) -> dict[str, Any]:
+    counts: list[np.ndarray] = []
+    target: list[np.ndarray] = []
+    observers: dict[str, list[np.ndarray]] = {k: [] for k in reader.dataset.observer_keys}
+    zeroed = 0
     with (
         atomic_path(part, is_dir=True) as tmp,
         open(tmp / "values.bin", "wb") as values,
@@ -150,8 +170,8 @@ def _write_part(reader, converted: Iterator, part: Path, about: dict, progress: 
             raise E2EError(f"{reader.path}: metadata declares {reader.n_rows} rows, found {rows}")
         np.save(tmp / "counts.npy", np.concatenate(counts))
         np.save(tmp / "target.npy", np.concatenate(target))
-        for k, v in observers.items():
-            np.save(tmp / f"{k}.npy", np.concatenate(v))
+        for k, chunks in observers.items():
+            np.save(tmp / f"{k}.npy", np.concatenate(chunks))
         info = about | {"rows": rows, "nonfinite_zeroed": zeroed}
         (tmp / "part.json").write_text(json.dumps(info))
     return info

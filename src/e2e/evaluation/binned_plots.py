@@ -50,7 +50,7 @@ def interval_columns(name: str) -> list[str]:
     return [name, f"{name}_lo", f"{name}_hi"]
 
 
-def passing(y, s, by, edges, var: str, working_points, *, of_class: int) -> list[tuple[dict, int, int]]:
+def passing(y, s, by, edges, *, var: str, working_points, of_class: int) -> list[tuple[dict, int, int]]:
     """(bin columns and series, events of `of_class` passing, events of `of_class`) per working point and
     measurable bin, at the threshold that gives the working point on the whole split (one global cut)."""
     out = []
@@ -64,11 +64,11 @@ def passing(y, s, by, edges, var: str, working_points, *, of_class: int) -> list
     return out
 
 
-def efficiency_plot(y, s, by, edges, var: str, working_points) -> Plot:
+def efficiency_plot(y, s, by, edges, *, var: str, working_points) -> Plot:
     """Signal efficiency per bin at the threshold that gives each working point on the whole split."""
     rows = [
         {**at, **with_interval("efficiency", k / n, *passing_interval(k, n))}
-        for at, k, n in passing(y, s, by, edges, var, working_points, of_class=1)
+        for at, k, n in passing(y, s, by, edges, var=var, working_points=working_points, of_class=1)
     ]
     return Plot(
         f"efficiency_vs_{var}",
@@ -80,10 +80,10 @@ def efficiency_plot(y, s, by, edges, var: str, working_points) -> Plot:
     )
 
 
-def global_rejection_plot(y, s, by, edges, var: str, working_points) -> Plot:
+def global_rejection_plot(y, s, by, edges, *, var: str, working_points) -> Plot:
     """1/FPR per bin at the global threshold of each working point: how a fixed cut performs across bins."""
     rows = []
-    for at, k, n in passing(y, s, by, edges, var, working_points, of_class=0):
+    for at, k, n in passing(y, s, by, edges, var=var, working_points=working_points, of_class=0):
         f_lo, f_hi = passing_interval(k, n)  # a high FPR is a low rejection: the ends swap
         rows.append({**at, **with_interval("rejection", _inverse(k / n), _inverse(f_hi), _inverse(f_lo))})
     return Plot(
@@ -153,8 +153,8 @@ def binned_plots(test: pd.DataFrame, task, ep, measured: dict | None = None) -> 
         by = test[var].to_numpy(np.float64)
         if task.is_classification:
             out += [
-                efficiency_plot(t, p, by, edges, var, ep.working_points),
-                global_rejection_plot(t, p, by, edges, var, ep.working_points),
+                efficiency_plot(t, p, by, edges, var=var, working_points=ep.working_points),
+                global_rejection_plot(t, p, by, edges, var=var, working_points=ep.working_points),
                 flat_rejection_plot(measured[var], edges, var, ep.working_points),
             ]
         else:

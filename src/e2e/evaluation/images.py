@@ -115,6 +115,7 @@ def examples_figure(
     channels: list[int],
     grouped: dict[str, np.ndarray],
     test: pd.DataFrame,
+    *,
     channel_names: list[str],
     classification: bool,
 ) -> Figure:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -27,11 +29,14 @@ from e2e.config import ConvertParams
 from e2e.conversion.preprocess import preprocess, to_storage
 from e2e.errors import E2EError
 from e2e.evaluation.members import ensemble_columns
-from e2e.sources.readers import Batch, open_reader
+from e2e.sources.readers import Batch, HDF5Reader, ParquetReader, open_reader
 from e2e.sources.registry import get_dataset
 from e2e.store.atomic import atomic_path
 from e2e.store.sparse import densify
 from e2e.tasks import get_task
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def load_preprocessing(path: Path) -> ConvertParams:
@@ -47,7 +52,7 @@ def load_preprocessing(path: Path) -> ConvertParams:
     return parse_preprocessing(raw, path)
 
 
-def parse_preprocessing(raw: dict, path) -> ConvertParams:
+def parse_preprocessing(raw: dict[str, Any], path: Path | str) -> ConvertParams:
     try:
         pre = raw["preprocessing"]
         scale = tuple(pre["scale"]) if pre["scale"] is not None else None
@@ -68,37 +73,40 @@ def parse_preprocessing(raw: dict, path) -> ConvertParams:
 def check_model(task: str | None, in_channels: int, task_name: str, cfg: ConvertParams, path: Path) -> None:
     if (task or task_name) != task_name:
         raise E2EError(f"{path}: a model for task {task!r}, not {task_name!r}")
-    if in_channels != len(cfg.channels):
+    if cfg.channels is not None and in_channels != len(cfg.channels):  # parse_preprocessing always names them
         raise E2EError(f"{path}: model takes {in_channels} channels but its preprocessing selects {len(cfg.channels)}")
 
 
 # a backend's function of images: (predictions (N,), an ensemble's members' predictions (N, K) or None)
 Outputs = tuple[np.ndarray, np.ndarray | None]
+Apply = Callable[[np.ndarray], Outputs]
+Reader = HDF5Reader | ParquetReader
 
 
-def torch_backend(task_name: str, path: Path, device_name: str):
+def torch_backend(task_name: str, path: Path, device_name: str) -> tuple[Apply, ConvertParams]:
     """(images -> Outputs, preprocessing) of model.pt and the preprocessing.json beside it."""
     import torch
 
+    from e2e.models.wrappers import Ensemble
     from e2e.runtime.device import select_device, set_tf32
     from e2e.store.checkpoints import load_checkpoint
 
     cfg = load_preprocessing(path.parent / "preprocessing.json")
     device = select_device(device_name)
     set_tf32(False)  # IEEE float32 on a GPU too (cuDNN would use TF32 for convolutions)
-    model, ckpt = load_checkpoint(path, device)
-    check_model(ckpt["spec"].get("task"), ckpt["spec"]["in_channels"], task_name, cfg, path)
+    model, spec, _ = load_checkpoint(path, device)
+    check_model(spec.task, spec.in_channels, task_name, cfg, path)
 
     def apply(images: np.ndarray) -> Outputs:
         with torch.inference_mode():  # float32 throughout: the same numbers on every device
             raw = model(torch.from_numpy(images).to(device))
-            each = model.decode_members(raw).float().cpu().numpy() if hasattr(model, "decode_members") else None
+            each = model.decode_members(raw).float().cpu().numpy() if isinstance(model, Ensemble) else None
             return model.decode(raw).float().cpu().numpy(), each
 
     return apply, cfg
 
 
-def onnx_backend(task_name: str, path: Path, device_name: str):
+def onnx_backend(task_name: str, path: Path, device_name: str) -> tuple[Apply, ConvertParams]:
     """(images -> Outputs, preprocessing) of an exported model.onnx, its preprocessing from its metadata."""
     from e2e.inference.onnx_model import OnnxModel
 
@@ -110,7 +118,10 @@ def onnx_backend(task_name: str, path: Path, device_name: str):
     return model.run, cfg
 
 
-BACKENDS = {"torch": (torch_backend, "model.pt"), "onnx": (onnx_backend, "model.onnx")}
+BACKENDS: dict[str, tuple[Callable[[str, Path, str], tuple[Apply, ConvertParams]], str]] = {
+    "torch": (torch_backend, "model.pt"),
+    "onnx": (onnx_backend, "model.onnx"),
+}
 
 
 def default_backend() -> str:
@@ -118,7 +129,7 @@ def default_backend() -> str:
     return "torch" if importlib.util.find_spec("torch") else "onnx"
 
 
-def batch_table(path: Path, start: int, batch: Batch, outputs: Outputs, labelled: bool):
+def batch_table(path: Path, start: int, batch: Batch, outputs: Outputs, labelled: bool) -> pa.Table:
     import pyarrow as pa
 
     prediction, each = outputs
@@ -128,7 +139,8 @@ def batch_table(path: Path, start: int, batch: Batch, outputs: Outputs, labelled
         "row": np.arange(start, start + n, dtype=np.int64),
         "prediction": prediction.astype(np.float32),
     }
-    if labelled:
+    if labelled:  # every file has its target
+        assert batch.target is not None
         columns["truth"] = batch.target.astype(np.float32)
     if each is not None:
         columns.update({k: v.astype(np.float32) for k, v in ensemble_columns(each).items()})
@@ -136,7 +148,7 @@ def batch_table(path: Path, start: int, batch: Batch, outputs: Outputs, labelled
     return pa.table(columns)
 
 
-def predict_files(apply, readers: list, cfg: ConvertParams, out: Path, batch_rows: int) -> int:
+def predict_files(apply: Apply, readers: list[Reader], cfg: ConvertParams, out: Path, batch_rows: int) -> int:
     import pyarrow.parquet as pq
 
     total, writer = sum(r.n_rows for r in readers), None
@@ -149,7 +161,8 @@ def predict_files(apply, readers: list, cfg: ConvertParams, out: Path, batch_row
                     where = f"{reader.path} rows {start}-{start + len(batch.images)}"
                     entries, _ = preprocess(batch.images, cfg, where)
                     # what the model was trained on: the values as stored in the converted dtype
-                    shape = (len(cfg.channels), *batch.images.shape[2:])
+                    n_channels = batch.images.shape[1] if cfg.channels is None else len(cfg.channels)
+                    shape = (n_channels, *batch.images.shape[2:])
                     x = densify(to_storage(entries, cfg.dtype, where, reader.dataset.name), shape)
                     table = batch_table(reader.path, start, batch, apply(x), labelled)
                     writer = writer or pq.ParquetWriter(tmp, table.schema)
@@ -168,6 +181,7 @@ def main(
     inputs: list[Path],
     output: Path,
     model_path: Path | None = None,
+    *,
     root: Path = Path("."),
     batch_rows: int = 256,
     device_name: str = "auto",

@@ -21,6 +21,8 @@ import difflib
 import re
 from collections.abc import Sequence
 from functools import partial
+from types import ModuleType
+from typing import Any
 
 from torch import nn
 
@@ -46,7 +48,7 @@ def build_timm(
     image_size: Sequence[int],
     *,
     small_input: bool | None = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> nn.Module:
     """timm model `name` (without the timm/ prefix) with C inputs and N raw outputs, never pretrained.
 
@@ -60,19 +62,29 @@ def build_timm(
     refused = sorted(REFUSED & set(kwargs))
     if refused:
         raise TypeError(f"{PREFIX}{name}: model_kwargs {refused} refused: timm models are never pretrained here")
-    model = _create(timm, name, in_channels, num_outputs, tuple(image_size), kwargs)
+    model = _create(
+        timm, name, in_channels=in_channels, num_outputs=num_outputs, image_size=tuple(image_size), kwargs=kwargs
+    )
     small = min(image_size) < SMALL_SIDE if small_input is None else small_input
     if small and not hasattr(model, "patch_embed"):
         adapt_stem(model)
     return model
 
 
-def classic(registry_name: str):
+def classic(registry_name: str) -> partial[nn.Module]:
     """The registry's constructor for registry_name: build_timm of its timm name."""
     return partial(build_timm, CLASSICS[registry_name])
 
 
-def _create(timm, name: str, in_channels: int, num_outputs: int, image_size: tuple, kwargs: dict) -> nn.Module:
+def _create(
+    timm: ModuleType,
+    name: str,
+    *,
+    in_channels: int,
+    num_outputs: int,
+    image_size: tuple[int, ...],
+    kwargs: dict[str, Any],
+) -> nn.Module:
     """img_size=image_size where the model takes it (ViTs fix their position embedding to it), else without."""
     args = dict(pretrained=False, in_chans=in_channels, num_classes=num_outputs)
     if "img_size" not in kwargs:
@@ -84,9 +96,9 @@ def _create(timm, name: str, in_channels: int, num_outputs: int, image_size: tup
     return timm.create_model(name, **args, **kwargs)
 
 
-def _suggest(timm, name: str) -> str:
+def _suggest(timm: ModuleType, name: str) -> str:
     """A few timm names close to `name`, from the family its leading letters name."""
-    family = re.match(r"[a-z]*", name.lower()).group(0)
+    family = m.group(0) if (m := re.match(r"[a-z]*", name.lower())) else ""  # always a match, maybe empty
     pool = timm.list_models(f"{family}*") if family else []
     close = difflib.get_close_matches(name.lower(), pool or timm.list_models(), n=5, cutoff=0.5)
     if not close:
@@ -113,8 +125,8 @@ def adapt_stem(model: nn.Module) -> list[str]:
     MobileViT, ConvNeXt) the stem has no pool."""
     first = first_conv_name(model)
     changed = []
-    old = _get(model, first)
-    if max(_pair(old.stride)) > 1:
+    old = model.get_submodule(first)
+    if isinstance(old, nn.Conv2d) and max(_pair(old.stride)) > 1:  # a Conv2d: first_conv_name found it
         _set(model, first, _stride1_conv(old))
         changed.append(first)
     pool = _stem_pool(model, first)
@@ -147,7 +159,7 @@ def _stride1_conv(old: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
-def _pair(value) -> tuple:
+def _pair(value: int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
 
 

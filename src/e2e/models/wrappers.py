@@ -1,10 +1,16 @@
-"""The trained model as it travels: the network with its preprocessing (e2e.store.checkpoints saves it).
+"""The trained model as it travels: the network with its preprocessing (e2e.store.checkpoints saves it),
+and the ModelSpec that rebuilds its network.
 
 Input standardisation and target scaling live inside the model as buffers, so predict and evaluate
 apply exactly what training used, read from the checkpoint rather than re-derived.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -13,8 +19,46 @@ import torch.nn as nn
 from e2e.errors import E2EError
 from e2e.models import build_model
 
+# keys a checkpoint's spec has only where they apply: an ensemble's, and those older checkpoints lack
+_OPTIONAL = ("channels", "task", "channel_names", "members", "ensemble_mode")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """What rebuilds a checkpoint's network (wrap_from_spec), and what the checkpoint's model expects.
+
+    The checkpoint stores it as the plain dict of to_dict(), keys in field order (the order of the dict it
+    was before this class: the same bytes from torch.save), and loads it back with ModelSpec(**spec).
+    kw_only: the optional fields sit where their keys always were, between required ones."""
+
+    model: str
+    model_kwargs: dict[str, Any]
+    in_channels: int
+    channels: list[int] | None = None  # the converted channels the model sees; None: all (older checkpoints)
+    image_size: list[int]
+    num_outputs: int
+    classification: bool
+    task: str | None = None
+    channel_names: list[str] | None = None
+    members: int | None = None  # an ensemble's number of members (e2e.training.ensemble.join)
+    ensemble_mode: str | None = None  # and its train.<task>.ensemble.mode
+
+    @property
+    def n_members(self) -> int:
+        return self.members or 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint's "spec": every field in order, less the optional ones that are None."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in _OPTIONAL}
+
 
 class Standardized(nn.Module):
+    # buffers, declared for the type checker (nn.Module's __getattr__ would type them Tensor | Module)
+    in_mean: torch.Tensor
+    in_std: torch.Tensor
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
+
     def __init__(self, net: nn.Module, in_channels: int, classification: bool):
         super().__init__()
         self.net, self.classification = net, classification
@@ -23,7 +67,13 @@ class Standardized(nn.Module):
         self.register_buffer("target_mean", torch.zeros(()))
         self.register_buffer("target_std", torch.ones(()))
 
-    def set_stats(self, in_mean, in_std, target_mean=0.0, target_std=1.0) -> None:
+    def set_stats(
+        self,
+        in_mean: Sequence[float] | np.ndarray,
+        in_std: Sequence[float] | np.ndarray,
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
+    ) -> None:
         self.in_mean.copy_(torch.as_tensor(np.asarray(in_mean)).view_as(self.in_mean))
         self.in_std.copy_(torch.as_tensor(np.asarray(in_std)).view_as(self.in_std))
         self.target_mean.fill_(float(target_mean))
@@ -57,21 +107,24 @@ class Ensemble(nn.Module):
         return torch.stack([m(x) for m in self.members], dim=-1)
 
     def decode_members(self, out: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m.decode(out[..., k]) for k, m in enumerate(self.members)], dim=-1)
+        members = cast(list[Standardized], list(self.members))  # ModuleList yields nn.Module, these are Standardized
+        return torch.stack([m.decode(out[..., k]) for k, m in enumerate(members)], dim=-1)
 
     def decode(self, out: torch.Tensor) -> torch.Tensor:
         return self.decode_members(out).mean(-1)
 
 
-def wrap_from_spec(spec: dict) -> Standardized | Ensemble:
-    """spec: model, model_kwargs, in_channels, image_size, num_outputs, classification[, members]."""
-    members = spec.get("members", 1)
-    if members > 1:
-        return Ensemble([wrap_from_spec({**spec, "members": 1}) for _ in range(members)])
+def wrap_from_spec(spec: ModelSpec) -> Standardized | Ensemble:
+    """The network of `spec` with fresh weights: an Ensemble of its members where it has several."""
+    if spec.n_members > 1:
+        return Ensemble([wrap_single(spec) for _ in range(spec.n_members)])
+    return wrap_single(spec)
+
+
+def wrap_single(spec: ModelSpec) -> Standardized:
+    """A single model of `spec` with fresh weights, whatever its members."""
     try:
-        net = build_model(
-            spec["model"], spec["in_channels"], spec["num_outputs"], tuple(spec["image_size"]), **spec["model_kwargs"]
-        )
+        net = build_model(spec.model, spec.in_channels, spec.num_outputs, tuple(spec.image_size), **spec.model_kwargs)
     except (KeyError, TypeError) as exc:  # unknown model name or keyword: a params.yaml mistake
-        raise E2EError(f"params.yaml train.{spec.get('task', '<task>')}: {str(exc).strip(chr(34) + chr(39))}") from None
-    return Standardized(net, spec["in_channels"], spec["classification"])
+        raise E2EError(f"params.yaml train.{spec.task or '<task>'}: {str(exc).strip(chr(34) + chr(39))}") from None
+    return Standardized(net, spec.in_channels, spec.classification)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 
 from e2e.errors import E2EError
 from e2e.models.wrappers import Ensemble, Standardized
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def select_device(name: str, local_rank: int = 0, local_world: int = 1) -> torch.device:
@@ -50,7 +54,8 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = enabled
 
 
-def prepare(model: torch.nn.Module, device: torch.device, runtime) -> torch.nn.Module:
+def prepare(model: M, device: torch.device, runtime) -> M:
+    """`model` itself, moved to `device` (and channels_last on a GPU), with the runtime's math settings."""
     model = model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed image sizes: autotuned conv kernels pay off at once

@@ -114,7 +114,7 @@ def _attempt(session: requests.Session, url: str, part: Path, dl: DownloadParams
             offset, total = _check_response(resp, url, part, offset)
             if resp.status_code == 416:  # _check_response let it through: the .part is complete
                 return Checksum(sha256_file(part), offset)
-            return _stream(resp, url, part, offset, total, dl)
+            return _stream(resp, url, part, offset=offset, total=total, dl=dl)
     except requests.Timeout:
         raise _Retry(f"{url}: no answer within download.timeout_s={dl.timeout_s:g} s") from None
     except requests.ConnectionError as exc:
@@ -152,7 +152,7 @@ def _check_response(resp: requests.Response, url: str, part: Path, offset: int) 
 
 
 def _stream(
-    resp: requests.Response, url: str, part: Path, offset: int, total: int | None, dl: DownloadParams
+    resp: requests.Response, url: str, part: Path, *, offset: int, total: int | None, dl: DownloadParams
 ) -> Checksum:
     """Append the body to `part`, hashing the resumed prefix first so the sha256 covers the whole file."""
     hasher = hashlib.sha256()

@@ -17,8 +17,11 @@ import json
 import multiprocessing
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from multiprocessing.queues import Queue
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -59,8 +62,14 @@ def part_fingerprint(ds: Dataset, cfg: ConvertParams, sha256: str) -> str:
 
 
 def convert_one(
-    ds: Dataset, path: Path, cfg: ConvertParams, classify: bool, part: Path, progress=lambda n: None
-) -> dict:
+    ds: Dataset,
+    path: Path,
+    *,
+    cfg: ConvertParams,
+    classify: bool,
+    part: Path,
+    progress: Callable[[int], None] = lambda n: None,
+) -> dict[str, Any]:
     """The part of one raw file: reused when complete and made from the same bytes, params and code."""
     sha256 = sha256_file(path) if path.is_file() else ""  # a missing file fails in convert_file, by name
     fingerprint = part_fingerprint(ds, cfg, sha256)
@@ -70,11 +79,11 @@ def convert_one(
     if resumed:
         progress(info["rows"])
     else:
-        info = convert_file(ds, path, cfg, classify, part, fingerprint, progress)
+        info = convert_file(ds, path, cfg=cfg, classify=classify, part=part, fingerprint=fingerprint, progress=progress)
     return {**info, "sha256": sha256, "resumed": resumed}
 
 
-_progress_queue = None
+_progress_queue: Queue[int] | None = None  # a worker's, set by _init_worker: rows converted
 # a worker holds one file's parquet footer, ~8 kB per row group (~1.2 GB for a real 150,000-jet file), and
 # decodes with threads of its own: on a small machine one worker already uses every core
 CORES_PER_WORKER = 4
@@ -86,28 +95,36 @@ def n_workers(asked: int, n_files: int) -> int:
     return max(1, min(asked or auto, n_files))
 
 
-def _init_worker(q, workers: int) -> None:
+def _init_worker(q: Queue[int], workers: int) -> None:
     global _progress_queue
     _progress_queue = q
     readers.DECODE_THREADS = max(1, min(readers.DECODE_THREADS, (os.cpu_count() or 1) // workers))
 
 
-def _convert_in_worker(*args) -> dict:
-    return convert_one(*args, progress=_progress_queue.put)
+def _convert_in_worker(ds: Dataset, path: Path, *, cfg: ConvertParams, classify: bool, part: Path) -> dict[str, Any]:
+    """convert_one in a worker process; its arguments travel pickled (ProcessPoolExecutor.submit)."""
+    if _progress_queue is None:
+        raise RuntimeError("_convert_in_worker runs in a pool initialised by _init_worker")
+    return convert_one(ds, path, cfg=cfg, classify=classify, part=part, progress=_progress_queue.put)
 
 
 def convert_parts(
-    ds: Dataset, files: list[Path], cfg: ConvertParams, classify: bool, parts: list[Path], workers: int
-) -> list[dict]:
+    ds: Dataset, files: list[Path], parts: list[Path], *, cfg: ConvertParams, classify: bool, workers: int
+) -> list[dict[str, Any]]:
     """Convert every file to its part, `workers` files at a time; a progress bar counts rows."""
     # disable=None: a bar on a terminal only, never carriage-return frames in a piped log
     with tqdm(desc=f"convert {ds.name} ({len(files)} files)", unit="img", disable=None) as bar:
         if workers == 1:
-            return [convert_one(ds, f, cfg, classify, p, bar.update) for f, p in zip(files, parts)]
+            return [
+                convert_one(ds, f, cfg=cfg, classify=classify, part=p, progress=bar.update)
+                for f, p in zip(files, parts)
+            ]
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds threads
         q = ctx.Queue()
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(q, workers)) as pool:
-            futures = [pool.submit(_convert_in_worker, ds, f, cfg, classify, p) for f, p in zip(files, parts)]
+            futures = [
+                pool.submit(_convert_in_worker, ds, f, cfg=cfg, classify=classify, part=p) for f, p in zip(files, parts)
+            ]
             pending = set(futures)
             while pending:
                 _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
@@ -121,7 +138,7 @@ def convert_parts(
             return [f.result() for f in futures]  # re-raises the first failure
 
 
-def join_parts(parts: list[Path], out: Path, ds: Dataset, dtype: str) -> dict:
+def join_parts(parts: list[Path], out: Path, ds: Dataset, dtype: str) -> dict[str, int]:
     """Concatenate the parts, in order, into values.npy, index.npy, offsets.npy, target.npy, observers."""
     nnz = concat_npy(out / "values.npy", [p / "values.bin" for p in parts], dtype)
     concat_npy(out / "index.npy", [p / "index.bin" for p in parts], INDEX_DTYPE)
@@ -150,7 +167,7 @@ def convert_truth(files: list[Path], out: Path) -> list[str]:
     return columns
 
 
-def same_layout(files: list[Path], infos: list[dict]) -> dict:
+def same_layout(files: list[Path], infos: list[dict[str, Any]]) -> dict[str, Any]:
     """The channels and columns that every file was read with (files of two samples cannot be joined)."""
     first = {k: infos[0][k] for k in ("channel_names", "columns")}
     for f, info in zip(files, infos):
@@ -174,7 +191,8 @@ def main(params: Params, dataset: str, paths: Paths) -> None:
     check_config(ds, cfg)  # early, against the most channels any sample holds; each file is checked on opening
     classify = get_task(dataset).is_classification  # the task of the same name: labels must be 0/1
     parts = [part_dir(paths, dataset) / f.name for f in files]
-    infos = convert_parts(ds, files, cfg, classify, parts, n_workers(params.runtime.convert_workers, len(files)))
+    workers = n_workers(params.runtime.convert_workers, len(files))
+    infos = convert_parts(ds, files, parts, cfg=cfg, classify=classify, workers=workers)
     layout = same_layout(files, infos)
     with atomic_path(paths.converted(dataset), is_dir=True) as tmp:
         sizes = join_parts(parts, tmp, ds, cfg.dtype)

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from e2e.config import EvaluateParams, Params, Paths
 from e2e.evaluation import binned, images, metrics, plots
 from e2e.evaluation.binned_plots import binned_plots
 from e2e.evaluation.headline import headline
 from e2e.evaluation.members import ensemble_columns
+from e2e.models.wrappers import Ensemble, Standardized
 from e2e.runtime.batches import Converted, make_batches
 from e2e.runtime.device import prepare, select_device
 from e2e.runtime.forward import predict
@@ -25,6 +29,9 @@ from e2e.store.checkpoints import load_checkpoint
 from e2e.store.live import open_live
 from e2e.store.splits import load_split
 from e2e.tasks import Task, get_task
+
+if TYPE_CHECKING:
+    from dvclive import Live
 
 
 def event_columns(data: Converted, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -36,15 +43,23 @@ def event_columns(data: Converted, rows: np.ndarray) -> dict[str, np.ndarray]:
     return cols
 
 
-def member_columns(model, raw) -> dict[str, np.ndarray]:
+def member_columns(model: Standardized | Ensemble, raw: torch.Tensor) -> dict[str, np.ndarray]:
     """An ensemble's per-event spread (`uncertainty`: the std of its members' predictions) and each member's
     prediction (`prediction_member<k>`); nothing for a single model."""
-    if not hasattr(model, "decode_members"):
+    if not isinstance(model, Ensemble):
         return {}
     return ensemble_columns(model.decode_members(raw).cpu().numpy())
 
 
-def predictions(model, data: Converted, split: dict, channels: list[int], params: Params, device) -> pd.DataFrame:
+def predictions(
+    model: Standardized | Ensemble,
+    data: Converted,
+    split: dict[str, np.ndarray],
+    *,
+    channels: list[int],
+    params: Params,
+    device: torch.device,
+) -> pd.DataFrame:
     frames = []
     for part in ("val", "test"):
         batches = make_batches(
@@ -58,18 +73,18 @@ def predictions(model, data: Converted, split: dict, channels: list[int], params
             runtime=params.runtime,
         )
         idx = batches.rows  # the order of the predictions
-        raw, truth = predict(model, batches, device)
-        est, truth = model.decode(raw).cpu().numpy(), truth.cpu().numpy()
-        cols = {"split": part, "row": idx, "truth": truth, "prediction": est}
+        raw, target = predict(model, batches, device)
+        est, truth = model.decode(raw).cpu().numpy(), target.cpu().numpy()
+        cols: dict[str, Any] = {"split": part, "row": idx, "truth": truth, "prediction": est}
         cols.update(member_columns(model, raw))
         cols.update(event_columns(data, idx))
         frames.append(pd.DataFrame(cols))
     return pd.concat(frames, ignore_index=True)
 
 
-def classification_metrics(df: pd.DataFrame, n_boot: int, working_points) -> dict:
+def classification_metrics(df: pd.DataFrame, n_boot: int, working_points: Sequence[float]) -> dict[str, Any]:
     y, s = df["truth"].to_numpy(np.float64), df["prediction"].to_numpy(np.float64)
-    out = {name: fn(y, s) for name, fn in metrics.CLASSIFICATION.items()}
+    out: dict[str, Any] = {name: fn(y, s) for name, fn in metrics.CLASSIFICATION.items()}
     out["roc_auc_ci_lo"], out["roc_auc_ci_hi"] = metrics.roc_auc_interval(y, s, n_boot=n_boot)
     for eff in working_points:
         out[binned.rejection_key(eff)] = metrics.background_rejection(y, s, eff)
@@ -80,14 +95,16 @@ def classification_metrics(df: pd.DataFrame, n_boot: int, working_points) -> dic
     return out
 
 
-def binned_resolution(t: np.ndarray, p: np.ndarray, by: np.ndarray, edges: np.ndarray) -> dict:
+def binned_resolution(t: np.ndarray, p: np.ndarray, by: np.ndarray, edges: np.ndarray) -> dict[str, float]:
     """{"lo-hi": resolution} with whole-unit keys, so `dvc exp show` columns line up across experiments."""
     return {f"{b['lo']:.0f}-{b['hi']:.0f}": b["value"] for b in metrics.binned(metrics.resolution, t, p, by, edges)}
 
 
-def regression_metrics(df: pd.DataFrame, train_mean: float, edges: dict[str, np.ndarray], n_boot: int) -> dict:
+def regression_metrics(
+    df: pd.DataFrame, train_mean: float, edges: dict[str, np.ndarray], n_boot: int
+) -> dict[str, Any]:
     t, p = df["truth"].to_numpy(np.float64), df["prediction"].to_numpy(np.float64)
-    out = {name: fn(t, p) for name, fn in metrics.REGRESSION.items()}
+    out: dict[str, Any] = {name: fn(t, p) for name, fn in metrics.REGRESSION.items()}
     out["mae_ci_lo"], out["mae_ci_hi"] = metrics.mae_interval(t, p, n_boot=n_boot)
     out["resolution_ci_lo"], out["resolution_ci_hi"] = metrics.resolution_interval(t, p, n_boot=n_boot)
     out["mae_of_training_mean"] = metrics.mae(t, np.full_like(t, train_mean))
@@ -100,7 +117,7 @@ def regression_metrics(df: pd.DataFrame, train_mean: float, edges: dict[str, np.
     return out
 
 
-def member_mean(task: Task, df: pd.DataFrame) -> dict:
+def member_mean(task: Task, df: pd.DataFrame) -> dict[str, float]:
     """The mean over an ensemble's members of each one's metrics, beside which the ensemble's gain shows."""
     truth, fns = (
         df["truth"].to_numpy(np.float64),
@@ -110,9 +127,9 @@ def member_mean(task: Task, df: pd.DataFrame) -> dict:
     return {name: float(np.mean([fn(truth, m) for m in members])) for name, fn in fns.items()}
 
 
-def json_safe(values: dict) -> dict:
+def json_safe(values: dict[str, Any]) -> dict[str, Any]:
     # JSON has no Infinity (a rejection with no background passing): DVC shows None as "-"
-    def safe(v):
+    def safe(v: Any) -> Any:
         if isinstance(v, dict):
             return json_safe(v)
         if isinstance(v, (int, np.integer)):
@@ -122,10 +139,10 @@ def json_safe(values: dict) -> dict:
     return {k: safe(v) for k, v in values.items()}
 
 
-def summarise(task: Task, df: pd.DataFrame, train_mean: float, ep) -> dict:
+def summarise(task: Task, df: pd.DataFrame, train_mean: float, ep: EvaluateParams) -> dict[str, dict[str, Any]]:
     # bins from val and test together, so both splits (and every experiment) get the same keys
     edges = {c: plots.axis_edges(df[c].to_numpy(np.float64), ep.summary_bins) for c in ("truth", "pt") if c in df}
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for part, frame in df.groupby("split"):
         out[part] = (
             classification_metrics(frame, ep.bootstrap, ep.working_points)
@@ -140,7 +157,7 @@ def summarise(task: Task, df: pd.DataFrame, train_mean: float, ep) -> dict:
     return out
 
 
-def records(rows: pd.DataFrame) -> list[dict]:
+def records(rows: pd.DataFrame) -> list[dict[str, Any]]:
     # JSON has no Infinity or NaN (a bin where no background passes): null, which Vega leaves undrawn
     return [
         {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()}
@@ -150,7 +167,7 @@ def records(rows: pd.DataFrame) -> list[dict]:
 
 def plot_tables(
     task: Task, test: pd.DataFrame, roc_points: int, ep: EvaluateParams | None = None, measured: dict | None = None
-) -> list:
+) -> list[plots.Plot]:
     """The plots.Plot tables of the test split; with params `evaluate` (ep) also those in its bins, whose
     per-bin intervals are `measured` (binned.binned_metrics of the same split) when given."""
     made = (
@@ -166,9 +183,10 @@ def plot_tables(
 
 
 def log_plots(
-    live,
+    live: Live,
     task: Task,
     test: pd.DataFrame,
+    *,
     roc_points: int,
     ep: EvaluateParams | None = None,
     measured: dict | None = None,
@@ -177,29 +195,32 @@ def log_plots(
         live.log_plot(p.name, records(p.rows), x=p.x, y=p.y, template=p.template, title=p.title)
 
 
-def log_images(live, task: Task, data: Converted, test: pd.DataFrame, channels: list[int]) -> None:
+def log_images(live: Live, task: Task, data: Converted, test: pd.DataFrame, channels: list[int]) -> None:
     grouped = images.groups(test, plots.class_names(task.name) if task.is_classification else None)
     names = [data.meta["channel_names"][c] for c in channels]
     live.log_image("mean_per_class.png", images.mean_figure(data.images, channels, grouped, names))
     live.log_image(
-        "examples.png", images.examples_figure(data.images, channels, grouped, test, names, task.is_classification)
+        "examples.png",
+        images.examples_figure(
+            data.images, channels, grouped, test, channel_names=names, classification=task.is_classification
+        ),
     )
 
 
 def main(params: Params, task_name: str, paths: Paths) -> None:
     task = get_task(task_name)
     device = select_device(params.runtime.device)
-    model, ckpt = load_checkpoint(paths.models(task_name) / "model.pt", device)
+    model, spec, ckpt = load_checkpoint(paths.models(task_name) / "model.pt", device)
     model = prepare(model, device, params.runtime)  # threads, and channels_last on a GPU, as in training
     data, split = Converted(paths.converted(task.dataset)), load_split(paths.splits(task_name))
-    channels = data.channels(ckpt["spec"].get("channels"), f"train.{task_name}.channels of {paths.models(task_name)}")
+    channels = data.channels(spec.channels, f"train.{task_name}.channels of {paths.models(task_name)}")
     # a binning variable the predictions will lack fails here, before the model runs (empty rows: names only)
     binned.check_variables(
         task_name,
         params.evaluate.bins.get(task_name, {}),
         ["truth", "prediction", *event_columns(data, np.zeros(0, np.int64))],
     )
-    df = predictions(model, data, split, channels, params, device)
+    df = predictions(model, data, split, channels=channels, params=params, device=device)
     train_mean = float(data.target[split["train"]].mean())
     results = summarise(task, df, train_mean, params.evaluate)
     with atomic_path(paths.eval_metrics(task_name), is_dir=True) as tmp:
@@ -210,7 +231,8 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
             top = headline(task, results, params.evaluate.working_points)
             (tmp / "headline.json").write_text(json.dumps(top, indent=2) + "\n")
             test = df[df["split"] == "test"].reset_index(drop=True)
-            log_plots(live, task, test, params.evaluate.roc_points, params.evaluate, results["test"].get("binned"))
+            measured = results["test"].get("binned")
+            log_plots(live, task, test, roc_points=params.evaluate.roc_points, ep=params.evaluate, measured=measured)
             log_images(live, task, data, test, channels)
     test = results["test"]
     shown = "  ".join(f"{k} {test[k]:.4g}" for k in metrics.HEADLINE if k in test)

@@ -14,22 +14,29 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from e2e.config import Params, Paths
+from e2e.config import ExportParams, Params, Paths
 from e2e.errors import E2EError, first_line
 from e2e.inference.onnx_model import session, worst_difference
-from e2e.models.wrappers import Ensemble, Standardized
+from e2e.models.wrappers import Ensemble, ModelSpec, Standardized
 from e2e.runtime.batches import Converted, make_batches
 from e2e.store.atomic import atomic_path
 from e2e.store.checkpoints import load_checkpoint
 from e2e.store.splits import load_split
 from e2e.tasks import get_task
 
+if TYPE_CHECKING:
+    from onnx import ModelProto
+
+# (images, targets) batches: the test split's SparseBatches, or any list of them (tests/test_export_registry.py)
+Batches = Iterable[tuple[torch.Tensor, Any]]
 MEMBERS = "members"  # an ensemble graph's second output
 
 
@@ -49,7 +56,7 @@ class Deployed(nn.Module):
         return each.mean(-1), each
 
 
-def to_onnx(model: Standardized | Ensemble, example: torch.Tensor, output: str, opset: int, where: str):
+def to_onnx(model: Standardized | Ensemble, example: torch.Tensor, output: str, opset: int, where: str) -> ModelProto:
     """The onnx ModelProto of Deployed(model), its batch axis dynamic (torch.export, the dynamo exporter)."""
     batch = torch.export.Dim("batch")
     names = [output, MEMBERS] if isinstance(model, Ensemble) else [output]
@@ -66,6 +73,7 @@ def to_onnx(model: Standardized | Ensemble, example: torch.Tensor, output: str, 
         )
     except Exception as exc:  # torch.export's own error classes: the architecture cannot be traced
         raise E2EError(f"{where}: ONNX export failed ({type(exc).__name__}: {first_line(exc)})") from None
+    assert program is not None  # None only from the TorchScript exporter (dynamo=False)
     return program.model_proto
 
 
@@ -81,7 +89,7 @@ def dir_md5(path: Path) -> str:
     return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
-def git_revision(root: Path) -> dict:
+def git_revision(root: Path) -> dict[str, Any]:
     """The commit the code came from, and whether tracked files differed from it (e.g. `dvc exp run -S`).
     dvc.lock does not count: `dvc repro` rewrites it stage by stage, code and params unchanged."""
 
@@ -95,8 +103,12 @@ def git_revision(root: Path) -> dict:
         return {"commit": None, "dirty": None}
 
 
-def metadata(task_name: str, ckpt: dict, pre: dict, data_path: Path, root: Path) -> dict[str, str]:
-    spec, task = ckpt["spec"], get_task(task_name)
+def metadata(
+    task_name: str, spec: ModelSpec, pre: dict[str, Any], *, epoch: int, data_path: Path, root: Path
+) -> dict[str, str]:
+    """The graph's metadata, each value JSON: what the model is, its preprocessing and where it came from;
+    `epoch` is the checkpoint's (the best epoch, counted from 0)."""
+    task = get_task(task_name)
     output = (
         f"probability that the image is a {get_task(task_name).classes[1]} (class 1)"
         if task.is_classification
@@ -104,10 +116,10 @@ def metadata(task_name: str, ckpt: dict, pre: dict, data_path: Path, root: Path)
     )
     meta = {
         "task": task_name,
-        "model": {"name": spec["model"], "kwargs": spec["model_kwargs"]},
+        "model": {"name": spec.model, "kwargs": spec.model_kwargs},
         "channels": pre["channel_names"],
         "preprocessing": pre,
-        "input_shape": [None, spec["in_channels"], *spec["image_size"]],
+        "input_shape": [None, spec.in_channels, *spec.image_size],
         "output": output,
         "output_unit": "" if task.is_classification else "GeV",
         "training_data": {
@@ -115,14 +127,14 @@ def metadata(task_name: str, ckpt: dict, pre: dict, data_path: Path, root: Path)
             "md5": dir_md5(data_path),
         },
         "git_revision": git_revision(root),
-        "best_epoch": int(ckpt["epoch"]) + 1,
-        "members": int(spec.get("members", 1)),
+        "best_epoch": int(epoch) + 1,
+        "members": spec.n_members,
     }
     return {k: json.dumps(v) for k, v in meta.items()}
 
 
 def check_parity(
-    model: Standardized | Ensemble, graph: bytes, batches, tolerance: float, where: str
+    model: Standardized | Ensemble, graph: bytes, batches: Batches, tolerance: float, where: str
 ) -> tuple[float, int]:
     """(worst difference over every output, images compared) of onnxruntime against PyTorch float32;
     E2EError beyond tolerance."""
@@ -143,7 +155,7 @@ def check_parity(
 
 
 def export_model(
-    model: Standardized | Ensemble, batches, output: str, meta: dict, ep, where: str
+    model: Standardized | Ensemble, batches: Batches, *, output: str, meta: dict[str, str], ep: ExportParams, where: str
 ) -> tuple[bytes, float, int]:
     """Serialised graph with its metadata, after the parity check; `where` names the model in errors."""
     import onnx
@@ -158,28 +170,31 @@ def export_model(
     return graph, worst, n
 
 
-def export_dir(task_name: str, model_dir: Path, data: Converted, rows: np.ndarray, params: Params, root: Path) -> Path:
+def export_dir(
+    task_name: str, model_dir: Path, data: Converted, rows: np.ndarray, *, params: Params, root: Path
+) -> Path:
     """model_dir/model.onnx from model_dir/model.pt and preprocessing.json; parity checked on `rows` of data."""
     task, ep, out = get_task(task_name), params.export, model_dir / "model.onnx"
-    model, ckpt = load_checkpoint(model_dir / "model.pt", "cpu")  # float32, as deployed
+    model, spec, ckpt = load_checkpoint(model_dir / "model.pt", "cpu")  # float32, as deployed
     pre = json.loads((model_dir / "preprocessing.json").read_text())
     batches = make_batches(
         data,
         np.sort(rows)[: ep.parity_batches * ep.batch_size],
-        ckpt["spec"]["channels"],
+        data.channels(spec.channels),
         batch_size=ep.batch_size,
         device=torch.device("cpu"),
         shuffle=False,
         seed=0,
         runtime=params.runtime,
     )
-    meta = metadata(task_name, ckpt, pre, data.path, root)
-    where = f"{out} (model {ckpt['spec']['model']})"
-    graph, worst, n = export_model(model, batches, "probability" if task.is_classification else "mass", meta, ep, where)
+    meta = metadata(task_name, spec, pre, epoch=ckpt["epoch"], data_path=data.path, root=root)
+    where = f"{out} (model {spec.model})"
+    output = "probability" if task.is_classification else "mass"
+    graph, worst, n = export_model(model, batches, output=output, meta=meta, ep=ep, where=where)
     with atomic_path(out) as tmp:
         Path(tmp).write_bytes(graph)
     print(
-        f"exported {task_name} ({ckpt['spec']['model']}) to {out}: {len(graph) / 1e6:.2f} MB, onnxruntime within "
+        f"exported {task_name} ({spec.model}) to {out}: {len(graph) / 1e6:.2f} MB, onnxruntime within "
         f"{worst:.2g} of PyTorch on {n} test images"
     )
     return out
@@ -187,6 +202,5 @@ def export_dir(task_name: str, model_dir: Path, data: Converted, rows: np.ndarra
 
 def main(params: Params, task_name: str, paths: Paths) -> None:
     data = Converted(paths.converted(get_task(task_name).dataset))
-    export_dir(
-        task_name, paths.models(task_name), data, load_split(paths.splits(task_name))["test"], params, paths.root
-    )
+    rows = load_split(paths.splits(task_name))["test"]
+    export_dir(task_name, paths.models(task_name), data, rows, params=params, root=paths.root)

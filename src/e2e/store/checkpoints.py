@@ -4,22 +4,27 @@ torch.load(weights_only=True): everything in them is a tensor or a plain value."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from e2e.errors import E2EError
-from e2e.models.wrappers import Ensemble, Standardized, wrap_from_spec
+from e2e.models.wrappers import Ensemble, ModelSpec, Standardized, wrap_from_spec
 from e2e.store.atomic import atomic_path
 
 
-def save_checkpoint(path: Path, model: Standardized, spec: dict, **info) -> None:
-    """Everything in it is a tensor or a plain value, so it loads with torch.load(weights_only=True)."""
+def save_checkpoint(path: Path, model: Standardized | Ensemble, spec: ModelSpec, **info: Any) -> None:
+    """Everything in it is a tensor or a plain value (the spec too, as a dict), so it loads with
+    torch.load(weights_only=True)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        torch.save({"spec": spec, "state_dict": state, **info}, tmp)
+        torch.save({"spec": spec.to_dict(), "state_dict": state, **info}, tmp)
 
 
-def load_checkpoint(path: Path, device="cpu") -> tuple[Standardized | Ensemble, dict]:
+def load_checkpoint(
+    path: Path, device: str | torch.device = "cpu"
+) -> tuple[Standardized | Ensemble, ModelSpec, dict[str, Any]]:
+    """(the model in eval mode on `device`, its spec, the checkpoint as stored: epoch, metrics, ...)."""
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
@@ -28,6 +33,10 @@ def load_checkpoint(path: Path, device="cpu") -> tuple[Standardized | Ensemble, 
         raise E2EError(
             f"{path}: refused to load checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})"
         ) from None
-    model = wrap_from_spec(ckpt["spec"])
+    try:
+        spec = ModelSpec(**ckpt["spec"])
+    except (KeyError, TypeError) as exc:  # not a model spec of this code: missing or unknown keys
+        raise E2EError(f"{path}: not a checkpoint of e2e ({type(exc).__name__}: {exc})") from None
+    model = wrap_from_spec(spec)
     model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval(), ckpt
+    return model.to(device).eval(), spec, ckpt

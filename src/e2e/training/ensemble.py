@@ -8,18 +8,20 @@ split. One member (the default) is the plain model of `seed`, exactly as without
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
+from e2e.config import TrainParams
 from e2e.errors import E2EError
-from e2e.models.wrappers import Ensemble
+from e2e.models.wrappers import Ensemble, Standardized
 from e2e.store.checkpoints import load_checkpoint, save_checkpoint
 
 
-def member_rows(train_idx: np.ndarray, tp) -> list[tuple[int, np.ndarray]]:
+def member_rows(train_idx: np.ndarray, tp: TrainParams) -> list[tuple[int, np.ndarray]]:
     """(seed, training rows) of each member."""
-    n, mode = tp.ensemble["members"], tp.ensemble["mode"]
+    n, mode = tp.ensemble.members, tp.ensemble.mode
     if n == 1 or mode == "seeds":
         return [(tp.seed + k, train_idx) for k in range(n)]
     if len(train_idx) < 2 * n:
@@ -38,8 +40,10 @@ def member_dir(workdir: Path, k: int, n: int) -> Path:
 
 def join(checkpoints: list[Path], out: Path, mode: str) -> None:
     """The members' best checkpoints as one Ensemble checkpoint at `out` (for evaluate, predict, export)."""
-    members, ckpts = zip(*(load_checkpoint(p) for p in checkpoints))
-    spec = {**ckpts[0]["spec"], "members": len(members), "ensemble_mode": mode}
-    save_checkpoint(
-        out, Ensemble(list(members)), spec, epoch=ckpts[0]["epoch"], member_epochs=[int(c["epoch"]) for c in ckpts]
-    )
+    loaded = [load_checkpoint(p) for p in checkpoints]
+    members = [model for model, _, _ in loaded if isinstance(model, Standardized)]
+    if len(members) != len(loaded):  # each member's best.pt holds one model
+        raise E2EError(f"{out}: a member's checkpoint among {[str(p) for p in checkpoints]} holds an ensemble")
+    (_, first, ckpt), epochs = loaded[0], [int(c["epoch"]) for _, _, c in loaded]
+    spec = dataclasses.replace(first, members=len(members), ensemble_mode=mode)
+    save_checkpoint(out, Ensemble(members), spec, epoch=ckpt["epoch"], member_epochs=epochs)

@@ -16,17 +16,22 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
+from e2e.config import TrainParams
 from e2e.errors import E2EError
+from e2e.models.wrappers import ModelSpec, Standardized
+from e2e.runtime.batches import Converted
 from e2e.store.checkpoints import save_checkpoint
 from e2e.training import ddp
 
 FORMAT = 2  # part of the fingerprint: a last.pt of an older layout (one CPU random state) starts afresh
 
 
-def fingerprint(tp, data, split: dict) -> str:
+def fingerprint(tp: TrainParams, data: Converted, split: dict[str, np.ndarray]) -> str:
     """What a resumable checkpoint must match: the train params, the converted data and the split."""
     h = hashlib.sha256(json.dumps(dataclasses.asdict(tp), sort_keys=True, default=str).encode())
     h.update(json.dumps(data.meta["sources"], sort_keys=True).encode())
@@ -49,7 +54,7 @@ def restore_rng(state: dict[str, torch.Tensor], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def load(path: Path, fp: str, dist: ddp.Dist) -> dict | None:
+def load(path: Path, fp: str, dist: ddp.Dist) -> dict[str, Any] | None:
     """Rank 0's state of the last completed epoch of an interrupted run with the same fingerprint, on every
     rank; None to start afresh."""
     state = None
@@ -67,7 +72,15 @@ def load(path: Path, fp: str, dist: ddp.Dist) -> dict | None:
     return ddp.broadcast(state, dist)
 
 
-def restore(state: dict, model, optimizer, scheduler, device: torch.device, dist: ddp.Dist) -> None:
+def restore(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+    dist: ddp.Dist,
+) -> None:
     """Continue from `state`. A rank the interrupted run did not have (more processes now) keeps its own
     seeded generators."""
     model.load_state_dict(state["state_dict"])
@@ -79,15 +92,15 @@ def restore(state: dict, model, optimizer, scheduler, device: torch.device, dist
 
 def save(
     path: Path,
-    model,
-    spec: dict,
+    model: Standardized,
+    spec: ModelSpec,
     *,
     epoch: int,
-    best: dict,
-    history: list[dict],
+    best: dict[str, Any],
+    history: list[dict[str, float]],
     fp: str,
-    optimizer,
-    scheduler,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
     dist: ddp.Dist,
 ) -> None:

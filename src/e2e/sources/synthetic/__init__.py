@@ -28,7 +28,13 @@ __all__ = ["GENERATORS", "generate", "truth_path"]
 
 
 def generate(
-    dataset: str, out_dir: Path, cfg: dict, seed: int, progress: bool = True, files: tuple[RawFile, ...] | None = None
+    dataset: str,
+    out_dir: Path,
+    cfg: dict,
+    *,
+    seed: int,
+    progress: bool = True,
+    files: tuple[RawFile, ...] | None = None,
 ) -> list[Path]:
     """Write `dataset`'s raw files (real names) and their truth sidecars into `out_dir`.
 

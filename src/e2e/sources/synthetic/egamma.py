@@ -196,7 +196,7 @@ def _write_class(path: Path, n: int, electron: bool, seed: int, bar: tqdm) -> li
 
 
 def generate_electron_photon(
-    out_dir: Path, cfg: dict, seed: int, progress: bool = True, files: tuple[RawFile, ...] | None = None
+    out_dir: Path, cfg: dict, seed: int, *, progress: bool = True, files: tuple[RawFile, ...] | None = None
 ) -> list[Path]:
     """Write the chosen class files (default both: photons y=0, electrons y=1), n_per_class rows each,
     plus truth sidecars."""

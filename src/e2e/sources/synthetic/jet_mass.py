@@ -175,7 +175,7 @@ def make_chunk(rng: np.random.Generator, n: int, cfg: dict) -> tuple[np.ndarray,
 
 
 def generate_jet_mass(
-    out_dir: Path, cfg: dict, seed: int, progress: bool = True, files: tuple[RawFile, ...] | None = None
+    out_dir: Path, cfg: dict, seed: int, *, progress: bool = True, files: tuple[RawFile, ...] | None = None
 ) -> list[Path]:
     """Write the chosen top_gun_opendata_<i>.parquet files (default all seven; columns X_jet, m, iphi,
     pt, ieta like the public files), n_jets divided among them in equal shares.

@@ -172,8 +172,12 @@ def calo_position(p: Particles, radius: float = 1.29) -> tuple[np.ndarray, np.nd
     return row, col, ok
 
 
-def _ecal(rng: np.random.Generator, p: Particles, e: np.ndarray, row, col, ok, out: np.ndarray) -> None:
+Hits = tuple[np.ndarray, np.ndarray, np.ndarray]  # calo_position's (row, col, reaches the calorimeters)
+
+
+def _ecal(rng: np.random.Generator, p: Particles, e: np.ndarray, *, hits: Hits, out: np.ndarray) -> None:
     """ECAL energies into `out` (n, 125, 125), which holds zeros."""
+    row, col, ok = hits
     frac = np.where(p.kind == 1, 1.0, np.where(p.kind == 0, 0.3 * rng.random(len(e)) ** 2, 0.0))
     dep = (e * frac)[ok]
     # each deposit spread over its 3x3 crystals (in a frame one crystal wider, then cropped)
@@ -191,8 +195,9 @@ def _ecal(rng: np.random.Generator, p: Particles, e: np.ndarray, row, col, ok, o
     out[out <= ECAL_THRESHOLD] = 0.0  # zero suppression at 2.5 sigma of noise
 
 
-def _hcal(rng: np.random.Generator, p: Particles, e: np.ndarray, row, col, ok, out: np.ndarray) -> None:
+def _hcal(rng: np.random.Generator, p: Particles, e: np.ndarray, *, hits: Hits, out: np.ndarray) -> None:
     """HCAL tower energies / 25 into every crystal of `out` (n, 125, 125)."""
+    row, col, ok = hits
     frac = np.where(p.kind == 2, 1.0, np.where(p.kind == 0, 0.7 + 0.3 * rng.random(len(e)), 0.0))
     towers = np.zeros((len(out), IMG // TOWER, IMG // TOWER))
     np.add.at(towers, (p.jet[ok], row[ok] // TOWER, col[ok] // TOWER), (e * frac)[ok])
@@ -209,18 +214,19 @@ def calorimeter_images(
     p: Particles,
     eta_jet: np.ndarray,
     n: int,
+    *,
     out: np.ndarray | None = None,
     channels: tuple[int, int, int] = (0, 1, 2),
 ) -> np.ndarray:
     """Track pT at the ECAL entry point, ECAL energy, HCAL energy (towers / 25), written into
     `channels` of `out` (n, C, 125, 125) of zeros; by default a new (n, 3, 125, 125)."""
     out = np.zeros((n, 3, IMG, IMG)) if out is None else out
-    row, col, ok = calo_position(p)
+    hits = row, col, ok = calo_position(p)
     e = p.pt * pio.cosh(eta_jet[p.jet] + p.eta)
     has_track = ok & (p.charge != 0)
     np.add.at(out[:, channels[0]], (p.jet[has_track], row[has_track], col[has_track]), p.pt[has_track])
-    _ecal(rng, p, e, row, col, ok, out[:, channels[1]])
-    _hcal(rng, p, e, row, col, ok, out[:, channels[2]])
+    _ecal(rng, p, e, hits=hits, out=out[:, channels[1]])
+    _hcal(rng, p, e, hits=hits, out=out[:, channels[2]])
     return out
 
 
@@ -245,8 +251,16 @@ def _write_file(path: Path, n: int, seed: int, bar: tqdm) -> list[Path]:
     return [path, truth.write(path)]
 
 
+def _declared_jets(f: RawFile) -> float:
+    """The jets a real run file holds, as its name says (..._n36272.test.snappy.parquet)."""
+    match = re.search(r"_n(\d+)\.", f.name)
+    if match is None:
+        raise ValueError(f"{f.name}: no _n<jets>. in the name of a quark/gluon run file")
+    return float(match.group(1))
+
+
 def generate_quark_gluon(
-    out_dir: Path, cfg: dict, seed: int, progress: bool = True, files: tuple[RawFile, ...] | None = None
+    out_dir: Path, cfg: dict, seed: int, *, progress: bool = True, files: tuple[RawFile, ...] | None = None
 ) -> list[Path]:
     """Write the chosen run files (default all three), n_jets divided among them as in the real runs
     (36272/47540/55494)."""
@@ -255,7 +269,7 @@ def generate_quark_gluon(
     counts = share_jets(
         n,
         [f.name for f in files],
-        [float(re.search(r"_n(\d+)\.", f.name).group(1)) for f in files],
+        [_declared_jets(f) for f in files],
         "synthetic.quark_gluon.n_jets",
     )
     written = []
