@@ -1,5 +1,5 @@
 """Stage `convert` on the reference files in the real formats and on bad input. The reference files come
-from the formats_dir fixture: the project's own (tests/real_layout.py) and ../shared/formats where present.
+from the formats_dir fixture: the project's own (tests/support/real_layout.py) and ../shared/formats where present.
 
 Every expectation comes from an independent read of the raw file (pyarrow `to_pylist`, h5py plus an
 explicit transpose), never from our readers.

@@ -13,7 +13,6 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from real_layout import EGAMMA_CHUNKS, JET_MASS_4CH
 from test_convert import _jet_mass, f16, pylist_column, pylist_images, raw, read_converted, run_convert
 
 from e2e.config import Paths, parse_params
@@ -21,6 +20,8 @@ from e2e.errors import E2EError
 from e2e.sources import hdf5_cache, readers
 from e2e.sources.registry import DATASETS
 from e2e.stages import convert, split, train
+
+from support.real_layout import EGAMMA_CHUNKS, JET_MASS_4CH
 
 EG, JM = "electron_photon", "jet_mass"
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import processes
 import pytest
 import torch
 from test_train import OWN, RAW, prepared_root, raw_with
@@ -23,7 +22,9 @@ from e2e.runtime.device import select_device
 from e2e.stages import train
 from e2e.training import ddp
 
-WORKER = Path(__file__).with_name("ddp_worker.py")
+from support import processes
+
+WORKER = Path(__file__).parent / "support" / "ddp_worker.py"
 EG = "electron_photon"
 
 
@@ -104,7 +105,7 @@ def test_shares_of_the_validation_split_gather_back_into_the_single_process_orde
 def run_ranks(
     tmp_path: Path, roots: list[Path], *, metrics=None, fail_at=None, timeout: int = 240
 ) -> tuple[int, str, list[dict]]:
-    """tests/ddp_worker.py on 2 gloo ranks: (exit status, output, what each rank saw). A run that has not
+    """tests/support/ddp_worker.py on 2 gloo ranks: (exit status, output, what each rank saw). A run that has not
     ended after `timeout` seconds (a rank waiting in a collective) fails the test, its processes killed."""
     out = tmp_path / f"ranks{len(list(tmp_path.glob('ranks*')))}"
     out.mkdir()

@@ -17,7 +17,6 @@ import types
 from pathlib import Path
 
 import pytest
-from http_server import FileServer
 
 import e2e.sources
 from e2e.config import Paths, parse_params
@@ -25,6 +24,8 @@ from e2e.errors import E2EError
 from e2e.sources import fetch as fetch_mod
 from e2e.sources.registry import DATASETS
 from e2e.stages.download import checksum_file, main, partial_dir, read_checksums
+
+from support.http_server import FileServer
 
 DS = "electron_photon"
 FILES = DATASETS[DS].files

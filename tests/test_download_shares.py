@@ -1,6 +1,6 @@
 """The download against shares laid out as the real ones may be: files in subfolders, files missing, sizes that
 disagree, and shares that only give their archive. A loopback server answers WebDAV PROPFIND as CERNBox's
-public-files endpoint does (tests/http_server.py) and serves archives at index.php/s/<share>/download."""
+public-files endpoint does (tests/support/http_server.py) and serves archives at index.php/s/<share>/download."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from http_server import FileServer
 
 from e2e.config import Paths, parse_params
 from e2e.errors import E2EError
 from e2e.sources import archive, webdav
 from e2e.sources.registry import DATASETS
 from e2e.stages.download import checksum_file, main, partial_dir, read_checksums
+
+from support.http_server import FileServer
 
 QG, EG = "quark_gluon", "electron_photon"
 FILES = DATASETS[QG].files

@@ -16,8 +16,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from http_server import FileServer
-from pipeline_repo import (
+
+from e2e.sources.registry import DATASETS
+
+from support.http_server import FileServer
+from support.pipeline_repo import (
     assert_objects_intact,
     cache_dir,
     commit,
@@ -36,8 +39,6 @@ from pipeline_repo import (
     tiny_params,
     write_params,
 )
-
-from e2e.sources.registry import DATASETS
 
 pytestmark = pytest.mark.slow
 EG, QG = "electron_photon", "quark_gluon"

@@ -1,7 +1,7 @@
 """`make test` on a fresh clone with nothing beside it (no ../shared/formats, no $E2E_FORMATS).
 
 A physicist's clone has only the repository: the tests that convert, download and train on files in the
-real layouts must then run on the project's own files (tests/real_layout.py), not fail and not all skip.
+real layouts must then run on the project's own files (tests/support/real_layout.py), not fail and not all skip.
 This copies tests/ and pyproject.toml into an empty directory, so that nothing lies beside the copy, and
 runs a small, fast selection there with the installed package.
 """

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from pipeline_repo import tiny_params
 from test_data import dense_images
 from test_ddp import run_ranks
 from test_train import OWN, RAW, prepared_root
@@ -27,6 +26,8 @@ from e2e.training import resume
 from e2e.training.augment import make_augment
 from e2e.training.loop import run_steps
 from e2e.training.optimizers import make_optimizer, make_scheduler
+
+from support.pipeline_repo import tiny_params
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 CUDA = torch.device("cuda", 0)

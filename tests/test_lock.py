@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_repo import set_param, status
+
+from support.pipeline_repo import set_param, status
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -159,7 +160,9 @@ def upward(importer: str, target: str) -> bool:
 
 
 def all_modules() -> list[str]:
-    return sorted(".".join(f.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__") for f in SRC.rglob("*.py"))
+    return sorted(
+        ".".join(f.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__") for f in SRC.rglob("*.py")
+    )
 
 
 def test_every_module_has_a_layer():

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_repo import set_param
 
 from e2e import config
 from e2e.config import load_params, parse_params
 from e2e.config import names as config_names
 from e2e.config import schema as config_schema
 from e2e.errors import E2EError
+
+from support.pipeline_repo import set_param
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((ROOT / "params.yaml").read_text())

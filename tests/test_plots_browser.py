@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from pipeline_repo import built_once
+
+from support.pipeline_repo import built_once
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {"electron_photon": (2, 32), "quark_gluon": (3, 125), "jet_mass": (4, 125)}  # channels, size

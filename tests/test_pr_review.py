@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_repo import ROOT, env
 from test_review import image_links, rows_by_revision, sections, tables
+
+from support.pipeline_repo import ROOT, env
 
 pytestmark = pytest.mark.slow  # about 50 s on 2 busy cores: three stage runs, two reviews rendered
 

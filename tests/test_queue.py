@@ -12,10 +12,11 @@ import io
 import os
 import shutil
 
-import processes
 import pytest
-from pipeline_repo import ROOT, clone, run
-from pipeline_repo import golden_repo as build_golden
+
+from support import processes
+from support.pipeline_repo import ROOT, clone, run
+from support.pipeline_repo import golden_repo as build_golden
 
 pytestmark = pytest.mark.slow
 TASK = "electron_photon"

@@ -12,7 +12,8 @@ import os
 import threading
 
 import pytest
-from pipeline_repo import (
+
+from support.pipeline_repo import (
     assert_objects_intact,
     clone,
     commit,
@@ -23,7 +24,7 @@ from pipeline_repo import (
     status,
     stored_objects,
 )
-from pipeline_repo import golden_repo as build_golden
+from support.pipeline_repo import golden_repo as build_golden
 
 pytestmark = pytest.mark.slow
 

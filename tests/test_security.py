@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from http_server import FileServer
 
 from e2e.config import Paths, parse_params
 from e2e.errors import E2EError
@@ -35,6 +34,8 @@ from e2e.stages import convert, split
 from e2e.stages.download import main as download
 from e2e.store.checkpoints import load_checkpoint
 from e2e.store.splits import load_split
+
+from support.http_server import FileServer
 
 EG = "electron_photon"
 # not about the file layouts: these run on the project's own files only ([shared] would repeat them)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_repo import built_once, clone, commit, env, make_repo, restrict_to, run, start, tiny_params
+
+from support.pipeline_repo import built_once, clone, commit, env, make_repo, restrict_to, run, start, tiny_params
 
 TASK = "quark_gluon"
 TAG = "qg"  # its headline keys (e2e.tasks)

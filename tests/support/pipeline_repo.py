@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TASKS = ("electron_photon", "quark_gluon", "jet_mass")
 BIN = Path(sys.executable).parent
 # names that e2e.store.atomic (`.<name>.tmp-<pid>`), e2e.sources.fetch (`.part`) and DVC (`.<random>.tmp`)

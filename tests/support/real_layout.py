@@ -232,7 +232,7 @@ def write_formats(out: Path) -> Path:
     return out
 
 
-if __name__ == "__main__":  # python tests/real_layout.py DIR: write the set for a look with other tools
+if __name__ == "__main__":  # python tests/support/real_layout.py DIR: write the set for a look with other tools
     import sys
 
     print(write_formats(Path(sys.argv[1])))
