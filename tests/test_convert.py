@@ -8,7 +8,6 @@ explicit transpose), never from our readers.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 import sys
@@ -30,69 +29,21 @@ from e2e.sources.readers import ParquetReader
 from e2e.sources.registry import DATASETS
 from e2e.stages import convert
 
+from support.converted import f16, raw, read_converted, run_convert
+from support.raw_files import (
+    hdf5_images,
+    nested,
+    pylist_column,
+    pylist_images,
+    write_egamma,
+    write_jet_mass,
+    write_jets,
+)
+
 EG, QG, JM = "electron_photon", "quark_gluon", "jet_mass"
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def raw(root: Path, dataset: str, i: int = 0) -> Path:
-    return root / "data" / "raw" / dataset / DATASETS[dataset].files[i].name
-
-
-def run_convert(root: Path, dataset: str, workers: int = 1, **cfg) -> tuple[dict[str, np.ndarray], dict]:
-    """Convert with `cfg` as convert.<dataset>; arrays["images"] is the sparse output densified in the storage
-    dtype, independently of e2e.runtime.batches (np.add.at over the stored entries)."""
-    files = {JM: [DATASETS[JM].files[0].name]}  # the reference directory has one of the seven
-    raw_params = {
-        "convert": {dataset: cfg},
-        "runtime": {"convert_workers": workers},
-        "datasets": {k: {"files": v} for k, v in files.items()},
-    }
-    convert.main(parse_params(raw_params), dataset, Paths(root))
-    return read_converted(root / "data" / "converted" / dataset)
-
-
-def read_converted(out: Path) -> tuple[dict[str, np.ndarray], dict]:
-    arrays = {p.stem: np.load(p, allow_pickle=False) for p in out.glob("*.npy")}
-    meta = json.loads((out / "meta.json").read_text())
-    values, index, offsets = arrays.pop("values"), arrays.pop("index"), arrays.pop("offsets")
-    n, shape = len(offsets) - 1, meta["shape"][1:]
-    assert index.dtype == np.int32 and offsets.dtype == np.int64 and offsets[0] == 0 and offsets[-1] == len(values)
-    assert np.all(np.diff(offsets) >= 0) and (index.size == 0 or 0 <= index.min() <= index.max() < np.prod(shape))
-    assert not np.any(values == 0), "a stored zero: the format keeps non-zero values only"
-    images = np.zeros((n, int(np.prod(shape))), values.dtype)
-    np.add.at(images, (np.repeat(np.arange(n), np.diff(offsets)), index), values)  # duplicates would add up
-    arrays["images"] = images.reshape(n, *shape)
-    assert meta["n"] == n and meta["nnz"] == len(values) and meta["format"] == "sparse"
-    return arrays, meta
-
-
-def pylist_images(path: Path, column: str) -> np.ndarray:
-    """Independent read: Python lists straight from Arrow, so the layout is whatever the file says."""
-    return np.array(pq.read_table(path, columns=[column]).column(column).to_pylist(), dtype=np.float64)
-
-
-def pylist_column(path: Path, column: str) -> np.ndarray:
-    return np.array(pq.read_table(path, columns=[column]).column(column).to_pylist(), dtype=np.float64)
-
-
-def hdf5_images(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with h5py.File(path, "r") as f:
-        return f["X"][:].transpose(0, 3, 1, 2), f["y"][:]
-
-
-def f16(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32).astype(np.float16)  # the readers hand float32 to the converter
-
-
-def nested(images: np.ndarray) -> pa.ListArray:
-    """(N, C, H, W) -> list<list<list<double>>> channels-first, built from offsets."""
-    n, c, h, w = images.shape
-    values = pa.array(np.ascontiguousarray(images, dtype=np.float64).reshape(-1))
-    rows = pa.ListArray.from_arrays(pa.array(np.arange(n * c * h + 1, dtype=np.int32) * w), values)
-    chans = pa.ListArray.from_arrays(pa.array(np.arange(n * c + 1, dtype=np.int32) * h), rows)
-    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * c), chans)
 
 
 def sparse_jets(n: int, shape=(3, 125, 125), seed: int = 0) -> np.ndarray:
@@ -101,23 +52,6 @@ def sparse_jets(n: int, shape=(3, 125, 125), seed: int = 0) -> np.ndarray:
     idx = rng.integers(0, images.shape[1], (n, 300))
     np.put_along_axis(images, idx, rng.exponential(2.0, idx.shape), axis=1)
     return images.reshape(n, *shape)
-
-
-def write_jets(path: Path, images, image_col: str = "X_jets", row_group_size: int = 1, **scalars) -> None:
-    """Real layout: snappy, ONE ROW GROUP PER JET. `images`: (N, C, H, W) array or a ready Arrow array."""
-    arr = images if isinstance(images, pa.Array) else nested(images)
-    n = len(arr)
-    cols = {"pt": np.linspace(100, 200, n), "m0": np.linspace(5, 40, n), "y": np.arange(n) % 2.0} | scalars
-    table = pa.table({image_col: arr, **{k: pa.array(v) for k, v in cols.items() if v is not None}})
-    pq.write_table(table, path, row_group_size=row_group_size, compression="snappy")
-
-
-def write_egamma(path: Path, X, y) -> None:
-    with h5py.File(path, "w") as f:
-        if X is not None:
-            f["X"] = X
-        if y is not None:
-            f["y"] = y
 
 
 def no_output(root: Path) -> list[str]:
@@ -204,7 +138,7 @@ def own_jet_mass_file(path: Path) -> np.ndarray:
     images[:, 1:3] *= np.where(np.random.default_rng(4).random(images[:, 1:3].shape) < 0.5, -1, 1)
     images[0, 1, 10, 10], images[0, 2, 11, 11], images[1, 0, 5, 5] = 1e-9, -1e-9, 6e-8
     images[2, 3, 0, 0], images[3, 7, 124, 124] = -0.0, -250.5
-    _jet_mass(path, images, list(np.linspace(90, 480, 6)))
+    write_jet_mass(path, images, list(np.linspace(90, 480, 6)))
     return images
 
 
@@ -465,11 +399,6 @@ def _egamma_bad_pixel(p: Path, value: float) -> None:
     _egamma_x(p, x)
 
 
-def _jet_mass(p: Path, images: np.ndarray, m: list[float]) -> None:
-    n = len(images)
-    write_jets(p, images, "X_jet", m=m, pt=np.full(n, 500.0), ieta=np.zeros(n), iphi=np.zeros(n), m0=None, y=None)
-
-
 def _zero_row_parquet(p: Path) -> None:
     write_jets(p, nested(np.zeros((0, 3, 125, 125))), pt=np.zeros(0), m0=np.zeros(0), y=np.zeros(0))
 
@@ -524,7 +453,7 @@ BAD_INPUT = {  # id: (dataset, file index, how to break it, fragments the messag
     "parquet_inf": (
         JM,
         0,
-        lambda p: _jet_mass(p, np.full((2, 8, 125, 125), np.inf), [100.0, 200.0]),
+        lambda p: write_jet_mass(p, np.full((2, 8, 125, 125), np.inf), [100.0, 200.0]),
         ["rows 0-2: 250000 NaN or infinite pixels"],
     ),  # 2 jets * 8 channels * 125 * 125
     "hdf5_label_2": (
@@ -565,7 +494,7 @@ BAD_INPUT = {  # id: (dataset, file index, how to break it, fragments the messag
     "parquet_nan_mass": (
         JM,
         0,
-        lambda p: _jet_mass(p, sparse_jets(2, (8, 125, 125)), [100.0, np.nan]),
+        lambda p: write_jet_mass(p, sparse_jets(2, (8, 125, 125)), [100.0, np.nan]),
         ["target has 1 NaN or infinite values"],
     ),
     "missing_file": (QG, 2, lambda p: p.unlink(), ["missing input file for dataset quark_gluon"]),

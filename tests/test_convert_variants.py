@@ -13,7 +13,6 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from test_convert import _jet_mass, f16, pylist_column, pylist_images, raw, read_converted, run_convert
 
 from e2e.config import Paths, parse_params
 from e2e.errors import E2EError
@@ -21,6 +20,8 @@ from e2e.sources import hdf5_cache, readers
 from e2e.sources.registry import DATASETS
 from e2e.stages import convert, split, train
 
+from support.converted import f16, raw, read_converted, run_convert
+from support.raw_files import pylist_column, pylist_images, write_jet_mass
 from support.real_layout import EGAMMA_CHUNKS, JET_MASS_4CH
 
 EG, JM = "electron_photon", "jet_mass"
@@ -183,7 +184,7 @@ def test_jet_mass_file_of_another_channel_count_is_one_line(raw_root):
     path = raw(raw_root, JM)
     images = np.zeros((2, 5, 125, 125))
     images[:, :, 60, 60] = 1.0
-    _jet_mass(path, images, [100.0, 200.0])
+    write_jet_mass(path, images, [100.0, 200.0])
     with pytest.raises(E2EError) as info:
         run_convert(raw_root, JM)
     message = str(info.value)

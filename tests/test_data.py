@@ -11,13 +11,7 @@ import torch
 from e2e.runtime.batches import SparseBatches, channel_stats, shard
 from e2e.store.sparse import SparseImages, densify, select_channels, sparsify
 
-
-def dense_images(n: int = 50, shape=(3, 9, 7), seed: int = 0) -> np.ndarray:
-    """Sparse-looking float16 images with negative values and a few empty events."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, *shape)) * (rng.random((n, *shape)) < 0.1)
-    x[[3, 17]] = 0.0
-    return x.astype(np.float16)
+from support.images import dense_images
 
 
 def batches(x: np.ndarray, idx, channels, batch_size=8, shuffle=False, max_gb=1.0) -> SparseBatches:

@@ -5,16 +5,11 @@ and never wait on each other forever. The 2-GPU NCCL run is in tests/test_gpu.py
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_train import OWN, RAW, prepared_root, raw_with
 
 from e2e.config import Paths, parse_params
 from e2e.errors import E2EError
@@ -22,9 +17,9 @@ from e2e.runtime.device import select_device
 from e2e.stages import train
 from e2e.training import ddp
 
-from support import processes
+from support.ddp_ranks import run_ranks
+from support.training_roots import OWN, RAW, prepared_root, raw_with
 
-WORKER = Path(__file__).parent / "support" / "ddp_worker.py"
 EG = "electron_photon"
 
 
@@ -100,26 +95,6 @@ def test_shares_of_the_validation_split_gather_back_into_the_single_process_orde
     monkeypatch.setattr(ddp.td, "all_gather", all_gather)
     for rank in range(3):
         assert ddp.gather_spread(shares[rank], len(idx), ddp.Dist(rank, 3)).tolist() == sorted(idx.tolist())
-
-
-def run_ranks(
-    tmp_path: Path, roots: list[Path], *, metrics=None, fail_at=None, timeout: int = 240
-) -> tuple[int, str, list[dict]]:
-    """tests/support/ddp_worker.py on 2 gloo ranks: (exit status, output, what each rank saw). A run that has not
-    ended after `timeout` seconds (a rank waiting in a collective) fails the test, its processes killed."""
-    out = tmp_path / f"ranks{len(list(tmp_path.glob('ranks*')))}"
-    out.mkdir()
-    cfg = {"roots": [str(r) for r in roots], "metrics": metrics, "fail_at": fail_at, "out": str(out)}
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "E2E_DDP_TEST": json.dumps(cfg)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        text = proc.communicate(timeout=timeout)[0]
-    except subprocess.TimeoutExpired:
-        processes.kill(processes.under(tmp_path, os.environ[processes.MARK]))  # torchrun and its workers
-        text = proc.communicate()[0]
-        pytest.fail(f"the ranks did not finish within {timeout} s:\n{text[-3000:]}")
-    return proc.returncode, text, [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 
 @pytest.mark.slow

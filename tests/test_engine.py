@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from test_train import RAW
 
 from e2e.config import parse_params
 from e2e.models.wrappers import Standardized
@@ -16,6 +15,8 @@ from e2e.runtime.device import prepare
 from e2e.runtime.forward import predict
 from e2e.training import loop
 from e2e.training.loop import run_steps
+
+from support.training_roots import RAW
 
 
 def mass_model() -> Standardized:

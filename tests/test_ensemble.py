@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_train import prepared_root
 
 from e2e.config import Paths, TrainParams, parse_params
 from e2e.inference import predict
@@ -20,6 +19,8 @@ from e2e.runtime.batches import Converted
 from e2e.stages import evaluate, export, train
 from e2e.store.checkpoints import load_checkpoint
 from e2e.training.ensemble import member_rows
+
+from support.training_roots import prepared_root
 
 OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
 EG = "electron_photon"

@@ -326,9 +326,9 @@ def test_offline_html_template_is_configured_and_has_no_cdn():
 
 
 def test_stage_writes_predictions_metrics_plots_and_images(raw_root):
-    from test_predict import make_model_dir
-
     from e2e.config import Paths, parse_params
+
+    from support.model_dirs import make_model_dir
 
     task = "electron_photon"
     _, data = make_model_dir(raw_root, task, raw_root / "models" / task)
@@ -385,11 +385,12 @@ def test_every_prediction_sits_on_the_line_of_its_row_truth_and_observers(raw_ro
     line of predictions.parquet. Each line's truth must be the converted target of its row, and its
     prediction what the checkpoint gives for that row's image alone."""
     import torch
-    from test_predict import make_model_dir
 
     from e2e.config import Paths, parse_params
     from e2e.runtime.batches import Converted
     from e2e.store.checkpoints import load_checkpoint
+
+    from support.model_dirs import make_model_dir
 
     task = "electron_photon"
     model_path, _ = make_model_dir(raw_root, task, raw_root / "models" / task)

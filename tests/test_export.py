@@ -16,12 +16,13 @@ import onnx
 import pyarrow.parquet as pq
 import pytest
 import torch
-from test_predict import TASKS, TOLERANCE, exported, reference
 
 from e2e.errors import E2EError
 from e2e.inference import predict
 from e2e.inference.onnx_model import OnnxModel, worst_difference
 from e2e.stages import export
+
+from support.model_dirs import TASKS, TOLERANCE, exported, reference
 
 OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
 OUTPUT = {"electron_photon": "probability", "quark_gluon": "probability", "jet_mass": "mass"}  # the graph's output

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_timm import TIMM_MODELS
 
 from e2e.config import ExportParams
 from e2e.inference.onnx_model import session
@@ -21,6 +20,8 @@ from e2e.models import MODELS
 from e2e.models.timm_zoo import CLASSICS, PREFIX
 from e2e.models.wrappers import wrap_from_spec
 from e2e.stages import export
+
+from support.timm_families import TIMM_MODELS
 
 README = Path(__file__).resolve().parents[1] / "docs" / "deployment.md"
 # name -> why it does not export; each must be in docs/deployment.md's list (none today)

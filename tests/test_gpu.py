@@ -12,9 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_data import dense_images
-from test_ddp import run_ranks
-from test_train import OWN, RAW, prepared_root
 
 from e2e.config import Paths, parse_params
 from e2e.runtime.batches import Converted, SparseBatches, make_batches
@@ -27,7 +24,10 @@ from e2e.training.augment import make_augment
 from e2e.training.loop import run_steps
 from e2e.training.optimizers import make_optimizer, make_scheduler
 
+from support.ddp_ranks import run_ranks
+from support.images import dense_images
 from support.pipeline_repo import tiny_params
+from support.training_roots import OWN, RAW, prepared_root
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 CUDA = torch.device("cuda", 0)

@@ -6,6 +6,8 @@ from sklearn import metrics as skm
 
 from e2e.evaluation import metrics
 
+from support.scores import two_models  # noqa: F401 (a fixture: labels, a base's scores, a better head's)
+
 
 @pytest.fixture
 def scored():
@@ -58,15 +60,6 @@ def test_binned_skips_sparse_bins():
     out = metrics.binned(metrics.mae, t, t + 1, t, np.array([100, 150, 201, 1000]))
     assert [b["n"] for b in out] == [50, 50]
     assert all(b["value"] == pytest.approx(1.0) for b in out)
-
-
-@pytest.fixture
-def two_models():
-    """Labels, a base model's scores and a head that separates the classes slightly better."""
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 2, 2000).astype(float)
-    base = rng.normal(y, 1.0)
-    return y, base, base + 0.08 * y
 
 
 def test_paired_difference_of_identical_predictions_is_exactly_zero(two_models):

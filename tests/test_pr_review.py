@@ -6,7 +6,7 @@ committed dvc.lock but did not push. Each review runs in a fresh clone (no DVC c
 with the remote given as CI gives it (DVC_REMOTE_URL) and posting off (no `cml` here, no network).
 
 The pipeline is one stage that writes made-up electron_photon results in the real layout
-(test_plots_browser.fake_results, seeded by the stage's params) in a second, so that the script's
+(support.results_repo.fake_results, seeded by the stage's params) in a second, so that the script's
 `dvc repro` path runs for real in seconds.
 """
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_review import image_links, rows_by_revision, sections, tables
 
 from support.pipeline_repo import ROOT, env
+from support.report_parts import image_links, rows_by_revision, sections, tables
 
 pytestmark = pytest.mark.slow  # about 50 s on 2 busy cores: three stage runs, two reviews rendered
 
@@ -37,7 +37,7 @@ import sys, zlib
 from pathlib import Path
 import yaml
 sys.path.insert(0, {str(ROOT / "tests")!r})
-import test_plots_browser as results
+import support.results_repo as results
 params = yaml.safe_load(Path("params.yaml").read_text())["train"]["{TASK}"]
 results.TASKS = {{"{TASK}": results.TASKS["{TASK}"]}}
 results.fake_results(Path("."), seed=zlib.crc32(yaml.safe_dump(params, sort_keys=True).encode()))

@@ -1,7 +1,7 @@
 """`make review BASE=...`: review/report.md, only the tasks whose results changed, each led by its headline
 with a paired-bootstrap verdict, its params, at most six key plots; the rest under Details.
 
-The end-to-end tests review a one-task change: a results repository (test_plots_browser.results_repo)
+The end-to-end tests review a one-task change: a results repository (support.results_repo)
 whose workspace differs from HEAD in quark_gluon's results only, with one quark_gluon param and one
 param of every task changed. The unit tests below them check the pairing, the verdict and the report's
 pieces on hand-made results.
@@ -23,8 +23,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_metrics import two_models  # noqa: F401 (a fixture: labels, a base's scores, a better head's)
-from test_plots_browser import ROOT, results_repo
 
 from e2e.errors import E2EError
 from e2e.evaluation import metrics
@@ -38,6 +36,10 @@ from e2e.reports.review_report import (
     split_plots,
 )
 from e2e.tasks import TASKS
+
+from support.report_parts import image_links, rows_by_revision, sections, tables
+from support.results_repo import ROOT, results_repo
+from support.scores import two_models  # noqa: F401 (a fixture: labels, a base's scores, a better head's)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CHANGED, UNCHANGED = "quark_gluon", ("electron_photon", "jet_mass")
@@ -71,47 +73,6 @@ def reviewed(repo) -> Path:
     proc = make(repo, "review", "BASE=HEAD")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return repo
-
-
-def data_rows(spec) -> list[dict]:
-    """Every inline data row of a Vega-Lite spec, wherever in the spec (top level, layers, ...) it sits."""
-    if isinstance(spec, dict):
-        values = spec.get("values")
-        rows = values if isinstance(values, list) and all(isinstance(v, dict) for v in values) else []
-        return rows + [r for k, v in spec.items() if k != "values" for r in data_rows(v)]
-    return [r for v in spec for r in data_rows(v)] if isinstance(spec, list) else []
-
-
-def rows_by_revision(spec) -> dict[str, list[dict]]:
-    """The plot's data rows by revision (DVC adds `rev` to every row it overlays), without `rev`."""
-    rows: dict[str, list[dict]] = {}
-    for row in data_rows(spec):
-        rows.setdefault(row.get("rev"), []).append({k: v for k, v in row.items() if k != "rev"})
-    return rows
-
-
-def image_links(report: str) -> list[str]:
-    """The images a Markdown report shows, relative to it."""
-    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-
-
-def sections(report: str) -> dict[str, str]:
-    """The report's `## ` sections by heading."""
-    parts = re.split(r"^## (.+)$", report, flags=re.M)
-    return dict(zip(parts[1::2], parts[2::2]))
-
-
-def tables(text: str) -> list[list[list[str]]]:
-    """Every Markdown table in text: its rows (header first, the --- row left out) as lists of cells."""
-    found, rows = [], []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            rows += [] if set("".join(cells)) <= set("- ") else [cells]
-        elif rows:
-            found.append(rows)
-            rows = []
-    return found
 
 
 def test_review_of_a_one_task_change_lists_only_that_task(reviewed):

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -15,41 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from e2e.config import Paths, parse_params
 from e2e.runtime.batches import Converted
-from e2e.stages import convert, split, train
+from e2e.stages import train
 from e2e.tasks import get_task
 from e2e.training import loop
 
-# training's behaviour does not depend on the file layouts: the project's own files only ([shared] would repeat it)
-OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
-RAW = {
-    "split": {"seed": 3, "val_fraction": 0.25, "test_fraction": 0.25},
-    "runtime": {"device": "cpu", "threads": 1},
-    "train": {
-        "electron_photon": {
-            "model": "resnet15",
-            "model_kwargs": {"width": 4},
-            "epochs": 2,
-            "batch_size": 16,
-            "augment": ["flip_eta", "flip_phi"],
-            "label_smoothing": 0.05,
-        }
-    },
-}
-
-
-def prepared_root(root: Path, raw: dict, formats: Path) -> Path:
-    """A repo-like root holding the real-format e/gamma files of `formats` (the formats_dir fixture: the
-    project's own files, and ../shared/formats where present), converted and split."""
-    shutil.copytree(formats / "electron_photon", root / "data" / "raw" / "electron_photon")
-    params = parse_params(raw)
-    convert.main(params, "electron_photon", Paths(root))
-    split.main(params, "electron_photon", Paths(root))
-    (root / "params.yaml").write_text(yaml.safe_dump(raw))
-    return root
+from support.training_roots import OWN, RAW, prepared_root, raw_with
 
 
 def history(root: Path) -> dict:
@@ -133,12 +105,6 @@ def test_ddp_with_two_gloo_processes_records_metrics_once(tmp_path, formats_dir)
 
 
 # ---------------------------------------------------------------- guards of the numbers (issue 12)
-
-
-def raw_with(**train_overrides) -> dict:
-    raw = json.loads(json.dumps(RAW))
-    raw["train"]["electron_photon"].update(train_overrides)
-    return raw
 
 
 @OWN

@@ -18,20 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support.pipeline_repo import built_once, clone, commit, env, make_repo, restrict_to, run, start, tiny_params
+from support.pipeline_repo import built_once, clone, commit, env, make_repo, restrict_to, run, start
+from support.tune_study import TASK, params
 
-TASK = "quark_gluon"
 TAG = "qg"  # its headline keys (e2e.tasks)
-SPACE = {  # one range of each kind: log float, int with a step, categorical
-    f"train.{TASK}.lr": {"low": 1e-4, "high": 3e-3, "log": True},
-    f"train.{TASK}.batch_size": {"low": 16, "high": 48, "step": 16},
-    f"train.{TASK}.weight_decay": {"choices": [0.0, 0.001]},
-}
 E2E = [sys.executable, "-m", "e2e", "tune", TASK]
-
-
-def params(space: dict | None = None) -> dict:
-    return tiny_params(**{f"tune.{TASK}": {"sampler": "tpe", "seed": 0, "space": space or SPACE}})
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import re
 
 import pytest
 import yaml
-from test_tune import SPACE, TASK, params
+
+from support.tune_study import SPACE, TASK, params
 
 
 @pytest.mark.parametrize(
