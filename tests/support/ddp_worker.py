@@ -1,4 +1,4 @@
-"""One rank of tests/test_ddp.py's torchrun runs: `train.main` for electron_photon, with what the test asks
+"""One rank of tests/stages/test_ddp.py's torchrun runs: `train.main` for electron_photon, with what the test asks
 for in $E2E_DDP_TEST (JSON):
 
     roots    each rank's repository root (separate copies stand for nodes that share no filesystem)

@@ -23,7 +23,7 @@ import yaml
 
 from support.pipeline_repo import set_param, status
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 NAMES = ("electron_photon", "quark_gluon", "jet_mass")
 # `python -m e2e <stage>` goes through these: argument parsing and dispatch only, nothing that reaches a

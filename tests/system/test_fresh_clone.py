@@ -16,8 +16,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SELECTION = ["tests/test_train.py::test_same_seed_gives_identical_metrics", "tests/test_convert.py"]
+ROOT = Path(__file__).resolve().parents[2]
+SELECTION = ["tests/stages/test_train.py::test_same_seed_gives_identical_metrics", "tests/stages/test_convert.py"]
 
 
 def source(test_id: str) -> str | None:

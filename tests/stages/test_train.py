@@ -203,7 +203,7 @@ def test_an_interrupted_training_resumes_only_the_same_experiment(
 @OWN
 def test_a_resumed_training_draws_the_same_random_numbers_as_an_uninterrupted_one(tmp_path, formats_dir, monkeypatch):
     """Guards against: last.pt missing a random state the loop draws from (here the augmentation's flips,
-    from the CPU generator; on a GPU the CUDA generator, tests/test_gpu.py), so that a resumed run trained
+    from the CPU generator; on a GPU the CUDA generator, tests/stages/test_gpu.py), so that a resumed run trained
     another model than an uninterrupted one."""
     whole, resumed = (prepared_root(tmp_path / n, RAW, formats_dir) for n in ("whole", "resumed"))
     train.main(parse_params(RAW), "electron_photon", Paths(whole))

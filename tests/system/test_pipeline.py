@@ -12,7 +12,7 @@ import onnx
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TASKS = ("electron_photon", "quark_gluon", "jet_mass")
 TINY = {
     # quark/gluon big enough (260 training, 80 test jets) that one epoch of LeNet-5 learns clearly: test

@@ -14,7 +14,7 @@ import pytest
 from e2e import cli
 from e2e.tune import trial as tune_trial
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_help_says_what_e2e_does_and_names_the_stages_and_commands():

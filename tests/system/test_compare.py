@@ -20,7 +20,7 @@ import yaml
 
 from e2e.tasks import TASKS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAKE_EVALUATE = """
 import hashlib, json, sys
 from pathlib import Path

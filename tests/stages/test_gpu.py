@@ -173,7 +173,7 @@ def test_evaluate_gives_the_cpus_jet_masses_on_the_gpu(tmp_path):
 @OWN
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_two_gpus_under_nccl_validate_the_same_model_and_stop_together(tmp_path, formats_dir):
-    """The 2-process run of tests/test_ddp.py on two GPUs (NCCL, each rank its own GPU): ranks that see
+    """The 2-process run of tests/stages/test_ddp.py on two GPUs (NCCL, each rank its own GPU): ranks that see
     different scripted metrics stop at rank 0's epoch, having validated the same model, without hanging."""
     raw = gpu_raw()
     raw["train"]["electron_photon"].update(epochs=4, patience=1)

@@ -25,7 +25,7 @@ from support.raw_files import pylist_column, pylist_images, write_jet_mass
 from support.real_layout import EGAMMA_CHUNKS, JET_MASS_4CH
 
 EG, JM = "electron_photon", "jet_mass"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # the project's own files: the shared reference set has neither chunked e/gamma files nor the 4-channel sample
 OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
 

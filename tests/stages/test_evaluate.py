@@ -21,7 +21,7 @@ from e2e.evaluation import metrics, plots
 from e2e.stages import evaluate
 from e2e.tasks import get_task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUILTIN_TEMPLATES = {
     "simple",
     "linear",

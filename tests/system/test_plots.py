@@ -29,7 +29,7 @@ from e2e.evaluation import images, metrics, plots
 from e2e.stages import evaluate
 from e2e.tasks import TASKS, get_task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VEGA_LITE = "5.21"
 TRAIN_DIR = "metrics/{task}/train/plots/metrics"
 SCORE_PLOT = "metrics/{task}/eval/plots/custom/score_distribution.json"

@@ -1,6 +1,6 @@
 """DistributedDataParallel on the CPU: the backend follows the chosen device, each local rank gets its own GPU
 (device count mocked), and in 2-process gloo runs the ranks decide alike (best epoch, early stop, resume)
-and never wait on each other forever. The 2-GPU NCCL run is in tests/test_gpu.py."""
+and never wait on each other forever. The 2-GPU NCCL run is in tests/stages/test_gpu.py."""
 
 from __future__ import annotations
 

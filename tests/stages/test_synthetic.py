@@ -15,7 +15,7 @@ from e2e.sources.registry import DATASETS, select_files
 from e2e.sources.synthetic import GENERATORS, generate, parquet_io, truth_path
 from e2e.sources.synthetic.parquet_io import nested_images, split_counts
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "electron-photon.npz"
+REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata" / "electron-photon.npz"
 needs_real = pytest.mark.skipif(
     not REALDATA.is_file(),
     reason=f"the real e/gamma crops are not in the repository and not found at {REALDATA} (CI has ../shared/realdata)",

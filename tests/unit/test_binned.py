@@ -20,7 +20,7 @@ from e2e.stages import evaluate
 from e2e.store.sparse import SparseImages
 from e2e.tasks import get_task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QG, JM = get_task("quark_gluon"), get_task("jet_mass")
 
 

@@ -1,5 +1,5 @@
-"""Every registered architecture, and one timm model per family (tests/test_timm.py's list), exports to ONNX
-with parity, or is on the list of those that do not (docs/deployment.md).
+"""Every registered architecture, and one timm model per family (support/timm_families.py, test_timm's list), exports
+to ONNX with parity, or is on the list of those that do not (docs/deployment.md).
 
 At 32x32 with two channels (the electron/photon crops, where downsampling leaves the least room),
 through the stage's own path: e2e.stages.export.export_model, metadata and parity check included.
@@ -23,7 +23,7 @@ from e2e.stages import export
 
 from support.timm_families import TIMM_MODELS
 
-README = Path(__file__).resolve().parents[1] / "docs" / "deployment.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
 # name -> why it does not export; each must be in docs/deployment.md's list (none today)
 NOT_EXPORTABLE: dict[str, str] = {}
 META = {"task": '"electron_photon"', "output": '"probability"'}  # metadata values are JSON

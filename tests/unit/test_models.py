@@ -143,7 +143,7 @@ def test_convnext_small_is_about_half_a_million_parameters():
 
 
 def test_classic_models_adapt_stem_to_image_size():
-    """resnet18 is timm's, its stem adapted to 32x32 (tests/test_timm.py checks every family)."""
+    """resnet18 is timm's, its stem adapted to 32x32 (tests/unit/test_timm.py checks every family)."""
     small = build_model("resnet18", 2, 1, (32, 32))
     large = build_model("resnet18", 3, 1, (125, 125))
     assert small.conv1.stride == (1, 1) and isinstance(small.maxpool, nn.Identity)

@@ -21,7 +21,7 @@ from e2e.errors import E2EError
 
 from support.pipeline_repo import set_param
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
