@@ -42,7 +42,7 @@ lint: $(STAMP)
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow"
 
-# headless Chromium and its driver for tests/test_plots_browser.py (Debian packages, needs root or sudo),
+# headless Chromium and its driver for tests/system/test_plots_browser.py (Debian packages, needs root or sudo),
 # when missing; `make test` never runs it: without a browser that one test is skipped. .ci/run calls it.
 browser:
 	@if ! { command -v chromium || command -v chromium-browser; } >/dev/null || ! command -v chromedriver >/dev/null; then \

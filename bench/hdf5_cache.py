@@ -3,7 +3,7 @@ what it costs, with h5py's default chunk cache and with the one e2e's reader siz
 
 The file: 249,000 crops (32, 32, 2) float32, as one real e/gamma file, written by h5py with gzip (level 4) and
 no chunk shape given, so h5py picks it: (7782, 2, 2, 1), 512 chunks of 125 kB to a row of chunks. The real files'
-chunk shape is not known here; this is the guess tests/real_layout.py states. Crops come from the synthetic
+chunk shape is not known here; this is the guess tests/support/real_layout.py states. Crops come from the synthetic
 generator at the real occupancy (24,900 generated, each tenth of the file a fresh permutation of them, as
 generating all 249,000 takes ~10 minutes on 2 cores); cached in bench/work/ (git-ignored).
 

@@ -1,7 +1,7 @@
 """Shared fixtures: files in the real formats, from two independent sources, copied into a repository-like tmp root.
 
 `formats_dir` runs every test that uses it (directly or through `raw_root`) twice:
-- [own]: the project's own tiny files, written by tests/real_layout.py (h5py/pyarrow directly, no code
+- [own]: the project's own tiny files, written by tests/support/real_layout.py (h5py/pyarrow directly, no code
   shared with the synthetic generator or our readers) into a session temp dir: always available, so a
   fresh clone with nothing beside it tests the converter, the download and training on the real layouts;
 - [shared]: ../shared/formats (or $E2E_FORMATS), reference files written by someone else, as CI has
@@ -18,11 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-import processes
 import pytest
-from real_layout import write_formats
 
 from e2e.sources.registry import DATASETS
+
+from support import processes
+from support.real_layout import write_formats
 
 
 def pytest_sessionstart(session):
@@ -56,7 +57,7 @@ SOURCES = ("own", "shared")
 
 @pytest.fixture(scope="session")
 def own_formats(tmp_path_factory) -> Path:
-    """The project's own files in the real layouts (tests/real_layout.py), written once per session."""
+    """The project's own files in the real layouts (tests/support/real_layout.py), written once per session."""
     return write_formats(tmp_path_factory.mktemp("own-formats"))
 
 

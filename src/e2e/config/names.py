@@ -1,7 +1,7 @@
 """The names params.yaml may use, for e2e.config.schema to check at load time, before any data is read.
 
 The registries themselves live above config (tasks, sources.registry) or import torch (optim, augment,
-models), so their names are repeated here; tests/test_params.py fails when the two disagree.
+models), so their names are repeated here; tests/unit/test_params.py fails when the two disagree.
 Adding a model, optimizer, scheduler or augmentation means adding its name here too.
 """
 

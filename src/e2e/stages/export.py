@@ -35,7 +35,7 @@ from e2e.tasks import get_task
 if TYPE_CHECKING:
     from onnx import ModelProto
 
-# (images, targets) batches: the test split's SparseBatches, or any list of them (tests/test_export_registry.py)
+# (images, targets) batches: the test split's SparseBatches, or any list of them (tests/stages/test_export_registry.py)
 Batches = Iterable[tuple[torch.Tensor, Any]]
 MEMBERS = "members"  # an ensemble graph's second output
 

@@ -50,7 +50,7 @@ def run_steps(
     desc: str = "train",
 ) -> tuple[torch.Tensor, int]:
     """One epoch's optimizer steps: (summed loss, on the device, and images). Nothing in here waits for the
-    GPU (tests/test_gpu.py runs it under torch.cuda.set_sync_debug_mode("error")), so the host queues the
+    GPU (tests/stages/test_gpu.py runs it under torch.cuda.set_sync_debug_mode("error")), so the host queues the
     next batch while the device computes."""
     model.train()
     total, count = torch.zeros((), device=device), 0

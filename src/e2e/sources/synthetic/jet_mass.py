@@ -16,7 +16,7 @@ Physics of the toy:
   particles cross, also the soft ones that curl up before the ECAL (so no track there).
 - Occupancy: ~1,000 non-zero values of 125,000 per jet, mostly noise and soft-particle hits; they
   set the size of a file, ~7.8 kB per jet as in the public top_gun_opendata_0 (1,171,158,319 B
-  for 150,327 jets), which UE_MEAN is set to and tests/test_synthetic.py checks.
+  for 150,327 jets), which UE_MEAN is set to and tests/stages/test_synthetic.py checks.
 """
 
 from __future__ import annotations

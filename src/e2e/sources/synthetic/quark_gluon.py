@@ -18,7 +18,7 @@ Physics of the toy:
   rechit images; HCAL towers get 200 MeV of noise and a 0.5 GeV threshold.
 - Occupancy: ~1,000 non-zero values of 46,875 per jet (~98 % zeros, as public write-ups of the
   real images say), mostly soft pile-up and noise hits: they set the size of a file, ~5.1 kB per
-  jet as in the real run files (184 MB / 36,272 jets), which tests/test_synthetic.py checks.
+  jet as in the real run files (184 MB / 36,272 jets), which tests/stages/test_synthetic.py checks.
 - Class enters only through (n_constituents, width) given pT, so P(gluon | latents) is the
   Bayes-optimal discriminant, stored as `oracle` in the truth sidecar.
 """
