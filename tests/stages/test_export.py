@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -26,6 +27,16 @@ from support.model_dirs import TASKS, TOLERANCE, exported, reference
 
 OWN = pytest.mark.parametrize("formats_dir", ["own"], indirect=True)
 OUTPUT = {"electron_photon": "probability", "quark_gluon": "probability", "jet_mass": "mass"}  # the graph's output
+
+
+@OWN
+def test_the_graph_carries_no_checkout_paths(raw_root):
+    """Guards against: the exporter's per-node stack traces (absolute paths of the checkout) and Python class
+    paths left in model.onnx, which then differs between two clones of one commit, and after any module move."""
+    model_path, _ = exported(raw_root, "quark_gluon")
+    graph = onnx.load(model_path.parent / "model.onnx").graph
+    assert graph.node and not [p.key for node in graph.node for p in node.metadata_props]
+    assert str(Path(export.__file__).parent) not in (model_path.parent / "model.onnx").read_bytes().decode("latin-1")
 
 
 @pytest.mark.parametrize("task", TASKS)

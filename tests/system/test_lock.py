@@ -134,6 +134,7 @@ LAYERS = {
     "e2e.models": 1,
     "e2e.tasks": 2,
     "e2e.store": 2,
+    "e2e.evaluation.metrics": 2,  # pure numpy, named functions: training validates with them too
     "e2e.sources": 3,
     "e2e.runtime": 3,
     "e2e.training": 4,
@@ -150,7 +151,8 @@ LAYERS = {
 
 
 def package(module: str) -> str:
-    return ".".join(module.split(".")[:2])
+    """The entry of LAYERS that `module` belongs to: the longest that names it or a package above it."""
+    return max((k for k in LAYERS if module == k or module.startswith(k + ".")), key=len, default=module)
 
 
 def upward(importer: str, target: str) -> bool:
@@ -163,20 +165,28 @@ def all_modules() -> list[str]:
     return sorted(modules_under("src/e2e"))
 
 
+def named(module: str) -> set[str]:
+    """The modules `module` imports, without the packages it only passes through (`from e2e.evaluation
+    import metrics` runs e2e/evaluation/__init__.py, a docstring, but uses evaluation.metrics)."""
+    found = imported(module)
+    return {n for n in found if not any(o.startswith(n + ".") for o in found)}
+
+
 def test_every_module_has_a_layer():
     assert not [m for m in all_modules() if package(m) not in LAYERS]
 
 
 def test_no_module_imports_from_a_layer_above_its_own():
-    found = [f"{m} imports {n}" for m in all_modules() for n in sorted(imported(m)) if upward(m, n)]
+    found = [f"{m} imports {n}" for m in all_modules() for n in sorted(named(m)) if upward(m, n)]
     assert not found, found
 
 
 def test_the_layer_check_flags_an_upward_import():
     assert upward("e2e.store.sparse", "e2e.training.loop")  # storage reaching into training
-    assert upward("e2e.training.loop", "e2e.evaluation.metrics")  # two packages of one layer
+    assert upward("e2e.training.loop", "e2e.evaluation.plots")  # two packages of one layer
     assert not upward("e2e.stages.train", "e2e.training.loop")
     assert not upward("e2e.training.loop", "e2e.training.ddp")  # within a package
+    assert not upward("e2e.training.fit", "e2e.evaluation.metrics")  # metrics sit below training
 
 
 def test_the_closure_follows_lazy_and_relative_imports():

@@ -74,7 +74,16 @@ def to_onnx(model: Standardized | Ensemble, example: torch.Tensor, output: str, 
     except Exception as exc:  # torch.export's own error classes: the architecture cannot be traced
         raise E2EError(f"{where}: ONNX export failed ({type(exc).__name__}: {first_line(exc)})") from None
     assert program is not None  # None only from the TorchScript exporter (dynamo=False)
-    return program.model_proto
+    return without_node_sources(program.model_proto)
+
+
+def without_node_sources(proto: ModelProto) -> ModelProto:
+    """The exporter tags every node with where it came from: a stack trace with this checkout's absolute
+    paths, and the Python classes and modules. Two clones of one commit would then export different bytes,
+    and a refactoring that moves a module would change model.onnx; the graph and weights are the same."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+    return proto
 
 
 def dir_md5(path: Path) -> str:
