@@ -15,6 +15,7 @@ made: the batch is built with sort/unique/scatter on the entries alone, the same
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -61,8 +62,8 @@ def to_points(
 
     `values`, `index` (flat c*H*W + h*W + w in the selected channels' (C, H, W) `shape`) and `event` (each
     entry's event, 0..n_events-1) in any order; one entry per (event, channel, pixel), as the converted
-    format holds. Every step is a sort, a unique, a cumulative index or a scatter into distinct slots, so
-    the result is the same bits on CPU and GPU.
+    format holds. Every step is a stable sort, a unique, a search, or a scatter into distinct slots (but
+    the one spare slot past the cap, which is cut off), so the result is the same bits on CPU and GPU.
     """
     c, h, w = shape
     energy = check_points_options(max_points, energy_channels, c)
@@ -70,44 +71,55 @@ def to_points(
     index, event = index.long(), event.long()
     # one key per (event, pixel), sorted: the points of the batch, event after event, pixel after pixel
     keys, inverse = torch.unique(event * hw + index % hw, sorted=True, return_inverse=True)
+    # index_copy_/index_select rather than x[i] = v / x[i]: the same result, 2-5x faster on a CPU
     table = torch.zeros(len(keys) * c, device=device)
-    table[inverse * c + index // hw] = values.float()  # each (point, channel) slot is written once
+    table.index_copy_(0, inverse * c + index // hw, values.float())  # each (point, channel) slot written once
     table = table.view(len(keys), c)
-    order = energy_order(table, keys // hw, energy)
-    keys, table = keys[order], table[order]
     owner = keys // hw
-    rank = torch.arange(len(keys), device=device) - torch.searchsorted(owner, owner, right=False)
-    if max_points is not None:
-        kept = rank < max_points
-        keys, table, owner, rank = keys[kept], table[kept], owner[kept], rank[kept]
-    p = int(rank.max()) + 1 if len(rank) else 1  # the batch's largest event: the one sync per batch
-    slot = owner * p + rank
-    mask = torch.zeros(n_events * p, dtype=torch.bool, device=device)
-    mask[slot] = True
-    features = torch.zeros(n_events * p, c, device=device)
-    features[slot] = table
-    pixel = keys % hw
-    points = torch.zeros(n_events * p, 2, device=device)
-    points[slot] = torch.stack([centred(h, device)[pixel // w], centred(w, device)[pixel % w]], 1)
-    return PointBatch(points.view(n_events, p, 2), features.view(n_events, p, c), mask.view(n_events, p))
+    # each point's rank in its event: its place in the energy order minus its event's first place (the
+    # events keep their places: the order sorts by event first)
+    place = torch.empty_like(keys)
+    place.index_copy_(0, energy_order(table, owner, energy), torch.arange(len(keys), device=device))
+    first = torch.searchsorted(owner, torch.arange(n_events, device=device))  # each event's first point
+    rank = place - first.index_select(0, owner)
+    p = int(rank.max()) + 1 if len(rank) else 1  # the largest event: a sync, as unique's size is on a GPU
+    p = min(p, max_points) if max_points is not None else p
+    # a point past the cap goes to one spare slot after the batch, cut off below: no filtering, no sync
+    slot = torch.where(rank < p, owner * p + rank, n_events * p)
+    mask = torch.zeros(n_events * p + 1, dtype=torch.bool, device=device)
+    mask.index_fill_(0, slot, True)
+    features = torch.zeros(n_events * p + 1, c, device=device)
+    features.index_copy_(0, slot, table)
+    points = torch.zeros(n_events * p + 1, 2, device=device)
+    points.index_copy_(0, slot, positions(h, w, device).index_select(0, keys % hw))
+    cut = n_events * p
+    return PointBatch(
+        points[:cut].view(n_events, p, 2), features[:cut].view(n_events, p, c), mask[:cut].view(n_events, p)
+    )
 
 
-def centred(n: int, device: torch.device) -> torch.Tensor:
-    """(i - (n-1)/2) / (n/2) for i in 0..n-1, float32: computed in float64 (exact subtraction, one correctly
-    rounded division), so CPU and GPU agree to the bit."""
-    return ((torch.arange(n, device=device, dtype=torch.float64) - (n - 1) / 2) / (n / 2)).float()
+@functools.lru_cache(maxsize=8)
+def positions(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(H*W, 2) float32: pixel h*W + w's ((h - (H-1)/2) / (H/2), (w - (W-1)/2) / (W/2)), computed in float64
+    (an exact subtraction, one correctly rounded division), so CPU and GPU agree to the bit."""
+    rows = (torch.arange(h, device=device, dtype=torch.float64) - (h - 1) / 2) / (h / 2)
+    columns = (torch.arange(w, device=device, dtype=torch.float64) - (w - 1) / 2) / (w / 2)
+    return torch.stack(torch.meshgrid(rows, columns, indexing="ij"), -1).view(h * w, 2).float()
 
 
 def energy_order(table: torch.Tensor, owner: torch.Tensor, energy: tuple[int, ...]) -> torch.Tensor:
-    """The order of points (rows of `table`, sorted by event then pixel) that puts each event's points by
-    energy descending, ties in their present (pixel) order: two stable sorts, energy first, event last."""
+    """The order of points (rows of `table`, sorted by event then pixel) by event, then energy descending,
+    then pixel: one stable sort of an integer key (event, energy), ties left in their pixel order."""
     # channels summed one at a time, left to right: a fixed order of float32 additions on any device
     columns = [table[:, k] for k in energy] or [table[:, k].abs() for k in range(table.shape[1])]
     total = columns[0]
     for column in columns[1:]:
         total = total + column
-    by_energy = torch.sort(total, descending=True, stable=True).indices
-    return by_energy[torch.sort(owner[by_energy], stable=True).indices]
+    # float32 -> int32 bits that sort as the floats do (negatives: magnitude bits flipped); -0.0 is made +0.0
+    # first so that it ties with it, as the floats compare
+    bits = torch.where(total == 0, 0.0, total).view(torch.int32).long()
+    ascending = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # in [-2**31, 2**31)
+    return torch.sort(owner * 2**33 + (2**31 - ascending), stable=True).indices  # 2**31 - ascending in (0, 2**32]
 
 
 class PointBatches(SparseBatches):
@@ -153,8 +165,8 @@ class PointBatches(SparseBatches):
         c, h, w = self.shape
         # the batch's entries go to the model's device (kilobytes when the split lives in host memory)
         return to_points(
-            to_device(self.values[src], self.device),
-            to_device(self.index[src], self.device),
+            to_device(self.values.index_select(0, src), self.device),
+            to_device(self.index.index_select(0, src), self.device),
             to_device(event, self.device),
             n_events=len(rows),
             shape=(c, h, w),
