@@ -116,8 +116,12 @@ class SparseBatches:
         self.values = torch.from_numpy(entries.values).to(store)
         self.index = torch.from_numpy(entries.index).to(store)
         self.y = torch.from_numpy(np.ascontiguousarray(target[self.rows], dtype=np.float32)).to(store)
-        empty = torch.zeros(0, dtype=torch.long, device=device)
-        self.buffers = [(torch.zeros(batch_size * self.size, device=device), empty) for _ in range(2)]
+        self.buffers = self.make_buffers()
+
+    def make_buffers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The two reused dense buffers and the positions each last wrote (e2e.runtime.points needs none)."""
+        empty = torch.zeros(0, dtype=torch.long, device=self.device)
+        return [(torch.zeros(self.batch_size * self.size, device=self.device), empty) for _ in range(2)]
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
@@ -135,14 +139,22 @@ class SparseBatches:
         totals = np.add.reduceat(self.counts_host[order.numpy()], np.arange(0, self.n, self.batch_size))
         order = to_device(order, self.store)  # one copy of the epoch's order: none per batch
         for k, (rows, total) in enumerate(zip(order.split(self.batch_size), totals.tolist())):
-            yield self.densify(rows, total, k % 2), to_device(self.y[rows], self.device)
+            yield self.inputs(rows, total, k % 2), to_device(self.y[rows], self.device)
 
-    def densify(self, rows: torch.Tensor, total: int, slot: int) -> torch.Tensor:
-        """Scatter the `total` entries of `rows` into buffer `slot`, after zeroing only what its last batch wrote."""
+    def inputs(self, rows: torch.Tensor, total: int, slot: int) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The model's input for `rows`: their dense images here, a PointBatch in e2e.runtime.points."""
+        return self.densify(rows, total, slot)
+
+    def entries(self, rows: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each of the `total` entries of `rows`: its event's place in `rows`, and its place in the store."""
         store, counts = self.store, self.counts[rows]
         event = torch.repeat_interleave(torch.arange(len(rows), device=store), counts, output_size=total)
         first = torch.cumsum(counts, 0) - counts
-        src = (self.offsets[rows] - first)[event] + torch.arange(total, device=store)
+        return event, (self.offsets[rows] - first)[event] + torch.arange(total, device=store)
+
+    def densify(self, rows: torch.Tensor, total: int, slot: int) -> torch.Tensor:
+        """Scatter the `total` entries of `rows` into buffer `slot`, after zeroing only what its last batch wrote."""
+        event, src = self.entries(rows, total)
         # only the batch's entries travel when the split lives in host memory (kilobytes, not the dense batch)
         position = to_device(event * self.size + self.index[src], self.device)
         buffer, written = self.buffers[slot]
