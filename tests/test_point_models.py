@@ -16,9 +16,9 @@ from e2e.models.points import knn, neighbour_valid, point_rank
 TASK_SHAPES = {"electron_photon": (2, (32, 32)), "quark_gluon": (3, (125, 125)), "jet_mass": (8, (125, 125))}
 # the variants beyond the defaults that change the code path
 VARIANTS = [
-    ("particlenet", {"norm": "layer", "fusion": False, "k": 4}),
+    ("particlenet", {"norm": "batch", "fusion": False, "k": 4}),
     ("particle_transformer", {"pair_bias": False, "pool": "mean"}),
-    ("gnn", {"conv": "gatv2", "norm": "layer"}),
+    ("gnn", {"conv": "gatv2", "norm": "batch"}),
 ]
 CASES = [(name, {}) for name in POINT_MODELS] + VARIANTS
 IDS = [name + ("-" + "-".join(f"{k}={v}" for k, v in kw.items()) if kw else "") for name, kw in CASES]
@@ -65,6 +65,24 @@ def test_forward_backward_on_each_task(name, task):
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert sum(g.abs().sum() > 0 for g in grads) > len(grads) // 2
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
+def test_bf16_autocast(name, kwargs):
+    """The GPU training path (bf16 autocast), here on the CPU: finite outputs and gradients, and eval
+    outputs near float32's (knn computes its distances in float32 whatever the autocast)."""
+    model = build(name, **kwargs)
+    points, features, mask = events([40, 23, 1, 0], 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(points, features, mask)
+    out.float().square().mean().backward()
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with torch.no_grad():
+        model.eval()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(points, features, mask)
+        assert (low.float() - model(points, features, mask)).abs().max() < 0.05
 
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
@@ -220,7 +238,7 @@ def export(model, example, dynamic_globals: bool):
 def test_onnx_parity_with_a_dynamic_number_of_points(name, kwargs):
     """Exported with 40 points (and, for one case, a jet-level input), run by onnxruntime on 57 points
     and another batch size: within the export stage's 1e-4 of PyTorch."""
-    globals_ = 1 if kwargs.get("norm") == "layer" else 0
+    globals_ = 1 if kwargs.get("norm") == "batch" else 0
     model = build(name, global_inputs=globals_, **kwargs).eval()
     example = events([40, 26, 3], 3, seed=5)
     extra = (torch.randn(3, globals_),) if globals_ else ()
