@@ -111,7 +111,7 @@ def events_per_s(batches, epochs: int) -> float:
     return best
 
 
-def throughput(data: Converted, channels: list[int], energy: list[int], batch: int, cap: int, epochs: int) -> dict:
+def throughput(data: Converted, channels: list[int], energy: list[int], *, batch: int, cap: int, epochs: int) -> dict:
     rows = np.arange(len(data.images))
     common = dict(batch_size=batch, device=CPU, shuffle=True, seed=0, resident_max_gb=8.0)
     dense = SparseBatches(data.images, data.target, rows, channels, **common)
@@ -145,7 +145,7 @@ def measure(root: Path, raw: dict, epochs: int) -> list[dict]:
         batch = raw["train"][task]["batch_size"]
         print(f"{task}: {len(counts)} events, points per event median {np.median(counts):.0f}", flush=True)
         kept = energy_kept(data, channels, energy, counts)
-        speed = throughput(data, channels, energy, batch, cap or CAPS[-1], epochs)
+        speed = throughput(data, channels, energy, batch=batch, cap=cap or CAPS[-1], epochs=epochs)
         results.append(
             dict(task=task, channels=[names[c] for c in channels], energy=[names[channels[k]] for k in energy])
             | dict(batch=batch, cap=cap, dist=distribution(counts), kept=kept, speed=speed)

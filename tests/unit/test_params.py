@@ -224,13 +224,14 @@ def test_every_params_dataclass_has_a_rule_per_field():
 
 
 def test_names_match_the_registries():
-    from e2e.models import MODELS
+    from e2e.models import MODELS, POINT_MODELS
     from e2e.sources.registry import DATASETS
     from e2e.tasks import TASKS
     from e2e.training.augment import AUGMENTATIONS
     from e2e.training.optimizers import OPTIMIZERS, SCHEDULERS
 
     assert sorted(config_names.MODELS) == sorted(MODELS), "add the model's name to e2e/config/names.py"
+    assert sorted(config_names.POINT_MODELS) == sorted(POINT_MODELS), "and a point model's to its POINT_MODELS"
     assert sorted(config_names.OPTIMIZERS) == sorted(OPTIMIZERS)
     assert sorted(config_names.SCHEDULERS) == sorted(SCHEDULERS)
     assert sorted(config_names.AUGMENTATIONS) == sorted(AUGMENTATIONS)

@@ -26,7 +26,11 @@ MODELS = (
     "densenet121",
     "shufflenet_v2",
     "squeezenet",
+    "particlenet",
+    "particle_transformer",
+    "gnn",
 )  # e2e.models.MODELS
+POINT_MODELS = ("particlenet", "particle_transformer", "gnn")  # e2e.models.POINT_MODELS: fed points, not images
 TIMM_MODEL = r"timm/[A-Za-z0-9_.]+"  # any model of the timm library by name (e2e.models.timm_zoo)
 OPTIMIZERS = ("adam", "adamw", "sgd")  # e2e.training.optimizers.OPTIMIZERS
 SCHEDULERS = ("none", "step", "cosine", "cosine_restarts", "onecycle")  # e2e.training.optimizers.SCHEDULERS

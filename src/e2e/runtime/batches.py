@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from e2e.config import RuntimeParams
 
 RANK_SEED_STRIDE = 100003  # rank r of a DDP run draws from seed + r * this: its own shuffle and dropout
+# what a batch feeds the model: dense images (B, C, H, W) here, a PointBatch (points, features, mask) in
+# e2e.runtime.points; training, validation and prediction pass either through `model(x)` unchanged
+Inputs = torch.Tensor | tuple[torch.Tensor, ...]
 
 
 class Converted:
@@ -134,14 +137,14 @@ class SparseBatches:
             return torch.arange(self.n)
         return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Inputs, torch.Tensor]]:
         order = self.order()
         totals = np.add.reduceat(self.counts_host[order.numpy()], np.arange(0, self.n, self.batch_size))
         order = to_device(order, self.store)  # one copy of the epoch's order: none per batch
         for k, (rows, total) in enumerate(zip(order.split(self.batch_size), totals.tolist())):
             yield self.inputs(rows, total, k % 2), to_device(self.y[rows], self.device)
 
-    def inputs(self, rows: torch.Tensor, total: int, slot: int) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    def inputs(self, rows: torch.Tensor, total: int, slot: int) -> Inputs:
         """The model's input for `rows`: their dense images here, a PointBatch in e2e.runtime.points."""
         return self.densify(rows, total, slot)
 

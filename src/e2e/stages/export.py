@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from onnx import ModelProto
 
 # (images, targets) batches: the test split's SparseBatches, or any list of them (tests/stages/test_export_registry.py)
-Batches = Iterable[tuple[torch.Tensor, Any]]
+Batches = Iterable[tuple[Any, Any]]  # images (N, C, H, W), or a PointBatch for a point model
 MEMBERS = "members"  # an ensemble graph's second output
 
 

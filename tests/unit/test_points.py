@@ -1,7 +1,8 @@
 """Point batches from the sparse entries (e2e.runtime.points): each event's points are exactly the non-zero
 pixels of its dense image (checked against SparseBatches' dense batches and an independent numpy reference),
 ordered by energy, capped to the most energetic, independent of the entries' storage order, padded with
-zeros under a False mask; and the batches hold the same rows, in the same order, as the image batches."""
+zeros under a False mask; and the batches hold the same rows, in the same order, as the image batches. On the
+real-layout files: tests/stages/test_convert_points.py."""
 
 from __future__ import annotations
 
@@ -10,70 +11,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from test_convert import run_convert
-from test_data import dense_images
 
 from e2e.errors import E2EError
-from e2e.runtime.batches import Converted, SparseBatches, make_batches
-from e2e.runtime.points import PointBatch, PointBatches, make_point_batches, point_stats, to_points
-from e2e.store.sparse import SparseImages, select_channels, sparsify
+from e2e.runtime.batches import make_batches
+from e2e.runtime.points import make_point_batches, point_stats
+from e2e.store.sparse import SparseImages, sparsify
 
-CPU = torch.device("cpu")
-
-
-def reference(image: np.ndarray, energy_channels, max_points=None) -> tuple[np.ndarray, np.ndarray]:
-    """(positions (n, 2), features (n, C)) of one (C, H, W) image's non-zero pixels, in numpy, in the
-    documented order: energy (float32, channels added left to right) descending, then pixel ascending."""
-    c, h, w = image.shape
-    hs, ws = np.nonzero((image != 0).any(axis=0))
-    features = image[:, hs, ws].T.astype(np.float32)
-    columns = [features[:, k] for k in energy_channels] or [np.abs(features[:, k]) for k in range(c)]
-    energy = columns[0]
-    for column in columns[1:]:
-        energy = energy + column
-    order = np.lexsort((hs * w + ws, -energy))[:max_points]
-    positions = np.stack([(hs - (h - 1) / 2) / (h / 2), (ws - (w - 1) / 2) / (w / 2)], 1).astype(np.float32)
-    return positions[order], features[order]
-
-
-def assert_row(batch: PointBatch, i: int, image: np.ndarray, energy_channels, max_points=None) -> None:
-    """Row i of `batch` is `image`'s points, then zeros under a False mask."""
-    positions, features = reference(image, energy_channels, max_points)
-    n = len(positions)
-    mask = batch.mask[i].numpy()
-    assert mask[:n].all() and not mask[n:].any()
-    np.testing.assert_array_equal(batch.points[i, :n].numpy(), positions)
-    np.testing.assert_array_equal(batch.features[i, :n].numpy(), features)
-    assert not batch.points[i, n:].any() and not batch.features[i, n:].any()
-
-
-def point_batches(images: SparseImages, target, idx, channels, **kw) -> PointBatches:
-    options = dict(batch_size=7, device=CPU, shuffle=True, seed=3, resident_max_gb=1.0)
-    options.update(max_points=None, energy_channels=[0])
-    options.update(kw)
-    return PointBatches(images, target, np.asarray(idx), channels, **options)
-
-
-def image_batches(images: SparseImages, target, idx, channels, **kw) -> SparseBatches:
-    options = dict(batch_size=7, device=CPU, shuffle=True, seed=3, resident_max_gb=1.0) | kw
-    return SparseBatches(images, target, np.asarray(idx), channels, **options)
-
-
-def assert_points_match_images(images: SparseImages, target, idx, channels, energy_channels, epochs=2, **kw):
-    """Every batch of PointBatches holds the rows of SparseBatches' batch (same y), and its points are the
-    non-zero pixels of those dense images."""
-    points = point_batches(images, target, idx, channels, energy_channels=energy_channels, **kw)
-    dense = image_batches(images, target, idx, channels, **{k: v for k, v in kw.items() if k != "max_points"})
-    for epoch in range(epochs):
-        points.set_epoch(epoch)
-        dense.set_epoch(epoch)
-        assert len(points) == len(dense)
-        for (pb, py), (xb, xy) in zip(points, dense, strict=True):
-            assert torch.equal(py, xy)
-            assert pb.points.dtype == pb.features.dtype == torch.float32 and pb.mask.dtype == torch.bool
-            assert pb.mask.sum(1).max() == pb.mask.shape[1] or not pb.mask.any()  # P: the largest event
-            for i in range(len(xb)):
-                assert_row(pb, i, xb[i].numpy(), energy_channels, kw.get("max_points"))
+from support.images import dense_images
+from support.points import CPU, assert_points_match_images, assert_row, point_batches, to_points_of
 
 
 @pytest.mark.parametrize("channels, energy_channels", [([0, 1, 2], [0]), ([2, 0], [1, 0]), ([1], []), ([0, 2], [])])
@@ -84,38 +29,6 @@ def test_points_are_the_nonzero_pixels_of_the_dense_images(channels, energy_chan
     idx = np.arange(1, 60, 2)
     assert_points_match_images(
         SparseImages.from_dense(x), target, idx, channels, energy_channels, resident_max_gb=max_gb
-    )
-
-
-@pytest.mark.parametrize("dataset", ["electron_photon", "quark_gluon", "jet_mass"])
-def test_points_of_the_real_layout_files_are_their_nonzero_pixels(raw_root, dataset):
-    arrays, meta = run_convert(raw_root, dataset)
-    data = Converted(raw_root / "data" / "converted" / dataset)
-    n, c = meta["n"], meta["shape"][1]
-    rows = np.arange(n)
-    for channels in ([*range(c)], [0], [c - 1], [c - 1, 0]):
-        energy = [len(channels) - 1]
-        assert_points_match_images(data.images, rows.astype(np.float32), rows, channels, energy, epochs=1)
-        # and against the converted files read independently of e2e (test_convert.read_converted)
-        batch = to_points_of(data.images, rows, channels, energy, max_points=None)
-        for i in rows:
-            assert_row(batch, i, arrays["images"][i][channels].astype(np.float32), energy)
-
-
-def to_points_of(images: SparseImages, rows, channels, energy_channels, max_points, order=None) -> PointBatch:
-    """to_points over the selected channels' entries of `rows`, the entries taken in `order` (default: stored)."""
-    shape = (len(channels), *images.image_shape[1:])
-    part = select_channels(images.gather(rows), channels, images.image_shape)
-    event = np.repeat(np.arange(len(rows)), part.counts)
-    order = np.arange(len(event)) if order is None else order
-    return to_points(
-        torch.from_numpy(part.values[order]),
-        torch.from_numpy(part.index[order]),
-        torch.from_numpy(event[order]),
-        n_events=len(rows),
-        shape=shape,
-        max_points=max_points,
-        energy_channels=energy_channels,
     )
 
 
