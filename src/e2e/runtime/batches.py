@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 RANK_SEED_STRIDE = 100003  # rank r of a DDP run draws from seed + r * this: its own shuffle and dropout
 # what a batch feeds the model: dense images (B, C, H, W) here, a PointBatch (points, features, mask) in
 # e2e.runtime.points; training, validation and prediction pass either through `model(x)` unchanged
-Inputs = torch.Tensor | tuple[torch.Tensor, ...]
+Inputs = torch.Tensor | tuple[torch.Tensor | None, ...]
 
 
 class Converted:

@@ -16,23 +16,46 @@ made: the batch is built with sort/unique/scatter on the entries alone, the same
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from e2e.errors import E2EError
-from e2e.runtime.batches import RANK_SEED_STRIDE, Converted, SparseBatches, shard
+from e2e.runtime.batches import RANK_SEED_STRIDE, Converted, SparseBatches, make_batches, shard
 from e2e.runtime.device import to_device
 from e2e.store.sparse import SparseImages, select_channels
 
 
 class PointBatch(NamedTuple):
-    """The padded points of a batch of events: three tensors, so it passes through torch code and ONNX export."""
+    """The padded points of a batch of events: tensors, so it passes through torch code and ONNX export; the
+    events' jet-level inputs (B, G) where the model takes some (train.<task>.global_inputs)."""
 
     points: torch.Tensor
     features: torch.Tensor
     mask: torch.Tensor
+    globals_: torch.Tensor | None = None
+
+
+# The energy that orders an event's points and chooses those the cap keeps: the sum of the model's channels
+# named after a calorimeter (any name containing one of these); none among them: |value| summed over all.
+ENERGY_NAMES = ("ecal", "hcal", "energy")
+
+
+def energy_channels_of(channel_names: Sequence[str]) -> list[int]:
+    """Positions among the model's channels (by name) whose sum is the points' energy (ENERGY_NAMES)."""
+    return [k for k, name in enumerate(channel_names) if any(e in name.lower() for e in ENERGY_NAMES)]
+
+
+def global_values(data: Converted, names: Sequence[str], where: str) -> np.ndarray:
+    """(N, G) float32 of the converted observers `names`; an unknown name is refused listing those there are."""
+    unknown = [g for g in names if g not in data.observers]
+    if unknown:
+        raise E2EError(
+            f"{where}: {unknown[0]!r} is not an observer of {data.path} (available: {', '.join(data.observers)})"
+        )
+    return np.stack([np.asarray(data.observers[g], dtype=np.float32) for g in names], 1)
 
 
 def check_points_options(max_points: int | None, energy_channels, n_channels: int) -> tuple[int, ...]:
@@ -141,6 +164,7 @@ class PointBatches(SparseBatches):
         resident_max_gb: float,
         max_points: int | None,
         energy_channels,
+        globals_: np.ndarray | None = None,
     ):
         self.max_points = max_points
         self.energy_channels = check_points_options(max_points, energy_channels, len(channels))
@@ -156,6 +180,8 @@ class PointBatches(SparseBatches):
             resident_max_gb=resident_max_gb,
             channels_last=False,  # the entries keep their (C, H, W) positions: to_points reads c, h and w
         )
+        # each row's jet-level inputs, stored beside the entries (row order of self.rows, as self.y)
+        self.globals_ = None if globals_ is None else torch.from_numpy(globals_[self.rows]).to(self.store)
 
     def make_buffers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return []
@@ -164,7 +190,7 @@ class PointBatches(SparseBatches):
         event, src = self.entries(rows, total)
         c, h, w = self.shape
         # the batch's entries go to the model's device (kilobytes when the split lives in host memory)
-        return to_points(
+        batch = to_points(
             to_device(self.values.index_select(0, src), self.device),
             to_device(self.index.index_select(0, src), self.device),
             to_device(event, self.device),
@@ -173,6 +199,9 @@ class PointBatches(SparseBatches):
             max_points=self.max_points,
             energy_channels=self.energy_channels,
         )
+        if self.globals_ is None:
+            return batch
+        return batch._replace(globals_=to_device(self.globals_.index_select(0, rows), self.device))
 
 
 def make_point_batches(
@@ -187,10 +216,12 @@ def make_point_batches(
     runtime,
     max_points: int | None,
     energy_channels,
+    globals_: np.ndarray | None = None,
     rank: int = 0,
     world: int = 1,
 ) -> PointBatches:
-    """Point batches of rows `idx` (this rank's share of them) on `device`, as make_batches' image batches."""
+    """Point batches of rows `idx` (this rank's share of them) on `device`, as make_batches' image batches;
+    `globals_` (N, G): every row's jet-level inputs, or None."""
     return PointBatches(
         data.images,
         data.target,
@@ -203,6 +234,27 @@ def make_point_batches(
         resident_max_gb=runtime.resident_max_gb,
         max_points=max_points,
         energy_channels=energy_channels,
+        globals_=globals_,
+    )
+
+
+def batches_for(spec: Any, data: Converted, idx, **options) -> SparseBatches:
+    """The batches model `spec` (a models.wrappers.ModelSpec) takes: point batches for a point model (its cap,
+    energy channels and jet-level inputs from the spec), make_batches' images otherwise. `options`: those of
+    make_batches (batch_size, device, shuffle, seed, runtime[, rank, world])."""
+    channels = data.channels(spec.channels)
+    if not spec.points:
+        return make_batches(data, idx, channels, **options)
+    where = f"train.{spec.task}.global_inputs"
+    globals_ = global_values(data, spec.global_inputs, where) if spec.global_inputs else None
+    return make_point_batches(
+        data,
+        idx,
+        channels,
+        max_points=spec.max_points,
+        energy_channels=spec.energy_channels,
+        globals_=globals_,
+        **options,
     )
 
 
