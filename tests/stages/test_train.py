@@ -19,7 +19,7 @@ from e2e.config import Paths, parse_params
 from e2e.runtime.batches import Converted
 from e2e.stages import train
 from e2e.tasks import get_task
-from e2e.training import loop
+from e2e.training import fit, loop
 
 from support.training_roots import OWN, RAW, prepared_root, raw_with
 
@@ -62,7 +62,7 @@ def test_train_metrics_count_epochs_from_1_and_hold_the_chosen_epoch(tmp_path, f
 
 def fail_in_epoch_2(monkeypatch, seen: list) -> None:
     """Make train's second epoch raise; `seen` collects each epoch's progress label as it starts."""
-    real = train.train_one_epoch
+    real = fit.train_one_epoch
 
     def patched(*args, **kw):
         seen.append(kw["desc"])
@@ -70,7 +70,7 @@ def fail_in_epoch_2(monkeypatch, seen: list) -> None:
             raise RuntimeError("simulated failure in epoch 2")
         return real(*args, **kw)
 
-    monkeypatch.setattr(train, "train_one_epoch", patched)
+    monkeypatch.setattr(fit, "train_one_epoch", patched)
 
 
 @OWN
@@ -143,7 +143,7 @@ def test_the_epoch_with_the_best_validation_metric_is_the_model_kept(
     of 4: an AUC (higher is better, as for the classifiers) and a log loss standing in for a metric where
     lower is better (jet_mass's MAE; the task's table entry is patched, the e/gamma files are tiny)."""
     kept = []
-    real = train.score
+    real = fit.score
     if metric == "log_loss":
         lower = dataclasses.replace(get_task("electron_photon"), primary_metric=metric, higher_is_better=False)
         monkeypatch.setattr(train, "get_task", lambda name: lower)
@@ -153,7 +153,7 @@ def test_the_epoch_with_the_best_validation_metric_is_the_model_kept(
         kept.append({k: v.detach().clone() for k, v in model.state_dict().items()})  # the weights scored
         return {**out, task.primary_metric: scripted[len(kept) - 1]}
 
-    monkeypatch.setattr(train, "score", scripted_score)
+    monkeypatch.setattr(fit, "score", scripted_score)
     raw = raw_with(epochs=4)
     root = prepared_root(tmp_path, raw, formats_dir)
     train.main(parse_params(raw), "electron_photon", Paths(root))
@@ -175,7 +175,7 @@ def test_an_interrupted_training_resumes_only_the_same_experiment(
     changed experiment then continues from another experiment's last.pt), and against resume never
     happening. A run fails in epoch 2, leaving .cache/train/<task>/last.pt; the rerun with the same params
     must resume after epoch 1, the rerun with a changed learning rate must start afresh from epoch 1."""
-    real, epochs_run = train.train_one_epoch, []
+    real, epochs_run = fit.train_one_epoch, []
     fail_in_epoch_2(monkeypatch, epochs_run)
     root = prepared_root(tmp_path, RAW, formats_dir)
     with pytest.raises(RuntimeError, match="simulated"):
@@ -187,7 +187,7 @@ def test_an_interrupted_training_resumes_only_the_same_experiment(
         epochs_run.append(kw["desc"])
         return real(*args, **kw)
 
-    monkeypatch.setattr(train, "train_one_epoch", count)
+    monkeypatch.setattr(fit, "train_one_epoch", count)
     epochs_run.clear()
     train.main(parse_params(raw_with(**changed)), "electron_photon", Paths(root))
     printed = capsys.readouterr().out
@@ -225,7 +225,7 @@ def test_a_piped_training_of_a_slow_model_reports_progress_within_the_epoch(tmp_
     model. The interval (30 s) is shortened and each batch made slow; pytest's captured output is no
     terminal, as a pipe."""
     monkeypatch.setattr(loop, "PROGRESS_EVERY_S", 0.2)
-    monkeypatch.setattr(train, "make_augment", lambda names: lambda x: (time.sleep(0.15), x)[1])
+    monkeypatch.setattr(fit, "make_augment", lambda names: lambda x: (time.sleep(0.15), x)[1])
     raw = raw_with(epochs=1)
     root = prepared_root(tmp_path, raw, formats_dir)
     capsys.readouterr()

@@ -21,6 +21,7 @@ import yaml
 
 from e2e.config import Paths, parse_params
 from e2e.stages import train
+from e2e.training import fit
 
 
 def model_hash(model) -> str:
@@ -31,7 +32,7 @@ def main() -> None:
     cfg, rank = json.loads(os.environ["E2E_DDP_TEST"]), int(os.environ["RANK"])
     root = Path(cfg["roots"][rank])
     seen: dict = {"epochs": [], "validated": []}
-    real_score, real_epoch = train.score, train.train_one_epoch
+    real_score, real_epoch = fit.score, fit.train_one_epoch
 
     def score(task, model, *args, **kw):
         out = real_score(task, model, *args, **kw)
@@ -47,7 +48,7 @@ def main() -> None:
             raise RuntimeError(f"simulated failure on rank {rank}")
         return real_epoch(*args, **kw)
 
-    train.score, train.train_one_epoch = score, epoch
+    fit.score, fit.train_one_epoch = score, epoch
     try:
         params = parse_params(yaml.safe_load((root / "params.yaml").read_text()))
         train.main(params, "electron_photon", Paths(root))
