@@ -42,10 +42,11 @@ TOLERANCE = EXPORT_PARAMS.export.tolerance
 
 
 def make_model_dir(
-    root: Path, task: str, out: Path, model: tuple | None = None, members: int = 1
+    root: Path, task: str, out: Path, model: tuple | None = None, members: int = 1, **train_options
 ) -> tuple[Path, Converted]:
     """Convert the raw files, then write model.pt and preprocessing.json as `train` does; with members > 1
-    an ensemble of differently initialised members, as `train.<task>.ensemble` joins them."""
+    an ensemble of differently initialised members, as `train.<task>.ensemble` joins them; `train_options`:
+    more TrainParams fields (a point model's max_points, global_inputs)."""
     params = parse_params(
         {
             "convert": {task: CONVERT[task]},
@@ -56,7 +57,7 @@ def make_model_dir(
     convert.main(params, task, Paths(root))
     data = Converted(root / "data" / "converted" / task)
     name, kwargs = model or SMALL[task]
-    tp = TrainParams(model=name, model_kwargs=kwargs, channels=MODEL_CHANNELS[task])
+    tp = TrainParams(model=name, model_kwargs=kwargs, channels=MODEL_CHANNELS[task], **train_options)
     spec = train.model_spec(get_task(task), data, tp)
     spec = spec if members == 1 else dataclasses.replace(spec, members=members)
     torch.manual_seed(0)
@@ -73,9 +74,11 @@ def make_model_dir(
     return out / "model.pt", data
 
 
-def exported(root: Path, task: str, model: tuple | None = None, members: int = 1) -> tuple[Path, Converted]:
+def exported(
+    root: Path, task: str, model: tuple | None = None, members: int = 1, **train_options
+) -> tuple[Path, Converted]:
     """models/<task>/ with model.pt, preprocessing.json and model.onnx, under the repo-like `root`."""
-    model_path, data = make_model_dir(root, task, root / "models" / task, model, members)
+    model_path, data = make_model_dir(root, task, root / "models" / task, model, members, **train_options)
     export.export_dir(task, model_path.parent, data, np.arange(len(data.target)), params=EXPORT_PARAMS, root=root)
     return model_path, data
 

@@ -294,7 +294,6 @@ POINT_FIELDS = {
         ["train.jet_mass.global_inputs: 'm'", "target"],
     ),
     "latent_as_input": ({"model": "gnn", "global_inputs": ["truth_m"]}, ["'truth_m' is the target"]),
-    "image_model_inputs": ({"global_inputs": ["pt"]}, ['global_inputs: ["pt"] needs a point model']),
     "augment_points": ({"model": "particlenet", "augment": ["flip_eta"]}, ['augment: ["flip_eta"] transforms images']),
     "cap_0": ({"model": "gnn", "max_points": 0}, ["train.jet_mass.max_points: 0", ">= 1"]),
     "inputs_repeated": ({"model": "gnn", "global_inputs": ["pt", "pt"]}, ['global_inputs: ["pt", "pt"] repeats']),

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from e2e.errors import E2EError
+from e2e.inference.inputs import point_arrays
 from e2e.runtime.batches import make_batches
 from e2e.runtime.points import make_point_batches, point_stats
 from e2e.store.sparse import SparseImages, sparsify
@@ -136,3 +137,19 @@ def test_gpu_point_batches_are_the_cpus_bit_for_bit(max_gb):
     for (pc, yc), (pg, yg) in zip(cpu, gpu, strict=True):
         assert pg.mask.is_cuda and torch.equal(yc, yg.cpu())
         assert all(torch.equal(a, b.cpu()) for a, b in zip(pc[:3], pg[:3]))
+
+
+@pytest.mark.parametrize("max_points", [None, 1, 6])
+@pytest.mark.parametrize("channels, energy_channels", [([0, 1, 2], [0, 2]), ([2, 0], []), ([1], [0])])
+def test_predicts_numpy_points_are_trainings_bit_for_bit(channels, energy_channels, max_points):
+    """e2e.inference.inputs builds the points from the dense images predict makes, in numpy (onnxruntime needs
+    no torch): the same bits as to_points on the sparse entries, ties, negative values and the cap included."""
+    x = dense_images(n=30)
+    x[3, :, 2, 3] = x[3, :, 4, 1] = np.array([1.0, 0.0, 2.0], np.float16)  # equal energies: pixel order decides
+    x[4, 1] = -np.abs(x[4, 1])  # negative values (track dZ and d0 are signed)
+    images, rows = SparseImages.from_dense(x), np.arange(30)
+    want = to_points_of(images, rows, channels, energy_channels, max_points=max_points)
+    got = point_arrays(x[:, channels].astype(np.float32), max_points, energy_channels)
+    for name, tensor in zip(("points", "features", "mask"), want[:3]):
+        np.testing.assert_array_equal(got[name], tensor.numpy(), err_msg=name)
+        assert got[name].dtype == tensor.numpy().dtype

@@ -258,19 +258,13 @@ def _across(p: Params, source: str) -> None:
 
 
 def _point_fields(task: str, tp: TrainParams, fail) -> None:
-    """global_inputs never the target nor a generator latent; point models take no image augmentation, and
-    (for now) only they take global inputs."""
+    """global_inputs never the target nor a generator latent; point models take no image augmentation."""
     points = tp.model in names.POINT_MODELS
     leaks = [g for g in tp.global_inputs if g in names.TARGETS[task] or g.startswith("truth_")]
     if leaks:
         fail(
             f"train.{task}.global_inputs: {leaks[0]!r} is the target of {task} or derived from it "
             f"(expected jet-level observers such as pt)"
-        )
-    if tp.global_inputs and not points:
-        fail(
-            f"train.{task}.global_inputs: {show(tp.global_inputs)} needs a point model (one of "
-            f"{', '.join(names.POINT_MODELS)}); the image models take none yet (expected [])"
         )
     if tp.augment and points:
         fail(

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from e2e.errors import E2EError
 from e2e.models import build_model
+from e2e.models.fusion import EMBEDDING, WithGlobals
 
 # keys a checkpoint's spec has only where they apply: an ensemble's, and those older checkpoints lack
 _OPTIONAL = (
@@ -53,8 +54,8 @@ class ModelSpec:
     members: int | None = None  # an ensemble's number of members (e2e.training.ensemble.join)
     ensemble_mode: str | None = None  # and its train.<task>.ensemble.mode
     # a point model's (e2e.runtime.points), absent from an image model's spec: fed points, not images; the
-    # cap (None: all points), the positions among `channels` whose sum orders the points, and the converted
-    # observers given as jet-level inputs (None: none)
+    # cap (None: all points), the positions among `channels` whose sum orders the points; and any model's
+    # converted observers given as jet-level inputs (None: none, and absent: the spec as it always was)
     points: bool | None = None
     max_points: int | None = None
     energy_channels: list[int] | None = None
@@ -108,16 +109,21 @@ class Standardized(nn.Module):
         self.get_buffer("global_std").copy_(torch.as_tensor(np.asarray(std, dtype=np.float32)))
 
     def forward(self, x) -> torch.Tensor:
-        """Images (B, C, H, W), or for a point model a PointBatch (points, features, mask[, globals_])."""
+        """Images (B, C, H, W), or an ImageBatch (images, globals_) for an image model with jet-level inputs,
+        or for a point model a PointBatch (points, features, mask[, globals_])."""
         if not self.points:
-            return self.net((x - self.in_mean) / self.in_std).squeeze(-1)
+            if not self.n_globals:
+                return self.net((x - self.in_mean) / self.in_std).squeeze(-1)
+            return self.net((x[0] - self.in_mean) / self.in_std, self.scaled_globals(x[1])).squeeze(-1)
         points, features, mask = x[0], x[1], x[2]
         # the features only, per channel; positions as they are; padded slots stay exactly zero
         scaled = torch.where(mask[..., None], (features - self.in_mean.view(-1)) / self.in_std.view(-1), 0.0)
         if not self.n_globals:
             return self.net(points, scaled, mask).squeeze(-1)
-        globals_ = (x[3] - self.get_buffer("global_mean")) / self.get_buffer("global_std")
-        return self.net(points, scaled, mask, globals_).squeeze(-1)
+        return self.net(points, scaled, mask, self.scaled_globals(x[3])).squeeze(-1)
+
+    def scaled_globals(self, globals_: torch.Tensor) -> torch.Tensor:
+        return (globals_ - self.get_buffer("global_mean")) / self.get_buffer("global_std")
 
     def encode_target(self, y: torch.Tensor) -> torch.Tensor:
         """Regression trains on a standardised target: MSE in GeV^2 would dwarf every other scale."""
@@ -159,10 +165,17 @@ def wrap_from_spec(spec: ModelSpec) -> Standardized | Ensemble:
 
 
 def wrap_single(spec: ModelSpec) -> Standardized:
-    """A single model of `spec` with fresh weights, whatever its members."""
-    kwargs = {**spec.model_kwargs, **({"global_inputs": spec.n_globals} if spec.n_globals else {})}
+    """A single model of `spec` with fresh weights, whatever its members. An image model with jet-level
+    inputs is built with EMBEDDING outputs and WithGlobals' head after it; a point model takes them itself."""
+    kwargs = dict(spec.model_kwargs)
+    fused = spec.n_globals and not spec.points
+    if spec.n_globals and spec.points:
+        kwargs["global_inputs"] = spec.n_globals
+    outputs = EMBEDDING if fused else spec.num_outputs
     try:
-        net = build_model(spec.model, spec.in_channels, spec.num_outputs, tuple(spec.image_size), **kwargs)
+        net = build_model(spec.model, spec.in_channels, outputs, tuple(spec.image_size), **kwargs)
     except (KeyError, TypeError) as exc:  # unknown model name or keyword: a params.yaml mistake
         raise E2EError(f"params.yaml train.{spec.task or '<task>'}: {str(exc).strip(chr(34) + chr(39))}") from None
+    if fused:
+        net = WithGlobals(net, global_inputs=spec.n_globals, num_outputs=spec.num_outputs)
     return Standardized(net, spec.in_channels, spec.classification, points=bool(spec.points), n_globals=spec.n_globals)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -28,8 +28,19 @@ if TYPE_CHECKING:
     from e2e.config import RuntimeParams
 
 RANK_SEED_STRIDE = 100003  # rank r of a DDP run draws from seed + r * this: its own shuffle and dropout
-# what a batch feeds the model: dense images (B, C, H, W) here, a PointBatch (points, features, mask) in
-# e2e.runtime.points; training, validation and prediction pass either through `model(x)` unchanged
+
+
+class ImageBatch(NamedTuple):
+    """An image model's input when it takes jet-level inputs (train.<task>.global_inputs): the dense images
+    and the events' standardisable scalars (B, G)."""
+
+    images: torch.Tensor
+    globals_: torch.Tensor
+
+
+# what a batch feeds the model: dense images (B, C, H, W), or an ImageBatch, here; a PointBatch (points,
+# features, mask[, globals_]) in e2e.runtime.points; training, validation and prediction pass each through
+# `model(x)` unchanged
 Inputs = torch.Tensor | tuple[torch.Tensor | None, ...]
 
 
@@ -60,6 +71,16 @@ class Converted:
                 f"{self.meta['channel_names']}, found {chosen}"
             )
         return chosen
+
+
+def global_values(data: Converted, names: Sequence[str], where: str) -> np.ndarray:
+    """(N, G) float32 of the converted observers `names`; an unknown name is refused listing those there are."""
+    unknown = [g for g in names if g not in data.observers]
+    if unknown:
+        raise E2EError(
+            f"{where}: {unknown[0]!r} is not an observer of {data.path} (available: {', '.join(data.observers)})"
+        )
+    return np.stack([np.asarray(data.observers[g], dtype=np.float32) for g in names], 1)
 
 
 def channel_stats(images: SparseImages, idx: np.ndarray, channels: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +123,7 @@ class SparseBatches:
         seed: int,
         resident_max_gb: float,
         channels_last: bool = False,
+        globals_: np.ndarray | None = None,
     ) -> None:
         self.shape = (len(channels), *images.image_shape[1:])
         self.size = int(np.prod(self.shape))  # values per dense image
@@ -119,6 +141,8 @@ class SparseBatches:
         self.values = torch.from_numpy(entries.values).to(store)
         self.index = torch.from_numpy(entries.index).to(store)
         self.y = torch.from_numpy(np.ascontiguousarray(target[self.rows], dtype=np.float32)).to(store)
+        # each row's jet-level inputs (N, G) for every row of the dataset, kept beside the entries in self.rows' order
+        self.globals_ = None if globals_ is None else torch.from_numpy(globals_[self.rows]).to(store)
         self.buffers = self.make_buffers()
 
     def make_buffers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -145,8 +169,14 @@ class SparseBatches:
             yield self.inputs(rows, total, k % 2), to_device(self.y[rows], self.device)
 
     def inputs(self, rows: torch.Tensor, total: int, slot: int) -> Inputs:
-        """The model's input for `rows`: their dense images here, a PointBatch in e2e.runtime.points."""
-        return self.densify(rows, total, slot)
+        """The model's input for `rows`: their dense images here (with their jet-level inputs, an ImageBatch),
+        a PointBatch in e2e.runtime.points."""
+        dense = self.densify(rows, total, slot)
+        return dense if self.globals_ is None else ImageBatch(dense, self.batch_globals(rows))
+
+    def batch_globals(self, rows: torch.Tensor) -> torch.Tensor:
+        assert self.globals_ is not None
+        return to_device(self.globals_.index_select(0, rows), self.device)
 
     def entries(self, rows: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
         """For each of the `total` entries of `rows`: its event's place in `rows`, and its place in the store."""
@@ -195,8 +225,10 @@ def make_batches(
     runtime: RuntimeParams,
     rank: int = 0,
     world: int = 1,
+    globals_: np.ndarray | None = None,
 ) -> SparseBatches:
-    """Batches of rows `idx` (this rank's share of them) on `device`; `seed` orders a shuffled pass."""
+    """Batches of rows `idx` (this rank's share of them) on `device`; `seed` orders a shuffled pass;
+    `globals_` (N, G): every row's jet-level inputs, or None."""
     return SparseBatches(
         data.images,
         data.target,
@@ -208,4 +240,5 @@ def make_batches(
         seed=seed + RANK_SEED_STRIDE * rank,
         resident_max_gb=runtime.resident_max_gb,
         channels_last=uses_channels_last(device, runtime),
+        globals_=globals_,
     )

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from e2e.errors import E2EError
-from e2e.runtime.batches import RANK_SEED_STRIDE, Converted, SparseBatches, make_batches, shard
+from e2e.runtime.batches import RANK_SEED_STRIDE, Converted, SparseBatches, global_values, make_batches, shard
 from e2e.runtime.device import to_device
 from e2e.store.sparse import SparseImages, select_channels
 
@@ -46,16 +46,6 @@ ENERGY_NAMES = ("ecal", "hcal", "energy")
 def energy_channels_of(channel_names: Sequence[str]) -> list[int]:
     """Positions among the model's channels (by name) whose sum is the points' energy (ENERGY_NAMES)."""
     return [k for k, name in enumerate(channel_names) if any(e in name.lower() for e in ENERGY_NAMES)]
-
-
-def global_values(data: Converted, names: Sequence[str], where: str) -> np.ndarray:
-    """(N, G) float32 of the converted observers `names`; an unknown name is refused listing those there are."""
-    unknown = [g for g in names if g not in data.observers]
-    if unknown:
-        raise E2EError(
-            f"{where}: {unknown[0]!r} is not an observer of {data.path} (available: {', '.join(data.observers)})"
-        )
-    return np.stack([np.asarray(data.observers[g], dtype=np.float32) for g in names], 1)
 
 
 def check_points_options(max_points: int | None, energy_channels, n_channels: int) -> tuple[int, ...]:
@@ -179,9 +169,8 @@ class PointBatches(SparseBatches):
             seed=seed,
             resident_max_gb=resident_max_gb,
             channels_last=False,  # the entries keep their (C, H, W) positions: to_points reads c, h and w
+            globals_=globals_,
         )
-        # each row's jet-level inputs, stored beside the entries (row order of self.rows, as self.y)
-        self.globals_ = None if globals_ is None else torch.from_numpy(globals_[self.rows]).to(self.store)
 
     def make_buffers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return []
@@ -199,9 +188,7 @@ class PointBatches(SparseBatches):
             max_points=self.max_points,
             energy_channels=self.energy_channels,
         )
-        if self.globals_ is None:
-            return batch
-        return batch._replace(globals_=to_device(self.globals_.index_select(0, rows), self.device))
+        return batch if self.globals_ is None else batch._replace(globals_=self.batch_globals(rows))
 
 
 def make_point_batches(
@@ -239,14 +226,14 @@ def make_point_batches(
 
 
 def batches_for(spec: Any, data: Converted, idx, **options) -> SparseBatches:
-    """The batches model `spec` (a models.wrappers.ModelSpec) takes: point batches for a point model (its cap,
-    energy channels and jet-level inputs from the spec), make_batches' images otherwise. `options`: those of
-    make_batches (batch_size, device, shuffle, seed, runtime[, rank, world])."""
+    """The batches model `spec` (a models.wrappers.ModelSpec) takes: point batches for a point model (its cap
+    and energy channels from the spec), make_batches' images otherwise; either with the spec's jet-level
+    inputs. `options`: those of make_batches (batch_size, device, shuffle, seed, runtime[, rank, world])."""
     channels = data.channels(spec.channels)
-    if not spec.points:
-        return make_batches(data, idx, channels, **options)
     where = f"train.{spec.task}.global_inputs"
     globals_ = global_values(data, spec.global_inputs, where) if spec.global_inputs else None
+    if not spec.points:
+        return make_batches(data, idx, channels, globals_=globals_, **options)
     return make_point_batches(
         data,
         idx,

@@ -41,6 +41,10 @@ Batches = Iterable[tuple[Any, Any]]  # images (N, C, H, W), or a PointBatch for 
 MEMBERS = "members"  # an ensemble graph's second output
 
 
+# the graph's input names -> Deployed.forward's parameters, in the signature's order
+ARGUMENTS = {"images": "x", "points": "x", "features": "features", "mask": "mask", "globals": "globals_"}
+
+
 class Deployed(nn.Module):
     """Stored images in, physics out: what the ONNX graph computes, as a tuple of its outputs (the
     prediction, and an ensemble's members' predictions (N, K), whose mean the prediction is)."""
@@ -56,9 +60,13 @@ class Deployed(nn.Module):
         mask: torch.Tensor | None = None,
         globals_: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        """images (N, C, H, W); or a point model's points (x), features, mask[, globals] (models.wrappers).
-        Named arguments, not *inputs: torch.export matches dynamic_shapes to the signature's parameters."""
-        raw = self.model((x, features, mask, globals_) if is_points(self.model) else x)
+        """images (N, C, H, W)[, globals]; or a point model's points (x), features, mask[, globals]
+        (models.wrappers). Named arguments, not *inputs: torch.export matches dynamic_shapes to the
+        signature's parameters."""
+        if is_points(self.model):
+            raw = self.model((x, features, mask, globals_))
+        else:
+            raw = self.model(x if globals_ is None else (x, globals_))
         if not isinstance(self.model, Ensemble):
             return (self.model.decode(raw),)
         each = self.model.decode_members(raw)
@@ -71,11 +79,17 @@ def is_points(model: Standardized | Ensemble) -> bool:
 
 
 def input_tensors(model: Standardized | Ensemble, x: Any) -> dict[str, torch.Tensor]:
-    """The graph's inputs by name for a batch `x`: images, or a PointBatch's points, features, mask[, globals]."""
-    if not is_points(model):
+    """The graph's inputs by name for a batch `x`: images, an ImageBatch's images and globals, or a
+    PointBatch's points, features, mask[, globals]."""
+    if isinstance(x, torch.Tensor):
         return {"images": x}
-    names = ["points", "features", "mask", "globals"]
+    names = ["points", "features", "mask", "globals"] if is_points(model) else ["images", "globals"]
     return {name: t for name, t in zip(names, x, strict=False) if t is not None}
+
+
+def arguments(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Deployed.forward's keyword arguments for the graph's named inputs (tensors, or their dynamic axes)."""
+    return {ARGUMENTS[name]: value for name, value in inputs.items()}
 
 
 def to_onnx(model: Standardized | Ensemble, example: Any, output: str, opset: int, where: str) -> ModelProto:
@@ -84,16 +98,17 @@ def to_onnx(model: Standardized | Ensemble, example: Any, output: str, opset: in
     batch, points = torch.export.Dim("batch"), torch.export.Dim("points")
     names = [output, MEMBERS] if isinstance(model, Ensemble) else [output]
     inputs = input_tensors(model, example)
-    axes = [{0: batch} if k in ("images", "globals") else {0: batch, 1: points} for k in inputs]
+    axes = {k: {0: batch} if k in ("images", "globals") else {0: batch, 1: points} for k in inputs}
     try:
         program = torch.onnx.export(
             Deployed(model).eval(),
-            tuple(inputs.values()),
+            (),
+            kwargs=arguments(inputs),
             dynamo=True,
             verbose=False,
             input_names=list(inputs),
             output_names=names,
-            dynamic_shapes=tuple(axes),
+            dynamic_shapes=arguments(axes),
             opset_version=opset,
         )
     except Exception as exc:  # torch.export's own error classes: the architecture cannot be traced
@@ -166,6 +181,8 @@ def metadata(
     }
     if spec.points:
         meta["inputs"] = point_inputs(spec, pre)
+    elif spec.global_inputs:  # an image model's graph takes (images, globals)
+        meta["inputs"] = {"images": "float32 (N, C, H, W) as input_shape", "globals": spec.global_inputs}
     return {k: json.dumps(v) for k, v in meta.items()}
 
 
@@ -194,7 +211,7 @@ def check_parity(
         for x, _ in batches:
             inputs = input_tensors(model, x)
             got = ort.run(None, {k: t.numpy() for k, t in inputs.items()})
-            want = deployed(*inputs.values())
+            want = deployed(**arguments(inputs))
             if len(got) != len(want):
                 raise E2EError(f"{where}: the graph has {len(got)} output(s), PyTorch {len(want)}")
             worst = max([worst] + [worst_difference(g, w.numpy()) for g, w in zip(got, want)])
@@ -215,7 +232,7 @@ def export_model(
 
     first = next(iter(batches))[0]
     # two rows: torch.export specialises a batch axis of size 1
-    example = type(first)(*(t if t is None else t[:2] for t in first)) if is_points(model) else first[:2]
+    example = first[:2] if isinstance(first, torch.Tensor) else type(first)(*(t if t is None else t[:2] for t in first))
     proto = to_onnx(model, example, output, ep.opset, where)
     onnx.helper.set_model_props(proto, meta)
     proto.producer_name, proto.doc_string = "e2e", json.loads(meta["output"])

@@ -21,9 +21,9 @@ import torch
 from e2e.config import Params, Paths, TrainParams
 from e2e.models import takes_points
 from e2e.models.wrappers import ModelSpec, Standardized, wrap_single
-from e2e.runtime.batches import RANK_SEED_STRIDE, Converted, channel_stats
+from e2e.runtime.batches import RANK_SEED_STRIDE, Converted, channel_stats, global_values
 from e2e.runtime.device import prepare, select_device
-from e2e.runtime.points import batches_for, energy_channels_of, global_values, point_stats
+from e2e.runtime.points import batches_for, energy_channels_of, point_stats
 from e2e.store.atomic import atomic_path
 from e2e.store.live import open_live
 from e2e.store.splits import load_split
@@ -50,15 +50,11 @@ def model_spec(task: Task, data: Converted, tp: TrainParams) -> ModelSpec:
         task=task.name,
         channel_names=names,
     )
-    if not takes_points(tp.model):  # an image model's spec, hence its model.pt, as it always was
+    # the fields stay None where they do not apply: an image model's spec, hence its model.pt, as it always was
+    spec = replace(spec, global_inputs=list(tp.global_inputs) or None)
+    if not takes_points(tp.model):
         return spec
-    return replace(
-        spec,
-        points=True,
-        max_points=tp.max_points,
-        energy_channels=energy_channels_of(names),
-        global_inputs=list(tp.global_inputs) or None,
-    )
+    return replace(spec, points=True, max_points=tp.max_points, energy_channels=energy_channels_of(names))
 
 
 def preprocessing(data: Converted, channels: list[int]) -> dict[str, Any]:
