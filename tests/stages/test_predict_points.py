@@ -46,7 +46,8 @@ def both_backends(raw_root, tmp_path, task, data, model_path):
         out = tmp_path / f"{backend}.parquet"
         model = model_path.parent / predict.BACKENDS[backend][1]
         predict.main(task, files, out, model, batch_rows=3, device_name="cpu", backend=backend)
-        got[backend] = pq.read_table(out).to_pandas()["prediction"].to_numpy()
+        frame = pq.read_table(out).to_pandas()
+        got[backend] = frame[[c for c in frame if c.startswith(("prediction", "uncertainty"))]].to_numpy()
     return got
 
 
@@ -54,19 +55,22 @@ def both_backends(raw_root, tmp_path, task, data, model_path):
 @pytest.mark.parametrize("task", list(POINT_CASES))
 def test_predict_with_a_point_model_matches_training_batches_on_both_backends(raw_root, tmp_path, task):
     model, options = POINT_CASES[task]
-    model_path, data = exported(raw_root, task, model, **options)
+    # an ensemble of two on jet mass: the members' outputs through export and both backends
+    model_path, data = exported(raw_root, task, model, members=2 if task == "jet_mass" else 1, **options)
     got = both_backends(raw_root, tmp_path, task, data, model_path)
     want = on_converted(model_path, data)
-    np.testing.assert_allclose(got["torch"], want, rtol=1e-5, atol=1e-5)
-    assert worst_difference(got["onnx"], got["torch"]) <= TOLERANCE
+    np.testing.assert_allclose(got["torch"][:, 0], want, rtol=1e-5, atol=1e-5)
+    assert worst_difference(got["onnx"], got["torch"]) <= TOLERANCE  # every member's prediction too
     assert np.ptp(want) > 0  # the predictions depend on the event: a constant would pass the comparisons
 
 
 @pytest.mark.slow
-def test_an_image_model_with_a_jet_level_input_predicts_on_both_backends(raw_root, tmp_path):
-    model_path, data = exported(raw_root, "jet_mass", global_inputs=("pt",))
+@pytest.mark.parametrize("members", [1, 2])
+def test_an_image_model_with_a_jet_level_input_predicts_on_both_backends(raw_root, tmp_path, members):
+    model_path, data = exported(raw_root, "jet_mass", members=members, global_inputs=("pt",))
     got = both_backends(raw_root, tmp_path, "jet_mass", data, model_path)
-    np.testing.assert_allclose(got["torch"], on_converted(model_path, data), rtol=1e-5, atol=1e-5)
+    assert got["torch"].shape[1] == (1 if members == 1 else 2 + members)  # prediction, uncertainty, members
+    np.testing.assert_allclose(got["torch"][:, 0], on_converted(model_path, data), rtol=1e-5, atol=1e-5)
     assert worst_difference(got["onnx"], got["torch"]) <= TOLERANCE
 
 

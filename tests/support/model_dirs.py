@@ -17,7 +17,7 @@ import torch
 
 from e2e.config import Paths, TrainParams, parse_params
 from e2e.models.wrappers import wrap_from_spec
-from e2e.runtime.batches import Converted, channel_stats
+from e2e.runtime.batches import Converted, channel_stats, global_values
 from e2e.sources.registry import DATASETS
 from e2e.stages import convert, export, train
 from e2e.store.checkpoints import load_checkpoint, save_checkpoint
@@ -68,6 +68,9 @@ def make_model_dir(
             *channel_stats(data.images, idx, data.channels(spec.channels)),
             *((0.0, 1.0) if task != "jet_mass" else (250.0, 100.0)),
         )
+        if spec.global_inputs:  # non-trivial moments: they must survive the checkpoint, the export and predict
+            values = global_values(data, spec.global_inputs, "test")
+            member.set_global_stats(values.mean(0) + 1.0, values.std(0) * 2 + 0.5)
     out.mkdir(parents=True)
     save_checkpoint(out / "model.pt", net.eval(), spec, epoch=0, metrics={})
     (out / "preprocessing.json").write_text(json.dumps(train.preprocessing(data, data.channels(spec.channels))))

@@ -237,6 +237,8 @@ def test_names_match_the_registries():
     assert sorted(config_names.AUGMENTATIONS) == sorted(AUGMENTATIONS)
     assert config_names.TASK_KINDS == {t.name: t.kind for t in TASKS.values()}
     assert all(t.dataset == t.name for t in TASKS.values()) and sorted(config_names.DATASETS) == sorted(DATASETS)
+    # the names a jet-level input may not take: every raw name of the task's target, and the converted one
+    assert config_names.TARGETS == {t.name: (*DATASETS[t.dataset].target_keys, "target") for t in TASKS.values()}
 
 
 # through the real CLI: `error:` and one line on stderr, exit 2, no traceback, before any data is read

@@ -90,7 +90,7 @@ class TrainParams:
     ensemble: EnsembleParams = EnsembleParams()
     # the point models only (e2e.runtime.points): the most energetic points kept per event; None: all
     max_points: int | None = None
-    # jet-level inputs (converted observers, e.g. pt), concatenated after the pooling; point models only
+    # jet-level inputs (converted observers, e.g. pt), concatenated after the pooling; any model
     global_inputs: tuple[str, ...] = ()
 
 

@@ -5,7 +5,7 @@ The points are built as training builds them from the sparse entries (e2e.runtim
 from the dense images that predict already makes: every pixel where any channel is non-zero, ordered by
 energy descending (the sum of the energy channels in float32, left to right; |value| over all channels when
 none), ties by ascending pixel, the first `max_points` kept, padded to the batch's largest event.
-tests/unit/test_predict_inputs.py checks that both give the same bits."""
+tests/unit/test_points.py checks that both give the same bits."""
 
 from __future__ import annotations
 

@@ -59,8 +59,8 @@ class EdgeConv(nn.Module):
 class ParticleNet(PointModel):
     """ParticleNet: EdgeConv blocks of `blocks` widths on k neighbours, fusion, masked mean, MLP head.
 
-    Defaults are a small ParticleNet (weaver-core's ParticleNet-Lite: two blocks of 32 and 64 channels) with
-    k=16; norm "batch" is ParticleNet's BatchNorm with masked statistics, "layer" a LayerNorm."""
+    Defaults are a small ParticleNet (weaver-core's ParticleNet-Lite: two blocks of 32 and 64 channels; k 7
+    where Lite has 7 and the full model 16); norm "batch" is ParticleNet's BatchNorm with masked statistics, "layer" a LayerNorm."""
 
     def __init__(
         self,
