@@ -5,13 +5,15 @@ on the same test events.
 Each (task, model) trains in its own process through the train stage itself (e2e.stages.train.main), at the
 task's params.yaml settings (epochs, batch size, optimiser, seed), on the converted synthetic data and splits
 of a repository that ran `dvc repro` (--root), then predicts its test split through training's own batches.
-Point models take their constructor defaults and no augmentation; --train FILE overrides train.<task> fields
-per task and model (bench/models.yaml: the settings of the committed results). Events/s counts the training
+The rows beside each CNN are those of --train (default bench/models.yaml, the settings of the committed
+results): a label and the train.<task> fields it changes; another model than the CNN starts from no keyword
+arguments and no augmentation. Events/s counts the training
 steps of an epoch (validation excluded) averaged over the epochs; peak memory is the process's maximum
 resident set size.
 
     python bench/models.py                       # CPU, writes bench/results/models.md
-    python bench/models.py --device cuda         # on a GPU: also resident points vs densified images
+    python bench/models.py --device cuda --out bench/results/models_gpu.md   # on a GPU (points and images
+                                                 # built on the device from the resident entries)
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-POINT_MODELS = ("particlenet", "particle_transformer", "gnn")
 TASKS = ("jet_mass", "quark_gluon", "electron_photon")
 
 
@@ -45,9 +46,9 @@ def bench_root(
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     tp = raw["train"][task]
     tp["epochs"] = epochs or tp["epochs"]
-    if model != tp["model"]:
+    if model != tp["model"]:  # another architecture: none of the CNN's keyword arguments or augmentations
         tp.update(model=model, model_kwargs={}, augment=[])
-    tp.update(overrides)
+    tp.update({k: v for k, v in overrides.items() if k != "model"})
     raw["runtime"]["device"] = device
     (work / "data").mkdir(parents=True)
     for part in ("converted", "splits"):
@@ -93,20 +94,22 @@ def run_one(root: Path, task: str, model: str, *, overrides: dict, device: str, 
         "epochs": history["epochs_run"],
         "parameters": sum(p.numel() for p in net.parameters()),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else None,
         "max_points": spec.max_points,
     }
     (out / "run.json").write_text(json.dumps(figures))
 
 
-def child(task: str, model: str, *, args: argparse.Namespace, out: Path) -> dict:
-    """Run one (task, model) in a fresh process (its own peak memory, no warm caches); its figures."""
+def child(task: str, label: str, overrides: dict, *, args: argparse.Namespace, out: Path) -> dict:
+    """Run one row (its model: overrides' `model`, else the label) in a fresh process (its own peak memory, no
+    warm caches); its figures."""
     out.mkdir(parents=True, exist_ok=True)
-    overrides = args.train.get(task, {}).get(model, {})
+    model = overrides.get("model", label)
     command = [sys.executable, __file__, "--one", task, model, "--root", str(args.root), "--device", args.device]
     command += ["--out", str(out), "--one-overrides", json.dumps(overrides)]
     command += ["--epochs", str(args.epochs)] if args.epochs else []
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    print(f"{task} {model}: training", flush=True)
+    print(f"{task} {label}: training", flush=True)
     subprocess.run(command, check=True, env=env)
     return json.loads((out / "run.json").read_text())
 
@@ -153,14 +156,17 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def measure(args: argparse.Namespace, work: Path) -> list[dict]:
+    """Each task's rows: its default CNN (the baseline), then --train's entries for it (label -> train fields,
+    `model` defaulting to the label), those named by --models only when given."""
     rows = []
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for task in args.tasks:
         cnn = raw["train"][task]["model"]
         base = work / task / cnn
-        figures = {cnn: child(task, cnn, args=args, out=base)}
-        for model in args.models:
-            figures[model] = child(task, model, args=args, out=work / task / model)
+        figures = {cnn: child(task, cnn, {}, args=args, out=base)}
+        for label, overrides in args.train.get(task, {}).items():
+            if args.models is None or label in args.models:
+                figures[label] = child(task, label, overrides, args=args, out=work / task / label)
         for model, fig in figures.items():
             here = work / task / model
             d = None if model == cnn else paired(task, base, here)
@@ -178,9 +184,9 @@ def write(args: argparse.Namespace, rows: list[dict], seconds: float) -> None:
         f"# Point-cloud and graph models beside the default CNNs ({'GPU' if args.device != 'cpu' else 'CPU'})",
         "",
         f"{dt.date.today()}, {platform.machine()}, {device}, torch {torch.__version__}, Python "
-        f"{platform.python_version()}; params.yaml's synthetic data and splits (each task's "
-        f"epochs, batch size, optimiser and seed; point models at their defaults but for "
-        f"{json.dumps(args.train) if args.train else 'nothing'}); "
+        f"{platform.python_version()}; params.yaml's synthetic data and splits, each task's epochs, batch size, "
+        f"optimiser and seed; the rows beside the CNN change only the train.<task> fields of bench/models.yaml "
+        f"(--train), shown below; "
         f"{seconds / 60:.0f} min in all. Command: `python bench/models.py {' '.join(sys.argv[1:])}`",
         "",
         "events/s: training steps only (validation excluded), the mean over the epochs; x CNN: over the task's "
@@ -189,6 +195,12 @@ def write(args: argparse.Namespace, rows: list[dict], seconds: float) -> None:
         "an interval that excludes zero is a difference the test split resolves.",
         "",
         *table(rows),
+        "",
+        "The rows' settings (--train):",
+        "",
+        "```yaml",
+        yaml.safe_dump({t: v for t, v in args.train.items() if t in args.tasks}, sort_keys=False).rstrip(),
+        "```",
         "",
     ]
     if args.device == "cpu":
@@ -215,10 +227,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=ROOT, help="a repository after `dvc repro`: its data and splits")
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    ap.add_argument("--models", nargs="+", default=list(POINT_MODELS), choices=POINT_MODELS)
+    ap.add_argument("--models", nargs="+", help="only these rows of --train (default: all of them)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--epochs", type=int, help="override every task's epochs (a quick check; default params.yaml's)")
-    ap.add_argument("--train", type=overrides_file, default={}, help="YAML: task -> model -> train.<task> overrides")
+    ap.add_argument(
+        "--train",
+        type=overrides_file,
+        default=str(ROOT / "bench" / "models.yaml"),
+        help="YAML: task -> row label -> train.<task> fields (`model` defaults to the label); bench/models.yaml",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "models.md")
     ap.add_argument("--one", nargs=2, metavar=("TASK", "MODEL"), help=argparse.SUPPRESS)
     ap.add_argument("--one-overrides", type=json.loads, default={}, help=argparse.SUPPRESS)

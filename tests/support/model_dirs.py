@@ -17,7 +17,8 @@ import torch
 
 from e2e.config import Paths, TrainParams, parse_params
 from e2e.models.wrappers import wrap_from_spec
-from e2e.runtime.batches import Converted, channel_stats, global_values
+from e2e.runtime.batches import Converted, global_values
+from e2e.runtime.stats import channel_stats
 from e2e.sources.registry import DATASETS
 from e2e.stages import convert, export, train
 from e2e.store.checkpoints import load_checkpoint, save_checkpoint

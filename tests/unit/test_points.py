@@ -15,7 +15,8 @@ import torch
 from e2e.errors import E2EError
 from e2e.inference.inputs import point_arrays
 from e2e.runtime.batches import make_batches
-from e2e.runtime.points import make_point_batches, point_stats
+from e2e.runtime.points import make_point_batches
+from e2e.runtime.stats import point_stats
 from e2e.store.sparse import SparseImages, sparsify
 
 from support.images import dense_images
@@ -149,7 +150,7 @@ def test_predicts_numpy_points_are_trainings_bit_for_bit(channels, energy_channe
     x[4, 1] = -np.abs(x[4, 1])  # negative values (track dZ and d0 are signed)
     images, rows = SparseImages.from_dense(x), np.arange(30)
     want = to_points_of(images, rows, channels, energy_channels, max_points=max_points)
-    got = point_arrays(x[:, channels].astype(np.float32), max_points, energy_channels)
+    got = point_arrays(x[:, channels].astype(np.float32), max_points=max_points, energy_channels=energy_channels)
     for name, tensor in zip(("points", "features", "mask"), want[:3]):
         np.testing.assert_array_equal(got[name], tensor.numpy(), err_msg=name)
         assert got[name].dtype == tensor.numpy().dtype

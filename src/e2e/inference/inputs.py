@@ -16,6 +16,11 @@ import numpy as np
 
 from e2e.errors import E2EError
 
+# the model's inputs by name, in the order of its forward and of the ONNX graph's inputs (e2e.stages.export);
+# `globals` only where the model takes jet-level inputs
+IMAGE_INPUTS = ("images", "globals")
+POINT_INPUTS = ("points", "features", "mask", "globals")
+
 
 @dataclass(frozen=True, kw_only=True)
 class InputLayout:
@@ -29,7 +34,10 @@ class InputLayout:
 
     def build(self, images: np.ndarray, observers: Mapping[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
         """The graph's inputs by name (export's names) for float32 images (N, C, H, W) and their observers."""
-        named = point_arrays(images, self.max_points, self.energy_channels) if self.points else {"images": images}
+        if self.points:
+            named = point_arrays(images, max_points=self.max_points, energy_channels=self.energy_channels)
+        else:
+            named = {"images": images}
         if self.global_inputs:
             missing = [g for g in self.global_inputs if g not in observers]
             if missing:
@@ -37,8 +45,20 @@ class InputLayout:
                     f"{where}: the model takes jet-level input {missing[0]!r}, which the file lacks "
                     f"(it has {', '.join(observers) or 'no observers'})"
                 )
-            named["globals"] = np.stack([np.asarray(observers[g], np.float32) for g in self.global_inputs], 1)
+            named["globals"] = finite_globals(
+                {g: np.asarray(observers[g], np.float32) for g in self.global_inputs}, where
+            )
         return named
+
+
+def finite_globals(columns: Mapping[str, np.ndarray], where: str) -> np.ndarray:
+    """(N, G) float32 of the named jet-level inputs; a NaN or infinity is refused naming the input and the count
+    (one would make the input's moments, then every prediction, NaN without an error)."""
+    for name, values in columns.items():
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            raise E2EError(f"{where}: jet-level input {name!r} has {bad} non-finite value(s) (NaN or infinity)")
+    return np.stack(list(columns.values()), 1).astype(np.float32)
 
 
 def positions(h: int, w: int) -> np.ndarray:
@@ -48,7 +68,9 @@ def positions(h: int, w: int) -> np.ndarray:
     return np.stack(np.meshgrid(rows, columns, indexing="ij"), -1).reshape(h * w, 2).astype(np.float32)
 
 
-def point_arrays(images: np.ndarray, max_points: int | None, energy_channels: Sequence[int]) -> dict[str, np.ndarray]:
+def point_arrays(
+    images: np.ndarray, *, max_points: int | None, energy_channels: Sequence[int]
+) -> dict[str, np.ndarray]:
     """points (N, P, 2), features (N, P, C), mask (N, P) of float32 images (N, C, H, W)."""
     n, c, h, w = images.shape
     flat = np.ascontiguousarray(images, np.float32).reshape(n, c, h * w)

@@ -29,7 +29,7 @@ from e2e.config import ConvertParams
 from e2e.conversion.preprocess import preprocess, to_storage
 from e2e.errors import E2EError
 from e2e.evaluation.members import ensemble_columns
-from e2e.inference.inputs import InputLayout
+from e2e.inference.inputs import IMAGE_INPUTS, POINT_INPUTS, InputLayout
 from e2e.sources.readers import Batch, HDF5Reader, ParquetReader, open_reader
 from e2e.sources.registry import get_dataset
 from e2e.store.atomic import atomic_path
@@ -85,8 +85,6 @@ Apply = Callable[[dict[str, np.ndarray]], Outputs]
 Reader = HDF5Reader | ParquetReader
 # what loading a backend gives: its Apply, the training's preprocessing, and the inputs the model takes
 Loaded = tuple[Apply, ConvertParams, InputLayout]
-# the order of a point model's inputs in its forward (models.wrappers.Standardized)
-POINT_INPUTS = ("points", "features", "mask", "globals")
 
 
 def torch_backend(task_name: str, path: Path, device_name: str) -> Loaded:
@@ -112,7 +110,7 @@ def torch_backend(task_name: str, path: Path, device_name: str) -> Loaded:
     def apply(named: dict[str, np.ndarray]) -> Outputs:
         tensors = {k: torch.from_numpy(v).to(device) for k, v in named.items()}
         # Standardized takes images, (images, globals), or (points, features, mask, globals or None)
-        order = POINT_INPUTS if layout.points else ("images", "globals")
+        order = POINT_INPUTS if layout.points else IMAGE_INPUTS
         x = tuple(tensors.get(k) for k in order) if len(tensors) > 1 else tensors["images"]
         with torch.inference_mode():  # float32 throughout: the same numbers on every device
             raw = model(x)
@@ -127,15 +125,17 @@ def onnx_layout(meta: dict[str, Any], path: Path) -> InputLayout:
     inputs = meta.get("inputs")
     if inputs is None:
         return InputLayout()
-    if "points" not in inputs:
-        return InputLayout(global_inputs=tuple(inputs["globals"]))
     try:
+        if "points" not in inputs:
+            return InputLayout(global_inputs=tuple(inputs["globals"]))
         energy = tuple(inputs["channels"].index(name) for name in inputs["energy_channels"])
-    except ValueError as exc:
-        raise E2EError(f"{path} (metadata 'inputs'): an energy channel is not among its channels ({exc})") from None
-    return InputLayout(
-        points=True, max_points=inputs["max_points"], energy_channels=energy, global_inputs=tuple(inputs["globals"])
-    )
+        return InputLayout(
+            points=True, max_points=inputs["max_points"], energy_channels=energy, global_inputs=tuple(inputs["globals"])
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise E2EError(
+            f"{path} (metadata 'inputs'): expected globals, channels, energy_channels, max_points ({exc!r})"
+        ) from None
 
 
 def onnx_backend(task_name: str, path: Path, device_name: str) -> Loaded:

@@ -114,7 +114,9 @@ class GNN(PointModel):
             raise ValueError(f"gnn: conv must be one of {sorted(CONVS)}, got {conv!r}")
         if k < 1:
             raise ValueError(f"gnn: needs k >= 1, got {k}")
-        super().__init__(global_inputs, 2 * dim, hidden, num_outputs, dropout)
+        super().__init__(
+            global_inputs=global_inputs, pooled=2 * dim, hidden=hidden, num_outputs=num_outputs, dropout=dropout
+        )
         self.k = k
         self.node = nn.Linear(in_channels + 2, dim)
         self.edge = nn.Linear(3, dim)  # d_eta, d_phi, dR

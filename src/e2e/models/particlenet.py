@@ -59,8 +59,9 @@ class EdgeConv(nn.Module):
 class ParticleNet(PointModel):
     """ParticleNet: EdgeConv blocks of `blocks` widths on k neighbours, fusion, masked mean, MLP head.
 
-    Defaults are a small ParticleNet (weaver-core's ParticleNet-Lite: two blocks of 32 and 64 channels; k 7
-    where Lite has 7 and the full model 16); norm "batch" is ParticleNet's BatchNorm with masked statistics, "layer" a LayerNorm."""
+    Defaults are a small ParticleNet (weaver-core's ParticleNet-Lite: two blocks of 32 and 64 channels, k 7;
+    the full model has k 16); norm "batch" is ParticleNet's BatchNorm with masked statistics, "layer" a
+    LayerNorm."""
 
     def __init__(
         self,
@@ -81,7 +82,10 @@ class ParticleNet(PointModel):
         fused = sum(b[-1] for b in blocks)
         # weaver-core's fusion width: the blocks' channels rounded down to a multiple of 128, within 128..1024
         fusion_width = min(max(fused // 128 * 128, 128), 1024)
-        super().__init__(global_inputs, fusion_width if fusion else blocks[-1][-1], hidden, num_outputs, dropout)
+        pooled = fusion_width if fusion else blocks[-1][-1]
+        super().__init__(
+            global_inputs=global_inputs, pooled=pooled, hidden=hidden, num_outputs=num_outputs, dropout=dropout
+        )
         self.k = k
         widths_in = [in_channels + 2, *(b[-1] for b in blocks[:-1])]
         self.blocks = nn.ModuleList(EdgeConv(c, b, norm) for c, b in zip(widths_in, blocks))

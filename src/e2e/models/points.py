@@ -173,21 +173,16 @@ class PointModel(nn.Module):
     """Base of the point models: `takes_points` tells the pipeline to feed points, not images; the head
     takes the pooled event vector with the jet-level inputs (global_inputs of them) concatenated.
 
-    The ONNX signature is fixed per instance: (points, features, mask) when global_inputs is 0, else
-    (points, features, mask, globals) (input_names)."""
+    forward takes (points, features, mask) when global_inputs is 0, else (points, features, mask, globals_)."""
 
     takes_points = True
 
-    def __init__(self, global_inputs: int, pooled: int, hidden: Sequence[int], num_outputs: int, dropout: float):
+    def __init__(self, *, global_inputs: int, pooled: int, hidden: Sequence[int], num_outputs: int, dropout: float):
         super().__init__()
         if global_inputs < 0:
             raise ValueError(f"global_inputs must be >= 0, got {global_inputs}")
         self.global_inputs = int(global_inputs)
         self.head = nn.Sequential(*_mlp_head([pooled + self.global_inputs, *hidden, num_outputs], dropout))
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return ("points", "features", "mask", "globals") if self.global_inputs else ("points", "features", "mask")
 
     def masked_inputs(self, points: torch.Tensor, features: torch.Tensor, mask: torch.Tensor):
         """Inputs with padded slots zeroed (whatever the batcher left there), and the mask as (B, P, 1) floats."""

@@ -123,7 +123,9 @@ class ParticleTransformer(PointModel):
             raise ValueError(
                 "particle_transformer: pool 'cls' needs cls_layers >= 1 (else the output ignores the points)"
             )
-        super().__init__(global_inputs, dim, hidden, num_outputs, dropout)
+        super().__init__(
+            global_inputs=global_inputs, pooled=dim, hidden=hidden, num_outputs=num_outputs, dropout=dropout
+        )
         # ParT's embedding is LayerNorm -> Linear -> GELU per width; the first LayerNorm is left out here: on
         # 3 to 10 inputs it would take away the event's energy scale
         sizes = [in_channels + 2, *embed, dim]

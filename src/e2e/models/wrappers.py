@@ -81,7 +81,9 @@ class Standardized(nn.Module):
     target_mean: torch.Tensor
     target_std: torch.Tensor
 
-    def __init__(self, net: nn.Module, in_channels: int, classification: bool, *, points: bool = False, n_globals=0):
+    def __init__(
+        self, net: nn.Module, in_channels: int, classification: bool, *, points: bool = False, n_globals: int = 0
+    ):
         super().__init__()
         self.net, self.classification, self.points, self.n_globals = net, classification, points, n_globals
         self.register_buffer("in_mean", torch.zeros(1, in_channels, 1, 1))
@@ -111,9 +113,11 @@ class Standardized(nn.Module):
     def forward(self, x) -> torch.Tensor:
         """Images (B, C, H, W), or an ImageBatch (images, globals_) for an image model with jet-level inputs,
         or for a point model a PointBatch (points, features, mask[, globals_])."""
+        if not self.n_globals and not self.points:
+            return self.net((x - self.in_mean) / self.in_std).squeeze(-1)
+        # a bare tensor here would be read as (images, globals) = (x[0], x[1]): images of the wrong shape
+        assert isinstance(x, tuple), f"expected the model's inputs as a tuple, got {type(x).__name__}"
         if not self.points:
-            if not self.n_globals:
-                return self.net((x - self.in_mean) / self.in_std).squeeze(-1)
             return self.net((x[0] - self.in_mean) / self.in_std, self.scaled_globals(x[1])).squeeze(-1)
         points, features, mask = x[0], x[1], x[2]
         # the features only, per channel; positions as they are; padded slots stay exactly zero

@@ -20,6 +20,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from e2e.errors import E2EError
+from e2e.inference.inputs import finite_globals
 from e2e.runtime.device import to_device, uses_channels_last
 from e2e.store.arrays import load_array
 from e2e.store.sparse import SparseBatch, SparseImages, nhwc_index, select_channels
@@ -74,22 +75,15 @@ class Converted:
 
 
 def global_values(data: Converted, names: Sequence[str], where: str) -> np.ndarray:
-    """(N, G) float32 of the converted observers `names`; an unknown name is refused listing those there are."""
+    """(N, G) float32 of the converted observers `names`; an unknown name is refused listing those there are,
+    a non-finite value naming the input."""
     unknown = [g for g in names if g not in data.observers]
     if unknown:
-        raise E2EError(
-            f"{where}: {unknown[0]!r} is not an observer of {data.path} (available: {', '.join(data.observers)})"
-        )
-    return np.stack([np.asarray(data.observers[g], dtype=np.float32) for g in names], 1)
-
-
-def channel_stats(images: SparseImages, idx: np.ndarray, channels: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std over every pixel of the training rows, never validation or test."""
-    s, ss = images.channel_moments(np.sort(idx))
-    n = len(idx) * images.image_shape[1] * images.image_shape[2]
-    mean = s[channels] / n
-    std = np.sqrt(np.maximum(ss[channels] / n - mean**2, 0.0))
-    return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+        there = ", ".join(data.observers) or "none"
+        raise E2EError(f"{where}: {unknown[0]!r} is not an observer of {data.path} (available: {there})")
+    return finite_globals(
+        {g: np.asarray(data.observers[g], dtype=np.float32) for g in names}, f"{where} in {data.path}"
+    )
 
 
 def shard(idx: np.ndarray, rank: int, world: int) -> np.ndarray:

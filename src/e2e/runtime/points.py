@@ -25,7 +25,7 @@ import torch
 from e2e.errors import E2EError
 from e2e.runtime.batches import RANK_SEED_STRIDE, Converted, SparseBatches, global_values, make_batches, shard
 from e2e.runtime.device import to_device
-from e2e.store.sparse import SparseImages, select_channels
+from e2e.store.sparse import SparseImages
 
 
 class PointBatch(NamedTuple):
@@ -243,26 +243,3 @@ def batches_for(spec: Any, data: Converted, idx, **options) -> SparseBatches:
         globals_=globals_,
         **options,
     )
-
-
-def point_stats(
-    images: SparseImages, idx: np.ndarray, channels: list[int], chunk: int = 65536
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std over the points of the training rows (never validation or test), float64
-    sums in chunks. Not channel_stats: the sums are the same (a zero adds nothing) but the count is the
-    points, the pixels where any of `channels` is non-zero, not every pixel of the image; a channel that is
-    zero at a point counts as a 0 there, as the point's features hold it."""
-    c, h, w = images.image_shape
-    hw, n_channels = h * w, len(channels)
-    s, ss, n = np.zeros(n_channels), np.zeros(n_channels), 0
-    rows = np.sort(np.asarray(idx))
-    for start in range(0, len(rows), chunk):
-        part = select_channels(images.gather(rows[start : start + chunk]), channels, (c, h, w))
-        event = np.repeat(np.arange(len(part.counts), dtype=np.int64), part.counts)
-        n += len(np.unique(event * hw + part.index % hw))
-        channel, v = part.index // hw, part.values.astype(np.float64)
-        s += np.bincount(channel, weights=v, minlength=n_channels)
-        ss += np.bincount(channel, weights=v * v, minlength=n_channels)
-    mean = s / max(n, 1)
-    std = np.sqrt(np.maximum(ss / max(n, 1) - mean**2, 0.0))
-    return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from e2e.config import ExportParams, Params, Paths
 from e2e.errors import E2EError, first_line
+from e2e.inference.inputs import IMAGE_INPUTS, POINT_INPUTS
 from e2e.inference.onnx_model import session, worst_difference
 from e2e.models.wrappers import Ensemble, ModelSpec, Standardized
 from e2e.runtime.batches import Converted
@@ -41,8 +42,8 @@ Batches = Iterable[tuple[Any, Any]]  # images (N, C, H, W), or a PointBatch for 
 MEMBERS = "members"  # an ensemble graph's second output
 
 
-# the graph's input names -> Deployed.forward's parameters, in the signature's order
-ARGUMENTS = {"images": "x", "points": "x", "features": "features", "mask": "mask", "globals": "globals_"}
+# the graph's input names (e2e.inference.inputs) -> Deployed.forward's parameters, in the signature's order
+ARGUMENTS = dict(zip(POINT_INPUTS, ("x", "features", "mask", "globals_"))) | {IMAGE_INPUTS[0]: "x"}
 
 
 class Deployed(nn.Module):
@@ -82,8 +83,8 @@ def input_tensors(model: Standardized | Ensemble, x: Any) -> dict[str, torch.Ten
     """The graph's inputs by name for a batch `x`: images, an ImageBatch's images and globals, or a
     PointBatch's points, features, mask[, globals]."""
     if isinstance(x, torch.Tensor):
-        return {"images": x}
-    names = ["points", "features", "mask", "globals"] if is_points(model) else ["images", "globals"]
+        return {IMAGE_INPUTS[0]: x}
+    names = POINT_INPUTS if is_points(model) else IMAGE_INPUTS
     return {name: t for name, t in zip(names, x, strict=False) if t is not None}
 
 

@@ -21,9 +21,10 @@ import torch
 from e2e.config import Params, Paths, TrainParams
 from e2e.models import takes_points
 from e2e.models.wrappers import ModelSpec, Standardized, wrap_single
-from e2e.runtime.batches import RANK_SEED_STRIDE, Converted, channel_stats, global_values
+from e2e.runtime.batches import RANK_SEED_STRIDE, Converted, global_values
 from e2e.runtime.device import prepare, select_device
-from e2e.runtime.points import batches_for, energy_channels_of, point_stats
+from e2e.runtime.points import batches_for, energy_channels_of
+from e2e.runtime.stats import channel_stats, point_stats
 from e2e.store.atomic import atomic_path
 from e2e.store.live import open_live
 from e2e.store.splits import load_split
