@@ -47,7 +47,9 @@ def both_backends(raw_root, tmp_path, task, data, model_path):
         model = model_path.parent / predict.BACKENDS[backend][1]
         predict.main(task, files, out, model, batch_rows=3, device_name="cpu", backend=backend)
         frame = pq.read_table(out).to_pandas()
-        got[backend] = frame[[c for c in frame if c.startswith(("prediction", "uncertainty"))]].to_numpy()
+        # the prediction and each member's; the uncertainty (their spread, a difference of near-equal masses)
+        # amplifies float32 rounding and is checked against the members in test_predict
+        got[backend] = frame[[c for c in frame if c.startswith("prediction")]].to_numpy()
     return got
 
 
@@ -69,7 +71,7 @@ def test_predict_with_a_point_model_matches_training_batches_on_both_backends(ra
 def test_an_image_model_with_a_jet_level_input_predicts_on_both_backends(raw_root, tmp_path, members):
     model_path, data = exported(raw_root, "jet_mass", members=members, global_inputs=("pt",))
     got = both_backends(raw_root, tmp_path, "jet_mass", data, model_path)
-    assert got["torch"].shape[1] == (1 if members == 1 else 2 + members)  # prediction, uncertainty, members
+    assert got["torch"].shape[1] == (1 if members == 1 else 1 + members)  # the prediction, each member's
     np.testing.assert_allclose(got["torch"][:, 0], on_converted(model_path, data), rtol=1e-5, atol=1e-5)
     assert worst_difference(got["onnx"], got["torch"]) <= TOLERANCE
 
