@@ -1,8 +1,9 @@
-"""Every registered architecture, and one timm model per family (support/timm_families.py, test_timm's list), exports
-to ONNX with parity, or is on the list of those that do not (docs/deployment.md).
+"""Every registered image architecture, and one timm model per family (support/timm_families.py, test_timm's list),
+exports to ONNX with parity, or is on the list of those that do not (docs/deployment.md).
 
 At 32x32 with two channels (the electron/photon crops, where downsampling leaves the least room),
-through the stage's own path: e2e.stages.export.export_model, metadata and parity check included.
+through the stage's own path: e2e.stages.export.export_model, metadata and parity check included. The point
+models take points, not images: tests/unit/test_point_models.py checks their export.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from e2e.config import ExportParams
 from e2e.inference.onnx_model import session
-from e2e.models import MODELS
+from e2e.models import MODELS, POINT_MODELS
 from e2e.models.timm_zoo import CLASSICS, PREFIX
 from e2e.models.wrappers import ModelSpec, wrap_from_spec
 from e2e.stages import export
@@ -30,7 +31,7 @@ META = {"task": '"electron_photon"', "output": '"probability"'}  # metadata valu
 # the registry at its defaults, then timm's families with test_timm's small kwargs, less the timm models a
 # registry name already builds (densenet121, efficientnet_b0: the same builder; ~30 s of export saved)
 EXPORTED = {
-    **{name: {} for name in sorted(MODELS)},
+    **{name: {} for name in sorted(set(MODELS) - set(POINT_MODELS))},
     **{
         name: kwargs
         for name, kwargs in TIMM_MODELS.items()

@@ -17,7 +17,8 @@ import torch
 
 from e2e.config import Paths, TrainParams, parse_params
 from e2e.models.wrappers import wrap_from_spec
-from e2e.runtime.batches import Converted, channel_stats
+from e2e.runtime.batches import Converted, global_values
+from e2e.runtime.stats import channel_stats
 from e2e.sources.registry import DATASETS
 from e2e.stages import convert, export, train
 from e2e.store.checkpoints import load_checkpoint, save_checkpoint
@@ -42,10 +43,11 @@ TOLERANCE = EXPORT_PARAMS.export.tolerance
 
 
 def make_model_dir(
-    root: Path, task: str, out: Path, model: tuple | None = None, members: int = 1
+    root: Path, task: str, out: Path, model: tuple | None = None, members: int = 1, **train_options
 ) -> tuple[Path, Converted]:
     """Convert the raw files, then write model.pt and preprocessing.json as `train` does; with members > 1
-    an ensemble of differently initialised members, as `train.<task>.ensemble` joins them."""
+    an ensemble of differently initialised members, as `train.<task>.ensemble` joins them; `train_options`:
+    more TrainParams fields (a point model's max_points, global_inputs)."""
     params = parse_params(
         {
             "convert": {task: CONVERT[task]},
@@ -56,7 +58,7 @@ def make_model_dir(
     convert.main(params, task, Paths(root))
     data = Converted(root / "data" / "converted" / task)
     name, kwargs = model or SMALL[task]
-    tp = TrainParams(model=name, model_kwargs=kwargs, channels=MODEL_CHANNELS[task])
+    tp = TrainParams(model=name, model_kwargs=kwargs, channels=MODEL_CHANNELS[task], **train_options)
     spec = train.model_spec(get_task(task), data, tp)
     spec = spec if members == 1 else dataclasses.replace(spec, members=members)
     torch.manual_seed(0)
@@ -67,15 +69,20 @@ def make_model_dir(
             *channel_stats(data.images, idx, data.channels(spec.channels)),
             *((0.0, 1.0) if task != "jet_mass" else (250.0, 100.0)),
         )
+        if spec.global_inputs:  # non-trivial moments: they must survive the checkpoint, the export and predict
+            values = global_values(data, spec.global_inputs, "test")
+            member.set_global_stats(values.mean(0) + 1.0, values.std(0) * 2 + 0.5)
     out.mkdir(parents=True)
     save_checkpoint(out / "model.pt", net.eval(), spec, epoch=0, metrics={})
     (out / "preprocessing.json").write_text(json.dumps(train.preprocessing(data, data.channels(spec.channels))))
     return out / "model.pt", data
 
 
-def exported(root: Path, task: str, model: tuple | None = None, members: int = 1) -> tuple[Path, Converted]:
+def exported(
+    root: Path, task: str, model: tuple | None = None, members: int = 1, **train_options
+) -> tuple[Path, Converted]:
     """models/<task>/ with model.pt, preprocessing.json and model.onnx, under the repo-like `root`."""
-    model_path, data = make_model_dir(root, task, root / "models" / task, model, members)
+    model_path, data = make_model_dir(root, task, root / "models" / task, model, members, **train_options)
     export.export_dir(task, model_path.parent, data, np.arange(len(data.target)), params=EXPORT_PARAMS, root=root)
     return model_path, data
 

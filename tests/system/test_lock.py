@@ -135,6 +135,7 @@ LAYERS = {
     "e2e.tasks": 2,
     "e2e.store": 2,
     "e2e.evaluation.metrics": 2,  # pure numpy, named functions: training validates with them too
+    "e2e.inference.inputs": 2,  # pure numpy, a model's named inputs: the batches check jet-level inputs with it
     "e2e.sources": 3,
     "e2e.runtime": 3,
     "e2e.training": 4,

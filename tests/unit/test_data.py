@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from e2e.runtime.batches import SparseBatches, channel_stats, shard
+from e2e.runtime.batches import SparseBatches, shard
+from e2e.runtime.stats import channel_stats
 from e2e.store.sparse import SparseImages, densify, select_channels, sparsify
 
 from support.images import dense_images

@@ -1,5 +1,6 @@
-"""The architecture registry: every model trains a step on both image geometries of the project, and
-the reference models have the layer sizes printed in ../shared/references/."""
+"""The architecture registry: every image model trains a step on both image geometries of the project, and
+the reference models have the layer sizes printed in ../shared/references/. The point models, fed points
+rather than images, have their own tests (tests/unit/test_point_models.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from e2e.models import MODELS, build_model
+from e2e.models import MODELS, POINT_MODELS, build_model
 
 # Small widths keep the parametrised test fast on a 2-core CPU; models not listed run at defaults.
 SMALL_KWARGS: dict[str, dict] = {
@@ -23,6 +24,7 @@ SMALL_KWARGS: dict[str, dict] = {
     "shufflenet_v2": {"width_mult": 0.5},
     "squeezenet": {"version": "1_1"},
 }
+IMAGE_MODELS = sorted(set(MODELS) - set(POINT_MODELS))
 GEOMETRIES = [(2, (32, 32)), (3, (125, 125))]  # e/gamma crops; quark/gluon jets
 
 
@@ -31,11 +33,18 @@ def n_params(model: nn.Module) -> int:
 
 
 def test_small_kwargs_name_registered_models():
-    assert set(SMALL_KWARGS) <= set(MODELS)
+    assert set(SMALL_KWARGS) <= set(IMAGE_MODELS)
+
+
+def test_point_models_are_told_apart():
+    """The pipeline feeds POINT_MODELS points: they, and only they, say so on their classes."""
+    assert POINT_MODELS and set(POINT_MODELS) < set(MODELS)
+    assert all(getattr(MODELS[name], "takes_points", False) for name in POINT_MODELS)
+    assert not any(getattr(MODELS[name], "takes_points", False) for name in IMAGE_MODELS)
 
 
 @pytest.mark.parametrize("channels,image_size", GEOMETRIES, ids=["2x32x32", "3x125x125"])
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_forward_backward(name, channels, image_size):
     torch.manual_seed(0)
     model = build_model(name, channels, 3, image_size, **SMALL_KWARGS.get(name, {}))
@@ -48,7 +57,7 @@ def test_forward_backward(name, channels, image_size):
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_eval_is_deterministic_and_outputs_are_raw(name):
     """Eval mode switches off dropout/stochastic depth; outputs are logits, not probabilities.
 

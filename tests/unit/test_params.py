@@ -224,18 +224,21 @@ def test_every_params_dataclass_has_a_rule_per_field():
 
 
 def test_names_match_the_registries():
-    from e2e.models import MODELS
+    from e2e.models import MODELS, POINT_MODELS
     from e2e.sources.registry import DATASETS
     from e2e.tasks import TASKS
     from e2e.training.augment import AUGMENTATIONS
     from e2e.training.optimizers import OPTIMIZERS, SCHEDULERS
 
     assert sorted(config_names.MODELS) == sorted(MODELS), "add the model's name to e2e/config/names.py"
+    assert sorted(config_names.POINT_MODELS) == sorted(POINT_MODELS), "and a point model's to its POINT_MODELS"
     assert sorted(config_names.OPTIMIZERS) == sorted(OPTIMIZERS)
     assert sorted(config_names.SCHEDULERS) == sorted(SCHEDULERS)
     assert sorted(config_names.AUGMENTATIONS) == sorted(AUGMENTATIONS)
     assert config_names.TASK_KINDS == {t.name: t.kind for t in TASKS.values()}
     assert all(t.dataset == t.name for t in TASKS.values()) and sorted(config_names.DATASETS) == sorted(DATASETS)
+    # the names a jet-level input may not take: every raw name of the task's target, and the converted one
+    assert config_names.TARGETS == {t.name: (*DATASETS[t.dataset].target_keys, "target") for t in TASKS.values()}
 
 
 # through the real CLI: `error:` and one line on stderr, exit 2, no traceback, before any data is read
@@ -284,3 +287,41 @@ def test_first_line_of_an_empty_message_is_said_not_raised():
     assert first_line(ValueError("")) == "(no message)"
     assert first_line("\n  first\nsecond\n") == "first" and first_line("a\nb\n", last=True) == "b"
     assert first_line("x" * 500, limit=10) == "x" * 10
+
+
+# (train.<task> edits, fragments of the one-line error): the point models' fields (issue 21)
+POINT_FIELDS = {
+    "target_as_input": (
+        {"model": "gnn", "global_inputs": ["pt", "m"]},
+        ["train.jet_mass.global_inputs: 'm'", "target"],
+    ),
+    "latent_as_input": ({"model": "gnn", "global_inputs": ["truth_m"]}, ["'truth_m' is the target"]),
+    "augment_points": ({"model": "particlenet", "augment": ["flip_eta"]}, ['augment: ["flip_eta"] transforms images']),
+    "cap_0": ({"model": "gnn", "max_points": 0}, ["train.jet_mass.max_points: 0", ">= 1"]),
+    "inputs_repeated": ({"model": "gnn", "global_inputs": ["pt", "pt"]}, ['global_inputs: ["pt", "pt"] repeats']),
+}
+
+
+@pytest.mark.parametrize("case", list(POINT_FIELDS))
+def test_point_fields_are_refused_in_one_line(case):
+    edits, fragments = POINT_FIELDS[case]
+    raw = copy.deepcopy(BASE)
+    raw["train"]["jet_mass"].update(edits)
+    with pytest.raises(E2EError) as info:
+        parse_params(raw)
+    message = str(info.value)
+    assert message.startswith("params.yaml: ") and "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_an_image_models_fingerprint_ignores_the_point_fields():
+    """The resume fingerprint of an image model hashes what it hashed before max_points and global_inputs
+    existed (e2e.training.resume.hashed_params): an interrupted run resumes across the upgrade."""
+    from e2e.training.resume import hashed_params
+
+    tp = parse_params(copy.deepcopy(BASE)).train["jet_mass"]
+    before = {k: v for k, v in dataclasses.asdict(tp).items() if k not in ("max_points", "global_inputs")}
+    assert hashed_params(tp) == before
+    point = dataclasses.replace(tp, model="gnn", global_inputs=("pt",))
+    assert hashed_params(point)["max_points"] == 256 and hashed_params(point)["global_inputs"] == ("pt",)

@@ -26,7 +26,18 @@ MODELS = (
     "densenet121",
     "shufflenet_v2",
     "squeezenet",
+    "particlenet",
+    "particle_transformer",
+    "gnn",
 )  # e2e.models.MODELS
+POINT_MODELS = ("particlenet", "particle_transformer", "gnn")  # e2e.models.POINT_MODELS: fed points, not images
+# task -> the raw names its target may have (e2e.sources.registry target_keys) and the converted file's own:
+# a jet-level input by one of these names, or a generator latent (truth_*), would hand the model its answer
+TARGETS = {
+    "electron_photon": ("y", "target"),
+    "quark_gluon": ("y", "target"),
+    "jet_mass": ("m", "genM", "am", "target"),
+}
 TIMM_MODEL = r"timm/[A-Za-z0-9_.]+"  # any model of the timm library by name (e2e.models.timm_zoo)
 OPTIMIZERS = ("adam", "adamw", "sgd")  # e2e.training.optimizers.OPTIMIZERS
 SCHEDULERS = ("none", "step", "cosine", "cosine_restarts", "onecycle")  # e2e.training.optimizers.SCHEDULERS

@@ -88,6 +88,10 @@ class TrainParams:
     # dataclasses.asdict gives {"members": 1, "mode": "seeds"}, the dict this field was: the resume
     # fingerprint (e2e.training.resume) stays the same
     ensemble: EnsembleParams = EnsembleParams()
+    # the point models only (e2e.runtime.points): the most energetic points kept per event; None: all
+    max_points: int | None = None
+    # jet-level inputs (converted observers, e.g. pt), concatenated after the pooling; any model
+    global_inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from e2e.config.values import (
     COUNT,
     INDICES,
     KWARGS,
+    NAMES,
     PROBLEMS,
     SEED,
     SIZE,
@@ -114,6 +115,8 @@ RULES: dict[type, dict[str, Rule]] = {
         "patience": COUNT,
         "seed": SEED,
         "ensemble": (EnsembleParams, "{members: an integer >= 1, mode: " + " or ".join(names.ENSEMBLE_MODES) + "}"),
+        "max_points": _optional(_int(ge=1)),
+        "global_inputs": (NAMES[0], "a list of distinct names of the converted observers, e.g. [pt], or []"),
     },
     EnsembleParams: {"members": SIZE, "mode": _choice(names.ENSEMBLE_MODES)},
     EvaluateParams: {
@@ -251,6 +254,23 @@ def _across(p: Params, source: str) -> None:
                 f"train.{task}.channels: {show(tp.channels)} has index {max(tp.channels)}, beyond the "
                 f"{len(stored)} channels of convert.{task}.channels (expected distinct indices below {len(stored)})"
             )
+        _point_fields(task, tp, fail)
+
+
+def _point_fields(task: str, tp: TrainParams, fail) -> None:
+    """global_inputs never the target nor a generator latent; point models take no image augmentation."""
+    points = tp.model in names.POINT_MODELS
+    leaks = [g for g in tp.global_inputs if g in names.TARGETS[task] or g.startswith("truth_")]
+    if leaks:
+        fail(
+            f"train.{task}.global_inputs: {leaks[0]!r} is the target of {task} or derived from it "
+            f"(expected jet-level observers such as pt)"
+        )
+    if tp.augment and points:
+        fail(
+            f"train.{task}.augment: {show(tp.augment)} transforms images; the point model {tp.model} takes none "
+            f"(expected [])"
+        )
 
 
 def check(raw: Any, source: str = "params.yaml") -> Params:

@@ -142,6 +142,7 @@ TEXT: Rule = Annotated[str, PlainValidator(_to_text)], "a non-empty string"
 KWARGS: Rule = dict[str, Any], "a mapping of keyword arguments"
 SEED, SIZE, COUNT = _int(ge=0), _int(ge=1), _int(ge=0)
 INDICES = _optional(_list(_int(ge=0), "a non-empty list of distinct indices >= 0", distinct=True))
+NAMES = _list(TEXT, "a list of distinct names, possibly empty", empty=True, distinct=True)
 
 
 def show(v: object) -> str:

@@ -37,7 +37,8 @@ def session(source: bytes | str | Path, threads: int = 0):
 
 class OnnxModel:
     """`model(images)` -> float32 predictions (N,), for images (N, C, H, W) float32; `model.run(images)` ->
-    (predictions, the members' predictions (N, K) of an ensemble's graph, else None)."""
+    (predictions, the members' predictions (N, K) of an ensemble's graph, else None). A graph of several
+    inputs (a point model's, or one with jet-level inputs: metadata 'inputs') takes them by name, a dict."""
 
     def __init__(self, path: Path, threads: int = 0):
         self.path = Path(path)
@@ -54,12 +55,13 @@ class OnnxModel:
         self.meta = {k: json.loads(v) for k, v in raw.items()}
         self.input_name = self.session.get_inputs()[0].name
 
-    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(images, np.float32)})
+    def run(self, inputs: np.ndarray | dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        named = inputs if isinstance(inputs, dict) else {self.input_name: np.ascontiguousarray(inputs, np.float32)}
+        outputs = self.session.run(None, {k: np.ascontiguousarray(v) for k, v in named.items()})
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        return self.run(images)[0]
+    def __call__(self, inputs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        return self.run(inputs)[0]
 
 
 def worst_difference(got: np.ndarray, want: np.ndarray) -> float:

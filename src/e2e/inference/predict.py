@@ -29,6 +29,7 @@ from e2e.config import ConvertParams
 from e2e.conversion.preprocess import preprocess, to_storage
 from e2e.errors import E2EError
 from e2e.evaluation.members import ensemble_columns
+from e2e.inference.inputs import IMAGE_INPUTS, POINT_INPUTS, InputLayout
 from e2e.sources.readers import Batch, HDF5Reader, ParquetReader, open_reader
 from e2e.sources.registry import get_dataset
 from e2e.store.atomic import atomic_path
@@ -77,14 +78,17 @@ def check_model(task: str | None, in_channels: int, task_name: str, cfg: Convert
         raise E2EError(f"{path}: model takes {in_channels} channels but its preprocessing selects {len(cfg.channels)}")
 
 
-# a backend's function of images: (predictions (N,), an ensemble's members' predictions (N, K) or None)
+# a backend's function of the model's named inputs (e2e.inference.inputs): (predictions (N,), an ensemble's
+# members' predictions (N, K) or None)
 Outputs = tuple[np.ndarray, np.ndarray | None]
-Apply = Callable[[np.ndarray], Outputs]
+Apply = Callable[[dict[str, np.ndarray]], Outputs]
 Reader = HDF5Reader | ParquetReader
+# what loading a backend gives: its Apply, the training's preprocessing, and the inputs the model takes
+Loaded = tuple[Apply, ConvertParams, InputLayout]
 
 
-def torch_backend(task_name: str, path: Path, device_name: str) -> tuple[Apply, ConvertParams]:
-    """(images -> Outputs, preprocessing) of model.pt and the preprocessing.json beside it."""
+def torch_backend(task_name: str, path: Path, device_name: str) -> Loaded:
+    """Loaded of model.pt and the preprocessing.json beside it."""
     import torch
 
     from e2e.models.wrappers import Ensemble
@@ -96,18 +100,46 @@ def torch_backend(task_name: str, path: Path, device_name: str) -> tuple[Apply, 
     set_tf32(False)  # IEEE float32 on a GPU too (cuDNN would use TF32 for convolutions)
     model, spec, _ = load_checkpoint(path, device)
     check_model(spec.task, spec.in_channels, task_name, cfg, path)
+    layout = InputLayout(
+        points=bool(spec.points),
+        max_points=spec.max_points,
+        energy_channels=tuple(spec.energy_channels or ()),
+        global_inputs=tuple(spec.global_inputs or ()),
+    )
 
-    def apply(images: np.ndarray) -> Outputs:
+    def apply(named: dict[str, np.ndarray]) -> Outputs:
+        tensors = {k: torch.from_numpy(v).to(device) for k, v in named.items()}
+        # Standardized takes images, (images, globals), or (points, features, mask, globals or None)
+        order = POINT_INPUTS if layout.points else IMAGE_INPUTS
+        x = tuple(tensors.get(k) for k in order) if len(tensors) > 1 else tensors["images"]
         with torch.inference_mode():  # float32 throughout: the same numbers on every device
-            raw = model(torch.from_numpy(images).to(device))
+            raw = model(x)
             each = model.decode_members(raw).float().cpu().numpy() if isinstance(model, Ensemble) else None
             return model.decode(raw).float().cpu().numpy(), each
 
-    return apply, cfg
+    return apply, cfg, layout
 
 
-def onnx_backend(task_name: str, path: Path, device_name: str) -> tuple[Apply, ConvertParams]:
-    """(images -> Outputs, preprocessing) of an exported model.onnx, its preprocessing from its metadata."""
+def onnx_layout(meta: dict[str, Any], path: Path) -> InputLayout:
+    """The inputs an exported graph takes, from its metadata 'inputs' (absent: images alone)."""
+    inputs = meta.get("inputs")
+    if inputs is None:
+        return InputLayout()
+    try:
+        if "points" not in inputs:
+            return InputLayout(global_inputs=tuple(inputs["globals"]))
+        energy = tuple(inputs["channels"].index(name) for name in inputs["energy_channels"])
+        return InputLayout(
+            points=True, max_points=inputs["max_points"], energy_channels=energy, global_inputs=tuple(inputs["globals"])
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise E2EError(
+            f"{path} (metadata 'inputs'): expected globals, channels, energy_channels, max_points ({exc!r})"
+        ) from None
+
+
+def onnx_backend(task_name: str, path: Path, device_name: str) -> Loaded:
+    """Loaded of an exported model.onnx, its preprocessing and inputs from its metadata."""
     from e2e.inference.onnx_model import OnnxModel
 
     if device_name not in ("auto", "cpu"):
@@ -115,10 +147,10 @@ def onnx_backend(task_name: str, path: Path, device_name: str) -> tuple[Apply, C
     model = OnnxModel(path)
     cfg = parse_preprocessing(model.meta["preprocessing"], f"{path} (metadata 'preprocessing')")
     check_model(model.meta["task"], model.meta["input_shape"][1], task_name, cfg, path)
-    return model.run, cfg
+    return model.run, cfg, onnx_layout(model.meta, path)
 
 
-BACKENDS: dict[str, tuple[Callable[[str, Path, str], tuple[Apply, ConvertParams]], str]] = {
+BACKENDS: dict[str, tuple[Callable[[str, Path, str], Loaded], str]] = {
     "torch": (torch_backend, "model.pt"),
     "onnx": (onnx_backend, "model.onnx"),
 }
@@ -148,9 +180,10 @@ def batch_table(path: Path, start: int, batch: Batch, outputs: Outputs, labelled
     return pa.table(columns)
 
 
-def predict_files(apply: Apply, readers: list[Reader], cfg: ConvertParams, out: Path, batch_rows: int) -> int:
+def predict_files(loaded: Loaded, readers: list[Reader], out: Path, *, batch_rows: int) -> int:
     import pyarrow.parquet as pq
 
+    apply, cfg, layout = loaded
     total, writer = sum(r.n_rows for r in readers), None
     labelled = all(r.has_target for r in readers)  # one schema for every row group
     with atomic_path(out) as tmp, tqdm(total=total, desc=f"predict {out.name}", unit="img", disable=None) as bar:
@@ -164,7 +197,8 @@ def predict_files(apply: Apply, readers: list[Reader], cfg: ConvertParams, out: 
                     n_channels = batch.images.shape[1] if cfg.channels is None else len(cfg.channels)
                     shape = (n_channels, *batch.images.shape[2:])
                     x = densify(to_storage(entries, cfg.dtype, where, reader.dataset.name), shape)
-                    table = batch_table(reader.path, start, batch, apply(x), labelled)
+                    outputs = apply(layout.build(x, batch.observers, where))
+                    table = batch_table(reader.path, start, batch, outputs, labelled)
                     writer = writer or pq.ParquetWriter(tmp, table.schema)
                     writer.write_table(table)
                     start += len(batch.images)
@@ -191,11 +225,11 @@ def main(
     backend = backend or default_backend()
     load, default_name = BACKENDS[backend]
     model_path = Path(model_path) if model_path else Path(root) / "models" / task_name / default_name
-    apply, cfg = load(task_name, model_path, device_name)
+    loaded = load(task_name, model_path, device_name)
     ds = get_dataset(task.dataset)
     # every header validated before anything is written
     readers = [open_reader(ds, Path(f), require_target=False) for f in inputs]
-    n = predict_files(apply, readers, cfg, Path(output), batch_rows)
+    n = predict_files(loaded, readers, Path(output), batch_rows=batch_rows)
     unlabelled = [r.path.name for r in readers if not r.has_target]
     note = f"; no truth column ({len(unlabelled)} file(s) without a target, e.g. {unlabelled[0]})" if unlabelled else ""
     print(f"{output}: {n} predictions from {len(readers)} file(s) with {model_path} ({backend}){note}")

@@ -4,7 +4,11 @@ Every constructor is called as `constructor(in_channels, num_outputs, image_size
 kwargs of params.yaml `train.<task>.model_kwargs`, and returns a module mapping (B, C, H, W) floats to
 (B, num_outputs) raw outputs: logits or an unnormalised regression value, never a sigmoid or softmax
 (the loss applies it). Unknown kwargs raise TypeError. Names `timm/<name>` build any timm model
-(timm_zoo.build_timm). Layer 0: imports only torch (torchvision and timm lazily, inside the constructors)."""
+(timm_zoo.build_timm). Layer 0: imports only torch (torchvision and timm lazily, inside the constructors).
+
+The point models (POINT_MODELS; their classes say `takes_points = True`) take the same constructor
+arguments plus `global_inputs` (default 0), but map (points (B, P, 2), features (B, P, C), mask (B, P)
+[, globals_ (B, G)]) to (B, num_outputs): an event's non-zero pixels, padded per batch (models/points.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +19,11 @@ from torch import nn
 from e2e.models import timm_zoo
 from e2e.models import torchvision_zoo as tv
 from e2e.models.classic import MLP, VGG12, LeNet5, MultiKernelCNN
+from e2e.models.graph import GNN
 from e2e.models.modern import ConvNeXtSmall, ViTSmall
+from e2e.models.particlenet import ParticleNet
 from e2e.models.resnet import ResNet15, ResNet18Mass
+from e2e.models.transformer import ParticleTransformer
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     # the published reference architectures (../shared/references/)
@@ -38,7 +45,18 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     # ... and torchvision where timm has none
     "shufflenet_v2": tv.shufflenet_v2,
     "squeezenet": tv.squeezenet,
+    # point clouds and graphs on the non-zero pixels (issue 21)
+    "particlenet": ParticleNet,
+    "particle_transformer": ParticleTransformer,
+    "gnn": GNN,
 }
+# the registered models fed points rather than images
+POINT_MODELS = tuple(name for name, constructor in MODELS.items() if getattr(constructor, "takes_points", False))
+
+
+def takes_points(name: str) -> bool:
+    """Whether model `name` (a registry or timm/ name) is fed points (B, P, ...) rather than images."""
+    return name in POINT_MODELS
 
 
 def build_model(name: str, in_channels: int, num_outputs: int, image_size: Sequence[int], **kwargs) -> nn.Module:
@@ -56,4 +74,4 @@ def build_model(name: str, in_channels: int, num_outputs: int, image_size: Seque
     return constructor(in_channels, num_outputs, tuple(image_size), **kwargs)
 
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "POINT_MODELS", "build_model", "takes_points"]

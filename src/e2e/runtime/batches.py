@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
 from e2e.errors import E2EError
+from e2e.inference.inputs import finite_globals
 from e2e.runtime.device import to_device, uses_channels_last
 from e2e.store.arrays import load_array
 from e2e.store.sparse import SparseBatch, SparseImages, nhwc_index, select_channels
@@ -28,6 +29,20 @@ if TYPE_CHECKING:
     from e2e.config import RuntimeParams
 
 RANK_SEED_STRIDE = 100003  # rank r of a DDP run draws from seed + r * this: its own shuffle and dropout
+
+
+class ImageBatch(NamedTuple):
+    """An image model's input when it takes jet-level inputs (train.<task>.global_inputs): the dense images
+    and the events' standardisable scalars (B, G)."""
+
+    images: torch.Tensor
+    globals_: torch.Tensor
+
+
+# what a batch feeds the model: dense images (B, C, H, W), or an ImageBatch, here; a PointBatch (points,
+# features, mask[, globals_]) in e2e.runtime.points; training, validation and prediction pass each through
+# `model(x)` unchanged
+Inputs = torch.Tensor | tuple[torch.Tensor | None, ...]
 
 
 class Converted:
@@ -59,13 +74,16 @@ class Converted:
         return chosen
 
 
-def channel_stats(images: SparseImages, idx: np.ndarray, channels: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std over every pixel of the training rows, never validation or test."""
-    s, ss = images.channel_moments(np.sort(idx))
-    n = len(idx) * images.image_shape[1] * images.image_shape[2]
-    mean = s[channels] / n
-    std = np.sqrt(np.maximum(ss[channels] / n - mean**2, 0.0))
-    return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+def global_values(data: Converted, names: Sequence[str], where: str) -> np.ndarray:
+    """(N, G) float32 of the converted observers `names`; an unknown name is refused listing those there are,
+    a non-finite value naming the input."""
+    unknown = [g for g in names if g not in data.observers]
+    if unknown:
+        there = ", ".join(data.observers) or "none"
+        raise E2EError(f"{where}: {unknown[0]!r} is not an observer of {data.path} (available: {there})")
+    return finite_globals(
+        {g: np.asarray(data.observers[g], dtype=np.float32) for g in names}, f"{where} in {data.path}"
+    )
 
 
 def shard(idx: np.ndarray, rank: int, world: int) -> np.ndarray:
@@ -99,6 +117,7 @@ class SparseBatches:
         seed: int,
         resident_max_gb: float,
         channels_last: bool = False,
+        globals_: np.ndarray | None = None,
     ) -> None:
         self.shape = (len(channels), *images.image_shape[1:])
         self.size = int(np.prod(self.shape))  # values per dense image
@@ -116,8 +135,14 @@ class SparseBatches:
         self.values = torch.from_numpy(entries.values).to(store)
         self.index = torch.from_numpy(entries.index).to(store)
         self.y = torch.from_numpy(np.ascontiguousarray(target[self.rows], dtype=np.float32)).to(store)
-        empty = torch.zeros(0, dtype=torch.long, device=device)
-        self.buffers = [(torch.zeros(batch_size * self.size, device=device), empty) for _ in range(2)]
+        # each row's jet-level inputs (N, G) for every row of the dataset, kept beside the entries in self.rows' order
+        self.globals_ = None if globals_ is None else torch.from_numpy(globals_[self.rows]).to(store)
+        self.buffers = self.make_buffers()
+
+    def make_buffers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The two reused dense buffers and the positions each last wrote (e2e.runtime.points needs none)."""
+        empty = torch.zeros(0, dtype=torch.long, device=self.device)
+        return [(torch.zeros(self.batch_size * self.size, device=self.device), empty) for _ in range(2)]
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
@@ -130,19 +155,33 @@ class SparseBatches:
             return torch.arange(self.n)
         return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Inputs, torch.Tensor]]:
         order = self.order()
         totals = np.add.reduceat(self.counts_host[order.numpy()], np.arange(0, self.n, self.batch_size))
         order = to_device(order, self.store)  # one copy of the epoch's order: none per batch
         for k, (rows, total) in enumerate(zip(order.split(self.batch_size), totals.tolist())):
-            yield self.densify(rows, total, k % 2), to_device(self.y[rows], self.device)
+            yield self.inputs(rows, total, k % 2), to_device(self.y[rows], self.device)
 
-    def densify(self, rows: torch.Tensor, total: int, slot: int) -> torch.Tensor:
-        """Scatter the `total` entries of `rows` into buffer `slot`, after zeroing only what its last batch wrote."""
+    def inputs(self, rows: torch.Tensor, total: int, slot: int) -> Inputs:
+        """The model's input for `rows`: their dense images here (with their jet-level inputs, an ImageBatch),
+        a PointBatch in e2e.runtime.points."""
+        dense = self.densify(rows, total, slot)
+        return dense if self.globals_ is None else ImageBatch(dense, self.batch_globals(rows))
+
+    def batch_globals(self, rows: torch.Tensor) -> torch.Tensor:
+        assert self.globals_ is not None
+        return to_device(self.globals_.index_select(0, rows), self.device)
+
+    def entries(self, rows: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each of the `total` entries of `rows`: its event's place in `rows`, and its place in the store."""
         store, counts = self.store, self.counts[rows]
         event = torch.repeat_interleave(torch.arange(len(rows), device=store), counts, output_size=total)
         first = torch.cumsum(counts, 0) - counts
-        src = (self.offsets[rows] - first)[event] + torch.arange(total, device=store)
+        return event, (self.offsets[rows] - first)[event] + torch.arange(total, device=store)
+
+    def densify(self, rows: torch.Tensor, total: int, slot: int) -> torch.Tensor:
+        """Scatter the `total` entries of `rows` into buffer `slot`, after zeroing only what its last batch wrote."""
+        event, src = self.entries(rows, total)
         # only the batch's entries travel when the split lives in host memory (kilobytes, not the dense batch)
         position = to_device(event * self.size + self.index[src], self.device)
         buffer, written = self.buffers[slot]
@@ -180,8 +219,10 @@ def make_batches(
     runtime: RuntimeParams,
     rank: int = 0,
     world: int = 1,
+    globals_: np.ndarray | None = None,
 ) -> SparseBatches:
-    """Batches of rows `idx` (this rank's share of them) on `device`; `seed` orders a shuffled pass."""
+    """Batches of rows `idx` (this rank's share of them) on `device`; `seed` orders a shuffled pass;
+    `globals_` (N, G): every row's jet-level inputs, or None."""
     return SparseBatches(
         data.images,
         data.target,
@@ -193,4 +234,5 @@ def make_batches(
         seed=seed + RANK_SEED_STRIDE * rank,
         resident_max_gb=runtime.resident_max_gb,
         channels_last=uses_channels_last(device, runtime),
+        globals_=globals_,
     )

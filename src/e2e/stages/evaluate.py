@@ -20,10 +20,11 @@ from e2e.evaluation import binned, images, metrics, plots
 from e2e.evaluation.binned_plots import binned_plots
 from e2e.evaluation.headline import headline
 from e2e.evaluation.members import ensemble_columns
-from e2e.models.wrappers import Ensemble, Standardized
-from e2e.runtime.batches import Converted, make_batches
+from e2e.models.wrappers import Ensemble, ModelSpec, Standardized
+from e2e.runtime.batches import Converted
 from e2e.runtime.device import prepare, select_device
 from e2e.runtime.forward import predict
+from e2e.runtime.points import batches_for
 from e2e.store.atomic import atomic_path
 from e2e.store.checkpoints import load_checkpoint
 from e2e.store.live import open_live
@@ -56,16 +57,16 @@ def predictions(
     data: Converted,
     split: dict[str, np.ndarray],
     *,
-    channels: list[int],
+    spec: ModelSpec,
     params: Params,
     device: torch.device,
 ) -> pd.DataFrame:
     frames = []
     for part in ("val", "test"):
-        batches = make_batches(
+        batches = batches_for(  # point batches for a point model, images otherwise
+            spec,
             data,
             split[part],
-            channels,
             batch_size=params.evaluate.batch_size,
             device=device,
             shuffle=False,
@@ -220,7 +221,7 @@ def main(params: Params, task_name: str, paths: Paths) -> None:
         params.evaluate.bins.get(task_name, {}),
         ["truth", "prediction", *event_columns(data, np.zeros(0, np.int64))],
     )
-    df = predictions(model, data, split, channels=channels, params=params, device=device)
+    df = predictions(model, data, split, spec=spec, params=params, device=device)
     train_mean = float(data.target[split["train"]].mean())
     results = summarise(task, df, train_mean, params.evaluate)
     with atomic_path(paths.eval_metrics(task_name), is_dir=True) as tmp:

@@ -24,9 +24,11 @@ import torch.nn as nn
 
 from e2e.config import ExportParams, Params, Paths
 from e2e.errors import E2EError, first_line
+from e2e.inference.inputs import IMAGE_INPUTS, POINT_INPUTS
 from e2e.inference.onnx_model import session, worst_difference
 from e2e.models.wrappers import Ensemble, ModelSpec, Standardized
-from e2e.runtime.batches import Converted, make_batches
+from e2e.runtime.batches import Converted
+from e2e.runtime.points import batches_for
 from e2e.store.atomic import atomic_path
 from e2e.store.checkpoints import load_checkpoint
 from e2e.store.splits import load_split
@@ -36,8 +38,12 @@ if TYPE_CHECKING:
     from onnx import ModelProto
 
 # (images, targets) batches: the test split's SparseBatches, or any list of them (tests/stages/test_export_registry.py)
-Batches = Iterable[tuple[torch.Tensor, Any]]
+Batches = Iterable[tuple[Any, Any]]  # images (N, C, H, W), or a PointBatch for a point model
 MEMBERS = "members"  # an ensemble graph's second output
+
+
+# the graph's input names (e2e.inference.inputs) -> Deployed.forward's parameters, in the signature's order
+ARGUMENTS = dict(zip(POINT_INPUTS, ("x", "features", "mask", "globals_"))) | {IMAGE_INPUTS[0]: "x"}
 
 
 class Deployed(nn.Module):
@@ -48,27 +54,62 @@ class Deployed(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        raw = self.model(images)
+    def forward(
+        self,
+        x: torch.Tensor,
+        features: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        globals_: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """images (N, C, H, W)[, globals]; or a point model's points (x), features, mask[, globals]
+        (models.wrappers). Named arguments, not *inputs: torch.export matches dynamic_shapes to the
+        signature's parameters."""
+        if is_points(self.model):
+            raw = self.model((x, features, mask, globals_))
+        else:
+            raw = self.model(x if globals_ is None else (x, globals_))
         if not isinstance(self.model, Ensemble):
             return (self.model.decode(raw),)
         each = self.model.decode_members(raw)
         return each.mean(-1), each
 
 
-def to_onnx(model: Standardized | Ensemble, example: torch.Tensor, output: str, opset: int, where: str) -> ModelProto:
-    """The onnx ModelProto of Deployed(model), its batch axis dynamic (torch.export, the dynamo exporter)."""
-    batch = torch.export.Dim("batch")
+def is_points(model: Standardized | Ensemble) -> bool:
+    single = model.members[0] if isinstance(model, Ensemble) else model
+    return bool(getattr(single, "points", False))
+
+
+def input_tensors(model: Standardized | Ensemble, x: Any) -> dict[str, torch.Tensor]:
+    """The graph's inputs by name for a batch `x`: images, an ImageBatch's images and globals, or a
+    PointBatch's points, features, mask[, globals]."""
+    if isinstance(x, torch.Tensor):
+        return {IMAGE_INPUTS[0]: x}
+    names = POINT_INPUTS if is_points(model) else IMAGE_INPUTS
+    return {name: t for name, t in zip(names, x, strict=False) if t is not None}
+
+
+def arguments(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Deployed.forward's keyword arguments for the graph's named inputs (tensors, or their dynamic axes)."""
+    return {ARGUMENTS[name]: value for name, value in inputs.items()}
+
+
+def to_onnx(model: Standardized | Ensemble, example: Any, output: str, opset: int, where: str) -> ModelProto:
+    """The onnx ModelProto of Deployed(model), its batch axis (and a point model's point axis) dynamic
+    (torch.export, the dynamo exporter)."""
+    batch, points = torch.export.Dim("batch"), torch.export.Dim("points")
     names = [output, MEMBERS] if isinstance(model, Ensemble) else [output]
+    inputs = input_tensors(model, example)
+    axes = {k: {0: batch} if k in ("images", "globals") else {0: batch, 1: points} for k in inputs}
     try:
         program = torch.onnx.export(
             Deployed(model).eval(),
-            (example,),
+            (),
+            kwargs=arguments(inputs),
             dynamo=True,
             verbose=False,
-            input_names=["images"],
+            input_names=list(inputs),
             output_names=names,
-            dynamic_shapes=({0: batch},),
+            dynamic_shapes=arguments(axes),
             opset_version=opset,
         )
     except Exception as exc:  # torch.export's own error classes: the architecture cannot be traced
@@ -139,7 +180,26 @@ def metadata(
         "best_epoch": int(epoch) + 1,
         "members": spec.n_members,
     }
+    if spec.points:
+        meta["inputs"] = point_inputs(spec, pre)
+    elif spec.global_inputs:  # an image model's graph takes (images, globals)
+        meta["inputs"] = {"images": "float32 (N, C, H, W) as input_shape", "globals": spec.global_inputs}
     return {k: json.dumps(v) for k, v in meta.items()}
+
+
+def point_inputs(spec: ModelSpec, pre: dict[str, Any]) -> dict[str, Any]:
+    """How a point model's inputs are built from a converted event (e2e.runtime.points.to_points)."""
+    return {
+        "points": "float32 (N, P, 2): each pixel (h, w) where any channel is non-zero, as "
+        "((h - (H-1)/2) / (H/2), (w - (W-1)/2) / (W/2)), H, W = input_shape[2:]",
+        "features": "float32 (N, P, C): the channels' values there (0 where a channel is zero), unstandardised",
+        "mask": "bool (N, P): True for real points; padded slots all zero; P is any size >= 1",
+        "order": "by energy descending (the sum of energy_channels), ties by ascending h*W + w; max_points kept",
+        "channels": pre["channel_names"],
+        "energy_channels": [pre["channel_names"][k] for k in spec.energy_channels or []],
+        "max_points": spec.max_points,
+        "globals": spec.global_inputs or [],
+    }
 
 
 def check_parity(
@@ -150,11 +210,13 @@ def check_parity(
     ort, deployed, worst, n = session(graph), Deployed(model).eval(), 0.0, 0
     with torch.inference_mode():
         for x, _ in batches:
-            got, want = ort.run(None, {"images": x.numpy()}), deployed(x)
+            inputs = input_tensors(model, x)
+            got = ort.run(None, {k: t.numpy() for k, t in inputs.items()})
+            want = deployed(**arguments(inputs))
             if len(got) != len(want):
                 raise E2EError(f"{where}: the graph has {len(got)} output(s), PyTorch {len(want)}")
             worst = max([worst] + [worst_difference(g, w.numpy()) for g, w in zip(got, want)])
-            n += len(x)
+            n += len(inputs["images" if "images" in inputs else "points"])
     if not worst <= tolerance:  # also catches NaN
         raise E2EError(
             f"{where}: onnxruntime differs from PyTorch by {worst:.3g} on the test split's first {n} "
@@ -169,7 +231,9 @@ def export_model(
     """Serialised graph with its metadata, after the parity check; `where` names the model in errors."""
     import onnx
 
-    example = next(iter(batches))[0][:2]  # two rows: torch.export specialises a batch axis of size 1
+    first = next(iter(batches))[0]
+    # two rows: torch.export specialises a batch axis of size 1
+    example = first[:2] if isinstance(first, torch.Tensor) else type(first)(*(t if t is None else t[:2] for t in first))
     proto = to_onnx(model, example, output, ep.opset, where)
     onnx.helper.set_model_props(proto, meta)
     proto.producer_name, proto.doc_string = "e2e", json.loads(meta["output"])
@@ -186,10 +250,10 @@ def export_dir(
     task, ep, out = get_task(task_name), params.export, model_dir / "model.onnx"
     model, spec, ckpt = load_checkpoint(model_dir / "model.pt", "cpu")  # float32, as deployed
     pre = json.loads((model_dir / "preprocessing.json").read_text())
-    batches = make_batches(
+    batches = batches_for(
+        spec,
         data,
         np.sort(rows)[: ep.parity_batches * ep.batch_size],
-        data.channels(spec.channels),
         batch_size=ep.batch_size,
         device=torch.device("cpu"),
         shuffle=False,

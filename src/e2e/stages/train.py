@@ -19,9 +19,12 @@ import numpy as np
 import torch
 
 from e2e.config import Params, Paths, TrainParams
+from e2e.models import takes_points
 from e2e.models.wrappers import ModelSpec, Standardized, wrap_single
-from e2e.runtime.batches import RANK_SEED_STRIDE, Converted, channel_stats, make_batches
+from e2e.runtime.batches import RANK_SEED_STRIDE, Converted, global_values
 from e2e.runtime.device import prepare, select_device
+from e2e.runtime.points import batches_for, energy_channels_of
+from e2e.runtime.stats import channel_stats, point_stats
 from e2e.store.atomic import atomic_path
 from e2e.store.live import open_live
 from e2e.store.splits import load_split
@@ -36,7 +39,8 @@ if TYPE_CHECKING:
 
 def model_spec(task: Task, data: Converted, tp: TrainParams) -> ModelSpec:
     channels = data.channels(tp.channels, f"train.{task.name}.channels")
-    return ModelSpec(
+    names = [data.meta["channel_names"][c] for c in channels]
+    spec = ModelSpec(
         model=tp.model,
         model_kwargs=dict(tp.model_kwargs),
         in_channels=len(channels),
@@ -45,8 +49,13 @@ def model_spec(task: Task, data: Converted, tp: TrainParams) -> ModelSpec:
         num_outputs=task.num_outputs,
         classification=task.is_classification,
         task=task.name,
-        channel_names=[data.meta["channel_names"][c] for c in channels],
+        channel_names=names,
     )
+    # the fields stay None where they do not apply: an image model's spec, hence its model.pt, as it always was
+    spec = replace(spec, global_inputs=list(tp.global_inputs) or None)
+    if not takes_points(tp.model):
+        return spec
+    return replace(spec, points=True, max_points=tp.max_points, energy_channels=energy_channels_of(names))
 
 
 def preprocessing(data: Converted, channels: list[int]) -> dict[str, Any]:
@@ -65,7 +74,12 @@ def preprocessing(data: Converted, channels: list[int]) -> dict[str, Any]:
 def new_model(task: Task, data: Converted, tp: TrainParams, train_idx: np.ndarray) -> tuple[Standardized, ModelSpec]:
     spec = model_spec(task, data, tp)
     model = wrap_single(spec)
-    mean, std = channel_stats(data.images, train_idx, data.channels(spec.channels))
+    # a point model standardises its points' features: moments over the points, not over every pixel
+    stats = point_stats if spec.points else channel_stats
+    mean, std = stats(data.images, train_idx, data.channels(spec.channels))
+    if spec.global_inputs:
+        values = global_values(data, spec.global_inputs, f"train.{task.name}.global_inputs")[np.sort(train_idx)]
+        model.set_global_stats(values.mean(0), np.where(values.std(0) > 0, values.std(0), 1.0))
     t = data.target[train_idx]
     model.set_stats(mean, std, *((0.0, 1.0) if task.is_classification else (t.mean(), t.std())))
     return model, spec
@@ -125,10 +139,10 @@ def train_member(
         torch.manual_seed(seed + RANK_SEED_STRIDE * dist.rank)
     model = prepare(model, device, rt)
     channels = data.channels(spec.channels)
-    train_b = make_batches(
+    train_b = batches_for(
+        spec,
         data,
         rows,
-        channels,
         batch_size=run.tp.batch_size,
         device=device,
         shuffle=True,
@@ -137,10 +151,10 @@ def train_member(
         rank=dist.rank,
         world=dist.world,
     )
-    val_b = make_batches(
+    val_b = batches_for(
+        spec,
         data,
         ddp.spread(split["val"], dist),
-        channels,
         batch_size=4 * run.tp.batch_size,
         device=device,
         shuffle=False,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 
 from e2e.errors import E2EError
+from e2e.runtime.batches import ImageBatch, Inputs
 
 
 def _flip_where(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -32,15 +33,25 @@ AUGMENTATIONS = {
 }
 
 
-def make_augment(names) -> Callable[[torch.Tensor], torch.Tensor]:
+def make_augment(names) -> Callable[[Inputs], Inputs]:
+    """The batch function applying `names` in order; an ImageBatch's images only (jet-level inputs are
+    invariant under these symmetries)."""
     unknown = sorted(set(names) - set(AUGMENTATIONS))
     if unknown:
         raise E2EError(f"params.yaml train.*.augment: unknown {unknown}; choices: {sorted(AUGMENTATIONS)}")
     fns = [AUGMENTATIONS[n] for n in names]
 
-    def augment(x: torch.Tensor) -> torch.Tensor:
+    def transform(x: torch.Tensor) -> torch.Tensor:
         for fn in fns:
             x = fn(x)
         return x
+
+    def augment(x: Inputs) -> Inputs:
+        if not fns:  # a point model's batches too (config.schema refuses augmentations for those)
+            return x
+        if isinstance(x, ImageBatch):
+            return x._replace(images=transform(x.images))
+        assert isinstance(x, torch.Tensor), type(x)  # point models take no augmentation (config.schema)
+        return transform(x)
 
     return augment

@@ -23,6 +23,7 @@ import torch
 
 from e2e.config import TrainParams
 from e2e.errors import E2EError
+from e2e.models import takes_points
 from e2e.models.wrappers import ModelSpec, Standardized
 from e2e.runtime.batches import Converted
 from e2e.store.checkpoints import save_checkpoint
@@ -31,9 +32,21 @@ from e2e.training import ddp
 FORMAT = 2  # part of the fingerprint: a last.pt of an older layout (one CPU random state) starts afresh
 
 
+def hashed_params(tp: TrainParams) -> dict[str, Any]:
+    """asdict(tp) less the point-model fields where they change nothing: max_points of an image model, and
+    global_inputs when there are none. An image model's params then hash exactly as before these fields
+    existed, so a run interrupted before the upgrade still resumes."""
+    params = dataclasses.asdict(tp)
+    if not takes_points(tp.model):
+        del params["max_points"]
+    if not tp.global_inputs:
+        del params["global_inputs"]
+    return params
+
+
 def fingerprint(tp: TrainParams, data: Converted, split: dict[str, np.ndarray]) -> str:
     """What a resumable checkpoint must match: the train params, the converted data and the split."""
-    h = hashlib.sha256(json.dumps(dataclasses.asdict(tp), sort_keys=True, default=str).encode())
+    h = hashlib.sha256(json.dumps(hashed_params(tp), sort_keys=True, default=str).encode())
     h.update(json.dumps(data.meta["sources"], sort_keys=True).encode())
     for part in ("train", "val"):
         h.update(split[part].tobytes())
