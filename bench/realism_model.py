@@ -56,7 +56,7 @@ def auc_interval(y: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> str:
     return f"{roc_auc_score(y, p):.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def report(model: Path, realdata: Path, n_per_class: int, seed: int) -> list[str]:
+def report(model: Path, shown: Path, realdata: Path, n_per_class: int, seed: int) -> list[str]:
     real = realism.real_crops(realdata)
     rng = np.random.default_rng(0)
     rows = ["| crops | n | ROC-AUC electron vs photon [95 %] |", "| --- | ---: | --- |"]
@@ -72,9 +72,9 @@ def report(model: Path, realdata: Path, n_per_class: int, seed: int) -> list[str
     return [
         "# The default electron/photon model on the real crops",
         "",
-        f"Command: `python bench/realism_model.py --model {model} --n-per-class {n_per_class} --seed {seed}`. "
+        f"Command: `python bench/realism_model.py --model {shown} --n-per-class {n_per_class} --seed {seed}`. "
         f"Machine: {realism.machine()}.",
-        f"Model: {model} (the pipeline's, trained on the synthetic default). Real: {realdata.name}, energy channel, "
+        f"Model: {shown} (the pipeline's, trained on the synthetic default). Real: {realdata.name}, energy channel, "
         f"time set to zero; halves as in bench/realism.py (default_rng({realism.SPLIT_SEED}) per class). "
         f"95 % bootstrap intervals ({N_BOOT} resamples). Target (issue 23): real AUC at least 0.70.",
         "",
@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             print(f"error: {path}: {what} not found", file=sys.stderr)
             return 2
-    text = "\n".join(report(args.model, args.realdata, args.n_per_class, args.seed)) + "\n"
+    model = args.model.resolve()
+    shown = model.relative_to(ROOT) if model.is_relative_to(ROOT) else model
+    text = "\n".join(report(model, shown, args.realdata, args.n_per_class, args.seed)) + "\n"
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(args.out)

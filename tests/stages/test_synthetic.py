@@ -322,7 +322,7 @@ def test_oracle_auc_is_high_but_not_perfect(generated, name):
         scores.append(pq.read_table(truth_path(folder / raw.name)).column("oracle").to_numpy())
     auc = roc_auc_score(np.concatenate(labels), np.concatenate(scores))
     # the Bayes limit on the latents (r, s): the images show them only through noise, so models reach less
-    assert 0.82 < auc < 0.97
+    assert 0.82 < auc < 0.98
 
 
 SIMD_SCRIPT = """
