@@ -32,6 +32,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from e2e.sources.synthetic import egamma
 from e2e.sources.synthetic.parquet_io import chunk_rng
+from e2e.store.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_EG = ROOT.parent / "shared" / "realdata" / "electron-photon.npz"
@@ -205,6 +206,14 @@ def report(path: Path, n_per_class: int, seed: int) -> list[str]:
     return lines
 
 
+def write_report(path: Path, lines: list[str]) -> None:
+    """The markdown to `path` whole or not at all, and to the terminal."""
+    text = "\n".join(lines) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--realdata", type=Path, default=REAL_EG)
@@ -215,12 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.realdata.is_file():
         print(f"error: {args.realdata}: real crops not found (pass --realdata)", file=sys.stderr)
         return 2
-    text = "\n".join(report(args.realdata, args.n_per_class, args.seed)) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(args.out)
-    print(text)
+    write_report(args.out, report(args.realdata, args.n_per_class, args.seed))
     return 0
 
 

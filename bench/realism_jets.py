@@ -102,11 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *jet_mass_rows(args.n_jets, args.seed),
     ]
-    text = "\n".join(lines) + "\n"
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(args.out)
-    print(text)
+    realism.write_report(args.out, lines)
     return 0
 
 

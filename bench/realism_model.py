@@ -96,11 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     model = args.model.resolve()
     shown = model.relative_to(ROOT) if model.is_relative_to(ROOT) else model
-    text = "\n".join(report(model, shown, args.realdata, args.n_per_class, args.seed)) + "\n"
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(args.out)
-    print(text)
+    realism.write_report(args.out, report(model, shown, args.realdata, args.n_per_class, args.seed))
     return 0
 
 
