@@ -27,11 +27,11 @@ import numpy as np
 import optuna
 from scipy.special import ndtri
 from scipy.stats import ks_2samp
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realism  # noqa: E402  (bench/ is not a package)
 
+from e2e.evaluation.metrics import roc_auc  # noqa: E402
 from e2e.sources.synthetic import egamma  # noqa: E402
 
 # constant -> (low, high, log scale); PROFILE, ELECTRON, CONVERTED and UNCONVERTED are unpacked by name. A converted
@@ -114,7 +114,7 @@ class Objective:
         self.real, self.y, self.n, self.seed = feats | absolute(x), y, n_per_class, seed
         self.sorted = {k: np.sort(v) for k, v in feats.items()}  # the joint term: the shower features only
         self.z_real = self.scores(feats)
-        self.separation = {k: roc_auc_score(y, v) for k, v in feats.items()}
+        self.separation = {k: roc_auc(y, v) for k, v in feats.items()}
         d = np.sqrt(((self.z_real[:, None] - self.z_real[None]) ** 2).sum(-1))
         self.bandwidth = float(np.median(d[d > 0]))
 
@@ -142,7 +142,7 @@ class Objective:
         z = self.scores(synth)
         mmd = sum(self.mmd2(self.z_real[self.y == c], z[y == c]) for c in (0.0, 1.0))
         # the electron-photon differences feature by feature, as the real crops show them
-        sep = [(self.separation[k] - roc_auc_score(y, synth[k])) ** 2 for k in self.separation]
+        sep = [(self.separation[k] - roc_auc(y, synth[k])) ** 2 for k in self.separation]
         return float(np.mean(ks)) + mmd + float(np.mean(sep))
 
 

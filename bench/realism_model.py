@@ -21,11 +21,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pyarrow.parquet as pq
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realism  # noqa: E402  (bench/ is not a package)
 
+from e2e.evaluation.metrics import roc_auc, roc_auc_interval  # noqa: E402
 from e2e.inference import predict  # noqa: E402
 
 ROOT = realism.ROOT
@@ -46,29 +46,23 @@ def scores(model: Path, h5: Path) -> tuple[np.ndarray, np.ndarray]:
     return table["truth"].to_numpy(), table["prediction"].to_numpy()
 
 
-def auc_interval(y: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> str:
-    draws = []
-    for _ in range(N_BOOT):
-        idx = rng.integers(0, len(y), len(y))
-        if 0 < y[idx].sum() < len(idx):
-            draws.append(roc_auc_score(y[idx], p[idx]))
-    lo, hi = np.quantile(draws, [0.025, 0.975])
-    return f"{roc_auc_score(y, p):.3f} [{lo:.3f}, {hi:.3f}]"
+def auc_interval(y: np.ndarray, p: np.ndarray) -> str:
+    lo, hi = roc_auc_interval(y, p, n_boot=N_BOOT)
+    return f"{roc_auc(y, p):.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def report(model: Path, shown: Path, realdata: Path, n_per_class: int, seed: int) -> list[str]:
     real = realism.real_crops(realdata)
-    rng = np.random.default_rng(0)
     rows = ["| crops | n | ROC-AUC electron vs photon [95 %] |", "| --- | ---: | --- |"]
     with tempfile.TemporaryDirectory() as tmp:
         for part in ("all", "calibration", "held_out"):
             x, y = real[part]
             truth, pred = scores(model, write_crops(Path(tmp) / f"real_{part}.hdf5", x, np.zeros_like(x), y))
-            rows.append(f"| real, {part.replace('_', '-')} (time zero) | {len(y)} | {auc_interval(truth, pred, rng)} |")
+            rows.append(f"| real, {part.replace('_', '-')} (time zero) | {len(y)} | {auc_interval(truth, pred)} |")
         energy, time, y = realism.synthetic_crops(n_per_class, seed)
         for name, t in (("with time", time), ("time zero", np.zeros_like(time))):
             truth, pred = scores(model, write_crops(Path(tmp) / f"synthetic_{name[:4]}.hdf5", energy, t, y))
-            rows.append(f"| synthetic, fresh ({name}) | {len(y)} | {auc_interval(truth, pred, rng)} |")
+            rows.append(f"| synthetic, fresh ({name}) | {len(y)} | {auc_interval(truth, pred)} |")
     return [
         "# The default electron/photon model on the real crops",
         "",
