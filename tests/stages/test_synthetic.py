@@ -92,7 +92,7 @@ def test_parquet_schema_and_row_groups_match_the_reference(generated, formats_di
 
 
 def test_nested_images_keep_channels_first_order():
-    images = np.random.default_rng(0).random((3, 8, 125, 125))
+    images = np.random.default_rng(0).random((3, 8, 125, 125)).astype(np.float32).astype(np.float64)
     nested = nested_images(images)
     assert np.array(nested[2].as_py()).shape == (8, 125, 125)
     np.testing.assert_array_equal(np.array(nested[2].as_py()), images[2])
@@ -172,7 +172,8 @@ def test_too_few_jets_for_the_files_is_refused(tmp_path):
 
 @pytest.mark.parametrize("name,n_jets", [("quark_gluon", 300), ("jet_mass", 300)])
 def test_parquet_bytes_per_jet_match_the_real_files(tmp_path, name, n_jets):
-    """Occupancy like the real files': the snappy bytes per jet within 0.75-1.33 of the real ones."""
+    """Occupancy like the real files': the snappy bytes per jet within 0.75-1.33 of the real ones (today's
+    ratios: quark/gluon 1.24, jet mass 1.08, bench/results/realism_jets.md)."""
     files = DATASETS[name].files[:1]
     raw = generate(name, tmp_path, {"n_jets": n_jets}, seed=21, progress=False, files=files)[0]
     ratio = raw.stat().st_size / n_jets / REAL_BYTES_PER_JET[name]
@@ -180,6 +181,8 @@ def test_parquet_bytes_per_jet_match_the_real_files(tmp_path, name, n_jets):
     images = read_jets(raw, DATASETS[name].image_keys[0])
     zeros = (images == 0).mean()
     assert 0.97 < zeros < 0.995  # sparse, as the real images: ~98 % zeros for quark/gluon
+    # doubles holding float32 values, as the real images (filled as float32), which sets their size
+    assert np.array_equal(images, images.astype(np.float32))
 
 
 @pytest.mark.parametrize("name", list(SIZES))
@@ -250,8 +253,9 @@ def test_hcal_is_made_of_5x5_towers_divided_by_25(generated, name, channel):
 def test_calorimeter_images_add_up_to_the_jet_energy(generated, name, ecal, hcal):
     """Guards against: the HCAL towers not divided by 25. Each 5x5 tower's crystals hold the tower's energy
     / 25 (DESIGN.md, as in the real files), so the HCAL image summed over its crystals is the HCAL energy:
-    with the ECAL sum it is about the jet's energy pT cosh(eta) (plus pile-up and noise, less the 85 %
-    hadron response), and the HCAL holds about the hadronic share of it. Undivided towers would make the
+    with the ECAL sum it is about the jet's energy pT cosh(eta) (plus pile-up and noise, less the HCAL's
+    55 % hadron response), and the HCAL holds about the hadronic share of it (published jet-mass channel
+    means: 0.44; quark/gluon jets are softer, so the ECAL's noise weighs more). Undivided towers would make the
     calorimeters measure ~20x the jet energy, ~97 % of it in the HCAL. The 5x5 block test above cannot
     tell: undivided towers are blocks too."""
     folder, _ = generated[name]
@@ -262,7 +266,7 @@ def test_calorimeter_images_add_up_to_the_jet_energy(generated, name, ecal, hcal
     energy = pt * np.cosh(eta)
     measured = np.median((e_ecal + e_hcal) / energy)
     hadronic = np.median(e_hcal / (e_ecal + e_hcal))
-    assert 0.7 < measured < 2.0 and 0.35 < hadronic < 0.8, (measured, hadronic)
+    assert 0.7 < measured < 2.0 and 0.2 < hadronic < 0.8, (measured, hadronic)
 
 
 def test_quark_gluon_physics(generated):

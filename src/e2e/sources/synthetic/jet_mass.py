@@ -7,16 +7,16 @@ Physics of the toy:
   1.25 m, so every prong lands inside the 125-crystal (2.2 rad) window.
 - Each prong fragments like a jet (quark_gluon.fragment) into collinear hadrons; soft
   underlying-event / pile-up particles are added on top (UE_MEAN ~55 above 0.1 GeV per image,
-  fewer than in the quark/gluon runs). Calorimeters, their noise and zero suppression are those
-  of quark_gluon.
+  fewer than in the quark/gluon runs). Tracks, calorimeters, their noise and zero suppression are
+  those of detector.py, fitted in part to this dataset's published channel means.
 - Tracks carry impact parameters: prompt ones are resolution-limited, b-hadron daughters are
   displaced (d0 ~ exponential, c tau ~ 0.5 mm), pile-up tracks come from another vertex
   (dZ ~ the 5 cm beam spot): the dZ and d0 channels are heavy-tailed.
 - Pixel layers 1-3 (r = 4.4, 7.3, 10.2 cm) record a cluster charge (MIP units) where charged
-  particles cross, also the soft ones that curl up before the ECAL (so no track there).
-- Occupancy: ~1,000 non-zero values of 125,000 per jet, mostly noise and soft-particle hits; they
-  set the size of a file, ~7.8 kB per jet as in the public top_gun_opendata_0 (1,171,158,319 B
-  for 150,327 jets), which UE_MEAN is set to and tests/stages/test_synthetic.py checks.
+  particles cross, also the soft ones that curl up before the ECAL.
+- Occupancy: ~900 non-zero values of 125,000 per jet, mostly noise and soft-particle hits; they
+  set the size of a file, ~8.4 kB per jet, 1.08x the public top_gun_opendata_0 (1,171,158,319 B
+  for 150,327 jets), which UE_MEAN was set by and tests/stages/test_synthetic.py checks.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from e2e.sources.registry import DATASETS, RawFile
+from e2e.sources.synthetic import detector as det
 from e2e.sources.synthetic import parquet_io as pio
 from e2e.sources.synthetic import quark_gluon as qg
 from e2e.sources.synthetic.parquet_io import TruthCollector, chunk_rng, chunk_sizes, jet_file, share_jets
@@ -122,7 +123,7 @@ def sample_latents(rng: np.random.Generator, n: int, cfg: dict) -> dict[str, np.
     )
 
 
-def decay_products(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> tuple[qg.Particles, np.ndarray]:
+def decay_products(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> tuple[det.Particles, np.ndarray]:
     """The hadrons from the decay, and whether each is a b-hadron daughter (displaced)."""
     prongs = contained_prongs(rng, lat["m"], lat["pt_gen"], lat["three_prong"] > 0)
     parts, from_b = [], []
@@ -136,16 +137,15 @@ def decay_products(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> tupl
         frag.eta, frag.phi = frag.eta + eta[frag.jet], frag.phi + phi[frag.jet]
         parts.append(frag)
         from_b.append(np.full(len(frag.jet), k == 0) & (lat["three_prong"][frag.jet] > 0))
-    return qg.Particles.concat(parts), np.concatenate(from_b)
+    return det.Particles.concat(parts), np.concatenate(from_b)
 
 
 def track_images(
-    rng: np.random.Generator, p: qg.Particles, from_b: np.ndarray, pileup: np.ndarray, out: np.ndarray
+    rng: np.random.Generator, p: det.Particles, from_b: np.ndarray, pileup: np.ndarray, out: np.ndarray
 ) -> None:
-    """Into `out` (n, 8, 125, 125) of zeros: dZ, d0 (mm) at the ECAL entry point (channels 1, 2),
-    then pixel layers 1-3 (channels 5-7)."""
-    row, col, ok = qg.calo_position(p)
-    trk = ok & (p.charge != 0)
+    """Into `out` (n, 8, 125, 125) of zeros: dZ, d0 (mm) at the track pixels of the track pT channel
+    (channels 1, 2), then pixel layers 1-3 (channels 5-7)."""
+    row, col, trk = det.track_position(rng, p)
     sigma = 0.01 + 0.1 / p.pt  # multiple scattering dominates the resolution of soft tracks
     d0 = sigma * rng.standard_normal(len(p.pt)) + np.where(from_b, rng.exponential(0.5, len(p.pt)), 0.0)
     d0 *= rng.choice([-1.0, 1.0], len(p.pt))
@@ -153,7 +153,7 @@ def track_images(
     np.add.at(out[:, 1], (p.jet[trk], row[trk], col[trk]), dz[trk])
     np.add.at(out[:, 2], (p.jet[trk], row[trk], col[trk]), d0[trk])
     for layer, radius in enumerate(PIXEL_LAYERS_M):
-        r, c, hit = qg.calo_position(p, radius)
+        r, c, hit = det.calo_position(p, radius)
         hit &= (p.charge != 0) & (rng.random(len(p.pt)) < 0.98)
         charge = np.maximum(rng.gumbel(1.0, 0.15, len(p.pt)), 0.5)  # Landau-like MIP cluster charge
         np.add.at(out[:, 5 + layer], (p.jet[hit], r[hit], c[hit]), charge[hit])
@@ -163,12 +163,12 @@ def make_chunk(rng: np.random.Generator, n: int, cfg: dict) -> tuple[np.ndarray,
     lat = sample_latents(rng, n, cfg)
     decay, from_b = decay_products(rng, lat)
     lat["pt_reco"], lat["m_reco"] = qg.jet_kinematics(decay, lat["eta_jet"], n)
-    parts = qg.Particles.concat([decay, qg.underlying_event(rng, lat["n_ue"].astype(int))])
+    parts = det.Particles.concat([decay, qg.underlying_event(rng, lat["n_ue"].astype(int))])
     from_b = np.concatenate([from_b, np.zeros(len(parts.jet) - len(from_b), bool)])
     # most soft extra particles come from pile-up collisions elsewhere along the beam line
     pileup = (np.arange(len(parts.jet)) >= len(decay.jet)) & (rng.random(len(parts.jet)) < PILEUP_FRACTION)
-    images = np.zeros((n, 8, qg.IMG, qg.IMG))  # track pT, dZ, d0, ECAL, HCAL, pixel layers 1-3
-    qg.calorimeter_images(rng, parts, lat["eta_jet"], n, out=images, channels=(0, 3, 4))
+    images = np.zeros((n, 8, det.IMG, det.IMG))  # track pT, dZ, d0, ECAL, HCAL, pixel layers 1-3
+    det.calorimeter_images(rng, parts, lat["eta_jet"], n, out=images, channels=(0, 3, 4))
     track_images(rng, parts, from_b, pileup, images)
     scalars = dict(m=lat["m"], pt=lat["pt_gen"], ieta=lat["ieta"], iphi=lat["iphi"])
     return images, scalars, lat

@@ -7,18 +7,15 @@ Physics of the toy:
   fragments harder.
 - Momentum fractions are a Dirichlet draw, soft constituents sit further from the axis.
 - 62 % charged hadrons (track + ECAL/HCAL, bent in phi by the 3.8 T field), 25 % photons from
-  pi0 decays (ECAL, 3x3 crystal spread), 13 % neutral hadrons (HCAL only). HCAL towers cover
-  5x5 crystals; every crystal of a tower holds tower energy / 25, as in the real images.
+  pi0 decays (ECAL), 13 % neutral hadrons (ECAL/HCAL, no track).
 - Soft particles from the underlying event and ~21 pile-up collisions (2012 conditions) land
   anywhere in the image, whatever the class: ~1.6 particles per unit eta x phi per collision, so
   ~160 above 0.1 GeV in the 2.2 x 2.2 window, with a steep pT spectrum (mean ~0.55 GeV). Charged
-  ones below ~0.7 GeV curl up inside the solenoid: no track at the ECAL, no calorimeter deposit.
-- Calorimeter read-out: every crystal gets electronics noise (sigma 40 MeV, as in the barrel ECAL)
-  and is zero-suppressed at 2.5 sigma, so ~100 noise-only crystals per image survive, as in real
-  rechit images; HCAL towers get 200 MeV of noise and a 0.5 GeV threshold.
-- Occupancy: ~1,000 non-zero values of 46,875 per jet (~98 % zeros, as public write-ups of the
-  real images say), mostly soft pile-up and noise hits: they set the size of a file, ~5.1 kB per
-  jet as in the real run files (184 MB / 36,272 jets), which tests/stages/test_synthetic.py checks.
+  ones below ~0.7 GeV curl up inside the solenoid and reach no calorimeter.
+- The detector (tracks, calorimeters, their read-out and calibration): detector.py.
+- Occupancy: ~730 non-zero values of 46,875 per jet, mostly soft pile-up and noise hits; with values
+  stored as float32 (parquet_io.nested_images) a file has ~6.3 kB per jet, 1.24x the real run files'
+  5.1 kB (184 MB / 36,272 jets): tests/stages/test_synthetic.py checks the ratio stays within 0.75-1.33.
 - Class enters only through (n_constituents, width) given pT, so P(gluon | latents) is the
   Bayes-optimal discriminant, stored as `oracle` in the truth sidecar.
 """
@@ -26,7 +23,6 @@ Physics of the toy:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +31,10 @@ from tqdm import tqdm
 
 from e2e.sources.registry import DATASETS, RawFile
 from e2e.sources.synthetic import parquet_io as pio
+from e2e.sources.synthetic.detector import IMG, PIXEL, Particles, calorimeter_images
 from e2e.sources.synthetic.parquet_io import TruthCollector, chunk_rng, chunk_sizes, jet_file, share_jets
 
-IMG, TOWER = 125, 5
-PIXEL = 0.0174  # ECAL barrel crystal size in eta and phi
-BEND = 0.3 * 3.8 * 1.29 / 2  # GeV: 0.3 B R / 2 with B = 3.8 T, ECAL front at R = 1.29 m
 KINDS = (0.62, 0.25, 0.13)  # charged hadron, photon, neutral hadron
-# lateral spread of an EM shower over 3x3 crystals (~72 % in the central one)
-ECAL_KERNEL = np.array([[0.02, 0.05, 0.02], [0.05, 0.72, 0.05], [0.02, 0.05, 0.02]])
 MULTIPLICITY = {0: 13.0, 1: 24.0}  # mean constituents at pT = 100 GeV, quark / gluon
 DISPERSION = 6.0  # NegBin shape: multiplicity fluctuates more than Poisson
 GIRTH = {0: 0.08, 1: 0.12}  # median width scale (rad) at pT = 100 GeV
@@ -50,25 +42,7 @@ GIRTH_SIGMA = 0.3
 FRAG_ALPHA = 1.0  # Dirichlet concentration: < 1 gives a leading particle, 1 a flat sharing
 UE_MEAN = 160.0  # underlying-event + pile-up particles above UE_PT_MIN per image
 UE_PT_MIN, UE_PT_SLOPE = 0.1, 0.45  # GeV: pT = min + exponential(slope), mean ~0.55 GeV
-ECAL_NOISE, ECAL_THRESHOLD = 0.04, 0.1  # GeV per crystal: electronics noise, zero suppression
-HCAL_NOISE, HCAL_THRESHOLD = 0.2, 0.5  # GeV per tower
 CHUNK = 200
-
-
-@dataclass
-class Particles:
-    """Flat particle arrays; `jet` says which image each belongs to; eta/phi relative to the jet axis."""
-
-    jet: np.ndarray
-    pt: np.ndarray
-    eta: np.ndarray
-    phi: np.ndarray
-    kind: np.ndarray  # 0 charged hadron, 1 photon, 2 neutral hadron
-    charge: np.ndarray
-
-    @staticmethod
-    def concat(parts: list[Particles]) -> Particles:
-        return Particles(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Particles)))
 
 
 def _multiplicity_mean(y: np.ndarray, pt: np.ndarray) -> np.ndarray:
@@ -157,77 +131,6 @@ def jet_kinematics(p: Particles, eta_jet: np.ndarray, n: int) -> tuple[np.ndarra
     sums = [np.bincount(p.jet, w, minlength=n) for w in (px, py, pz, e)]
     m2 = sums[3] ** 2 - sums[0] ** 2 - sums[1] ** 2 - sums[2] ** 2
     return np.hypot(sums[0], sums[1]), np.sqrt(np.maximum(m2, 0.0))
-
-
-def calo_position(p: Particles, radius: float = 1.29) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel (row=eta, col=phi) where each particle crosses `radius` (m), and whether it gets there."""
-    reach = BEND * radius / 1.29
-    bend = np.zeros(len(p.pt))
-    charged = p.charge != 0
-    bend[charged] = p.charge[charged] * pio.arcsin(np.minimum(reach / p.pt[charged], 1.0))
-    row = np.floor(IMG / 2 + p.eta / PIXEL).astype(int)
-    col = np.floor(IMG / 2 + (p.phi + bend) / PIXEL).astype(int)
-    # charged particles below BEND loop inside the solenoid and never reach the calorimeters
-    ok = (row >= 0) & (row < IMG) & (col >= 0) & (col < IMG) & ((p.charge == 0) | (p.pt > reach))
-    return row, col, ok
-
-
-Hits = tuple[np.ndarray, np.ndarray, np.ndarray]  # calo_position's (row, col, reaches the calorimeters)
-
-
-def _ecal(rng: np.random.Generator, p: Particles, e: np.ndarray, *, hits: Hits, out: np.ndarray) -> None:
-    """ECAL energies into `out` (n, 125, 125), which holds zeros."""
-    row, col, ok = hits
-    frac = np.where(p.kind == 1, 1.0, np.where(p.kind == 0, 0.3 * rng.random(len(e)) ** 2, 0.0))
-    dep = (e * frac)[ok]
-    # each deposit spread over its 3x3 crystals (in a frame one crystal wider, then cropped)
-    di, dj = np.divmod(np.arange(9), 3)
-    padded = np.zeros((len(out), IMG + 2, IMG + 2))
-    np.add.at(
-        padded,
-        (p.jet[ok][:, None], row[ok][:, None] + di, col[ok][:, None] + dj),
-        dep[:, None] * ECAL_KERNEL.reshape(-1),
-    )
-    out += padded[:, 1:-1, 1:-1]
-    hit = out > 0
-    out[hit] = rng.gamma(out[hit] / 0.01) * 0.01  # ECAL stochastic term ~ 3 %/sqrt(E)
-    out += ECAL_NOISE * rng.standard_normal(out.shape)
-    out[out <= ECAL_THRESHOLD] = 0.0  # zero suppression at 2.5 sigma of noise
-
-
-def _hcal(rng: np.random.Generator, p: Particles, e: np.ndarray, *, hits: Hits, out: np.ndarray) -> None:
-    """HCAL tower energies / 25 into every crystal of `out` (n, 125, 125)."""
-    row, col, ok = hits
-    frac = np.where(p.kind == 2, 1.0, np.where(p.kind == 0, 0.7 + 0.3 * rng.random(len(e)), 0.0))
-    towers = np.zeros((len(out), IMG // TOWER, IMG // TOWER))
-    np.add.at(towers, (p.jet[ok], row[ok] // TOWER, col[ok] // TOWER), (e * frac)[ok])
-    # sampling calorimeter: ~100 %/sqrt(E) resolution and 85 % response to hadrons
-    hit = towers > 0
-    towers[hit] = rng.gamma(towers[hit] / 1.0) * 0.85
-    towers += HCAL_NOISE * rng.standard_normal(towers.shape)
-    towers[towers <= HCAL_THRESHOLD] = 0.0
-    out[...] = np.repeat(np.repeat(towers, TOWER, axis=1), TOWER, axis=2) / TOWER**2
-
-
-def calorimeter_images(
-    rng: np.random.Generator,
-    p: Particles,
-    eta_jet: np.ndarray,
-    n: int,
-    *,
-    out: np.ndarray | None = None,
-    channels: tuple[int, int, int] = (0, 1, 2),
-) -> np.ndarray:
-    """Track pT at the ECAL entry point, ECAL energy, HCAL energy (towers / 25), written into
-    `channels` of `out` (n, C, 125, 125) of zeros; by default a new (n, 3, 125, 125)."""
-    out = np.zeros((n, 3, IMG, IMG)) if out is None else out
-    hits = row, col, ok = calo_position(p)
-    e = p.pt * pio.cosh(eta_jet[p.jet] + p.eta)
-    has_track = ok & (p.charge != 0)
-    np.add.at(out[:, channels[0]], (p.jet[has_track], row[has_track], col[has_track]), p.pt[has_track])
-    _ecal(rng, p, e, hits=hits, out=out[:, channels[1]])
-    _hcal(rng, p, e, hits=hits, out=out[:, channels[2]])
-    return out
 
 
 def make_chunk(rng: np.random.Generator, n: int) -> tuple[np.ndarray, dict, dict]:
