@@ -336,6 +336,17 @@ from e2e.sources.registry import DATASETS
 from e2e.sources.synthetic import generate
 for name, cfg in {sizes!r}.items():
     generate(name, Path(sys.argv[1]) / name, cfg, seed=9, progress=False, files=DATASETS[name].files[:1])
+# the files hold float32 values: also the float64 arrays before that rounding, which hides last-bit changes
+import numpy as np
+from e2e.sources.synthetic import egamma, jet_mass, quark_gluon
+from e2e.sources.synthetic.parquet_io import chunk_rng
+rng = chunk_rng(9, "simd", 0)
+lat = egamma.sample_latents(rng, 200, False)
+arrays = {{"egamma_" + k: v for k, v in lat.items()}}
+arrays["egamma_deposits"] = egamma.true_deposits(rng, lat)
+arrays["quark_gluon"] = quark_gluon.make_chunk(rng, 10)[0]
+arrays["jet_mass"] = jet_mass.make_chunk(rng, 4, {{}})[0]
+np.savez(Path(sys.argv[1]) / "float64.npz", **arrays)
 """
 
 
@@ -351,12 +362,13 @@ def test_same_arrays_whatever_the_cpus_simd_level(tmp_path):
     # NumPy >= 2.4 names the groups X86_V3/X86_V4, older releases the single features: disable both
     disable = "X86_V3 X86_V4 AVX2 FMA3 AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
     env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disable}
-    subprocess.run(
-        [sys.executable, "-c", SIMD_SCRIPT.format(sizes=sizes), str(tmp_path / "baseline")], env=env, check=True
-    )
-    for name, cfg in sizes.items():
-        ours = generate(name, tmp_path / "here" / name, cfg, seed=9, progress=False, files=DATASETS[name].files[:1])
-        for path in ours:
+    for folder, environ in (("baseline", env), ("here", os.environ)):
+        script = SIMD_SCRIPT.format(sizes=sizes)
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / folder)], env=environ, check=True)
+    with np.load(tmp_path / "baseline" / "float64.npz") as a, np.load(tmp_path / "here" / "float64.npz") as b:
+        assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    for name in sizes:
+        for path in sorted((tmp_path / "here" / name).iterdir()):
             a, b = _arrays(path), _arrays(tmp_path / "baseline" / name / path.name)
             assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), path.name
 
