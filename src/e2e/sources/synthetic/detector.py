@@ -15,8 +15,9 @@ calorimeters read them out, as 125x125 images (ECAL crystal granularity) in the 
   write-up states for the 139,306 test-file jets (track 99.7 %, ECAL 97.8 %, HCAL 97.8 %);
   ECAL_INTERACTION, HCAL_RESPONSE and TRACK_EFFICIENCY give the per-channel means over all pixels of
   the top_gun jet-mass files (track pT 0.023, ECAL 0.0267, HCAL 0.0214; an EDA notebook on a sample,
-  abhisekpraharaj/GSOC_E2E_TEST_2025), whose jets pass the same simulation. bench/realism_jets.py
-  compares them; its report names the sources.
+  abhisekpraharaj/GSOC_E2E_TEST_2025; jet_mass.py uses this same detector). bench/realism_jets.py
+  compares them, and what is not matched (the largest pixel values, the pixel layers); its report names
+  the sources.
 - HCAL towers cover 5x5 crystals; every crystal of a tower holds tower energy / 25, as in the real images.
 """
 
