@@ -15,6 +15,7 @@ POINT_MODEL = {
     "train.jet_mass.model": "gnn",
     "train.jet_mass.model_kwargs": {"dim": 16, "layers": 2, "k": 4},
     "train.jet_mass.global_inputs": ["pt"],
+    "train.jet_mass.max_points": 256,  # not the default (512): the cap must reach the ONNX metadata as set
     "train.jet_mass.epochs": 4,
     "train.jet_mass.lr": 0.003,
     "synthetic.jet_mass.n_jets": 400,
