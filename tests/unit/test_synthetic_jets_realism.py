@@ -49,3 +49,11 @@ def test_tracks_sit_at_their_vertex_direction_curling_or_not(monkeypatch, pt, tr
     assert (row[0], col[0]) == (unbent[0][0], unbent[1][0])
     bent = detector.calo_position(charged)
     assert bent[2][0] == in_calorimeter and (not in_calorimeter or bent[1][0] != col[0])
+
+
+def test_jet_mass_track_channels_agree_pixel_by_pixel():
+    """One draw of which tracks are found serves the track pT, dZ and d0 channels: a pixel holds all or none."""
+    cfg = {"m_range": [85.0, 500.0], "pt_range": [400.0, 1000.0]}
+    images = jet_mass.make_chunk(chunk_rng(23, "jm-tracks", 0), 16, cfg)[0]
+    pt, dz, d0 = (images[:, c] != 0 for c in (0, 1, 2))
+    assert pt.sum() > 300 and np.array_equal(pt, d0) and np.array_equal(pt, dz)

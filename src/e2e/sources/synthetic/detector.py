@@ -133,13 +133,15 @@ def calorimeter_images(
     eta_jet: np.ndarray,
     n: int,
     *,
+    tracks: Hits,
     out: np.ndarray | None = None,
     channels: tuple[int, int, int] = (0, 1, 2),
 ) -> np.ndarray:
-    """Track pT (at the track's direction at the vertex), ECAL energy, HCAL energy (towers / 25), written into
-    `channels` of `out` (n, C, 125, 125) of zeros; by default a new (n, 3, 125, 125)."""
+    """Track pT at `tracks` (track_position's, drawn once so that every track channel agrees), ECAL energy,
+    HCAL energy (towers / 25), written into `channels` of `out` (n, C, 125, 125) of zeros; by default a new
+    (n, 3, 125, 125)."""
     out = np.zeros((n, 3, IMG, IMG)) if out is None else out
-    row, col, track = track_position(rng, p)
+    row, col, track = tracks
     np.add.at(out[:, channels[0]], (p.jet[track], row[track], col[track]), p.pt[track])
     hits = calo_position(p)
     ecal, hcal = calorimeter_shares(rng, p, p.pt * pio.cosh(eta_jet[p.jet] + p.eta))

@@ -141,11 +141,17 @@ def decay_products(rng: np.random.Generator, lat: dict[str, np.ndarray]) -> tupl
 
 
 def track_images(
-    rng: np.random.Generator, p: det.Particles, from_b: np.ndarray, pileup: np.ndarray, out: np.ndarray
+    rng: np.random.Generator,
+    p: det.Particles,
+    from_b: np.ndarray,
+    pileup: np.ndarray,
+    *,
+    tracks: det.Hits,
+    out: np.ndarray,
 ) -> None:
     """Into `out` (n, 8, 125, 125) of zeros: dZ, d0 (mm) at the track pixels of the track pT channel
     (channels 1, 2), then pixel layers 1-3 (channels 5-7)."""
-    row, col, trk = det.track_position(rng, p)
+    row, col, trk = tracks
     sigma = 0.01 + 0.1 / p.pt  # multiple scattering dominates the resolution of soft tracks
     d0 = sigma * rng.standard_normal(len(p.pt)) + np.where(from_b, rng.exponential(0.5, len(p.pt)), 0.0)
     d0 *= rng.choice([-1.0, 1.0], len(p.pt))
@@ -168,8 +174,9 @@ def make_chunk(rng: np.random.Generator, n: int, cfg: dict) -> tuple[np.ndarray,
     # most soft extra particles come from pile-up collisions elsewhere along the beam line
     pileup = (np.arange(len(parts.jet)) >= len(decay.jet)) & (rng.random(len(parts.jet)) < PILEUP_FRACTION)
     images = np.zeros((n, 8, det.IMG, det.IMG))  # track pT, dZ, d0, ECAL, HCAL, pixel layers 1-3
-    det.calorimeter_images(rng, parts, lat["eta_jet"], n, out=images, channels=(0, 3, 4))
-    track_images(rng, parts, from_b, pileup, images)
+    tracks = det.track_position(rng, parts)
+    det.calorimeter_images(rng, parts, lat["eta_jet"], n, tracks=tracks, out=images, channels=(0, 3, 4))
+    track_images(rng, parts, from_b, pileup, tracks=tracks, out=images)
     scalars = dict(m=lat["m"], pt=lat["pt_gen"], ieta=lat["ieta"], iphi=lat["iphi"])
     return images, scalars, lat
 

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from e2e.sources.registry import DATASETS, RawFile
 from e2e.sources.synthetic import parquet_io as pio
-from e2e.sources.synthetic.detector import IMG, PIXEL, Particles, calorimeter_images
+from e2e.sources.synthetic.detector import IMG, PIXEL, Particles, calorimeter_images, track_position
 from e2e.sources.synthetic.parquet_io import TruthCollector, chunk_rng, chunk_sizes, jet_file, share_jets
 
 KINDS = (0.62, 0.25, 0.13)  # charged hadron, photon, neutral hadron
@@ -138,7 +138,8 @@ def make_chunk(rng: np.random.Generator, n: int) -> tuple[np.ndarray, dict, dict
     jet = fragment(rng, lat["n_constituents"].astype(int), lat["pt_gen"], lat["width"])
     pt, m0 = jet_kinematics(jet, lat["eta_jet"], n)
     ue = underlying_event(rng, lat["n_ue"].astype(int))
-    images = calorimeter_images(rng, Particles.concat([jet, ue]), lat["eta_jet"], n)
+    particles = Particles.concat([jet, ue])
+    images = calorimeter_images(rng, particles, lat["eta_jet"], n, tracks=track_position(rng, particles))
     lat["oracle"] = oracle(lat)
     return images, dict(pt=pt, m0=m0, y=lat["y"]), lat
 
