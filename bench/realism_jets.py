@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realism  # noqa: E402  (bench/ is not a package)
 
+from e2e.sources.registry import DATASETS, REAL_BYTES_PER_JET  # noqa: E402
 from e2e.sources.synthetic import jet_mass, quark_gluon  # noqa: E402
 from e2e.sources.synthetic.parquet_io import chunk_rng, jet_file  # noqa: E402
 
@@ -39,17 +40,16 @@ QG_MAX = (10.03, 12.67, 0.133)  # largest pixel value in the files
 JM_MEAN = (0.0230, -0.00107, -0.00836, 0.0267, 0.0214, 0.00179, 0.00214, 0.00237)
 JM_STD = (1.36, 0.713, 4.25, 1.03, 0.317, 0.0450, 0.0514, 0.0562)
 JM_NAMES = ("track pT", "dz", "d0", "ECAL", "HCAL", "pixel layer 1", "pixel layer 2", "pixel layer 3")
-REAL_BYTES_PER_JET = {"X_jets": 184e6 / 36272, "X_jet": 1_171_158_319 / 150_327}  # run0 / top_gun_opendata_0
 
 
-def bytes_row(images: np.ndarray, scalars: dict[str, np.ndarray], column: str) -> str:
+def bytes_row(images: np.ndarray, scalars: dict[str, np.ndarray], name: str) -> str:
     """The snappy parquet bytes per jet of these jets written as the generator writes them, against the real file's."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "jets.parquet"
-        with jet_file(path, column, list(scalars)) as writer:
+        with jet_file(path, DATASETS[name].image_keys[0], list(scalars)) as writer:
             writer.write(images, scalars)
         size = path.stat().st_size / len(images)
-    real = REAL_BYTES_PER_JET[column]
+    real = REAL_BYTES_PER_JET[name]
     return f"| file bytes per jet | {real:.0f} | {size:.0f} ({size / real:.2f}x) |"
 
 
@@ -71,7 +71,7 @@ def quark_gluon_rows(n: int, seed: int) -> list[str]:
         f"{np.percentile(active, 95):.0f} (5-95 %) |"
     )
     rows.append(f"| jet pT | 70.4-337.1 GeV | {scalars['pt'].min():.1f}-{scalars['pt'].max():.1f} GeV |")
-    rows.append(bytes_row(images, scalars, "X_jets"))
+    rows.append(bytes_row(images, scalars, "quark_gluon"))
     return rows
 
 
@@ -98,7 +98,7 @@ def jet_mass_rows(n: int, seed: int) -> list[str]:
     rows.append(
         f"| jet pT (GeV) | mean 750, std 135 | mean {scalars['pt'].mean():.0f}, std {scalars['pt'].std():.0f} | | | |"
     )
-    rows.append(bytes_row(images, scalars, "X_jet") + " | | |")
+    rows.append(bytes_row(images, scalars, "jet_mass") + " | | |")
     return rows
 
 

@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from e2e.errors import E2EError
-from e2e.sources.registry import DATASETS, select_files
+from e2e.sources.registry import DATASETS, REAL_BYTES_PER_JET, select_files
 from e2e.sources.synthetic import GENERATORS, generate, parquet_io, truth_path
 from e2e.sources.synthetic.parquet_io import nested_images, split_counts
 
@@ -21,8 +21,6 @@ needs_real = pytest.mark.skipif(
     reason=f"the real e/gamma crops are not in the repository and not found at {REALDATA} (CI has ../shared/realdata)",
 )
 SIZES = {"electron_photon": {"n_per_class": 1000}, "quark_gluon": {"n_jets": 400}, "jet_mass": {"n_jets": 70}}
-# bytes per jet of the real files, from their published sizes and jet counts
-REAL_BYTES_PER_JET = {"quark_gluon": 184e6 / 36272, "jet_mass": 1_171_158_319 / 150_327}
 
 
 @pytest.fixture(scope="module")

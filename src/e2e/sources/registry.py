@@ -58,6 +58,9 @@ JM_SHARE = "zUvpkKhXIp0MJ0g"
 JM_FILES = (RawFile("top_gun_opendata_0.parquet", JM_SHARE, size=1_171_158_319),) + tuple(
     RawFile(f"top_gun_opendata_{i}.parquet", JM_SHARE) for i in range(1, 7)
 )
+# bytes per jet of one real file of each jet dataset (DESIGN.md: run0 is 184 MB for 36,272 jets; top_gun_opendata_0
+# holds 150,327): the occupancy the synthetic files are checked against (tests, bench/realism_jets.py)
+REAL_BYTES_PER_JET = {"quark_gluon": 184e6 / 36272, "jet_mass": 1_171_158_319 / 150_327}
 
 DATASETS: dict[str, Dataset] = {
     "electron_photon": Dataset(

@@ -58,17 +58,22 @@ class Particles:
         return Particles(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Particles)))
 
 
+def _pixel(eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel (row=eta, col=phi) of a direction from the jet axis, and whether it lies inside the image."""
+    row = np.floor(IMG / 2 + eta / PIXEL).astype(int)
+    col = np.floor(IMG / 2 + phi / PIXEL).astype(int)
+    return row, col, (row >= 0) & (row < IMG) & (col >= 0) & (col < IMG)
+
+
 def calo_position(p: Particles, radius: float = 1.29) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel (row=eta, col=phi) where each particle crosses `radius` (m), and whether it gets there."""
     reach = BEND * radius / 1.29
     bend = np.zeros(len(p.pt))
     charged = p.charge != 0
     bend[charged] = p.charge[charged] * pio.arcsin(np.minimum(reach / p.pt[charged], 1.0))
-    row = np.floor(IMG / 2 + p.eta / PIXEL).astype(int)
-    col = np.floor(IMG / 2 + (p.phi + bend) / PIXEL).astype(int)
+    row, col, inside = _pixel(p.eta, p.phi + bend)
     # charged particles below BEND loop inside the solenoid and never reach the calorimeters
-    ok = (row >= 0) & (row < IMG) & (col >= 0) & (col < IMG) & ((p.charge == 0) | (p.pt > reach))
-    return row, col, ok
+    return row, col, inside & ((p.charge == 0) | (p.pt > reach))
 
 
 Hits = tuple[np.ndarray, np.ndarray, np.ndarray]  # calo_position's (row, col, reaches the calorimeters)
@@ -121,9 +126,8 @@ def track_position(rng: np.random.Generator, p: Particles) -> Hits:
     the vertex, as the real images place tracks (MLAnalyzer's fillTracksAtEBEE bins a high-purity track
     at its eta() and phi()), so also tracks that curl up before the ECAL: above TRACK_PT_MIN, found with
     TRACK_EFFICIENCY (high-purity tracks lose hits shared in a dense jet core)."""
-    row = np.floor(IMG / 2 + p.eta / PIXEL).astype(int)
-    col = np.floor(IMG / 2 + p.phi / PIXEL).astype(int)
-    ok = (row >= 0) & (row < IMG) & (col >= 0) & (col < IMG) & (p.charge != 0) & (p.pt > TRACK_PT_MIN)
+    row, col, inside = _pixel(p.eta, p.phi)
+    ok = inside & (p.charge != 0) & (p.pt > TRACK_PT_MIN)
     return row, col, ok & (rng.random(len(p.pt)) < TRACK_EFFICIENCY)
 
 
