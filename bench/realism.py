@@ -5,8 +5,10 @@ crystals, the energy-weighted second moments in eta (rows) and phi (columns), hi
 the count of soft hits (0 < E < 1e-3), total and maximum energy. For each feature, the real and synthetic
 means per class and the univariate two-sample ROC-AUC real vs synthetic, folded to >= 0.5 (0.5: the feature
 cannot tell them apart); then a gradient-boosted classifier on all features, its 5-fold cross-validated
-AUC. Intervals: 95 % bootstrap over the crops (real and synthetic resampled alike; for the classifier,
-over its out-of-fold scores). The time channel has no real values here: its occupancy and range are
+AUC. Then what the classifier can see beyond single features (bench/realism_shape.py): the pairs of
+features whose correlation differs most, and the lateral profile around the seed axis by axis. Intervals:
+95 % bootstrap over the crops (real and synthetic resampled alike; for the classifier, over its out-of-fold
+scores). The time channel has no real values here: its occupancy and range are
 checked against the facts stated in shared/realdata/README.md instead.
 
 The real crops are split per class with numpy default_rng(23): the first half of each class calibrated
@@ -26,7 +28,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -34,6 +35,9 @@ from e2e.evaluation.metrics import roc_auc
 from e2e.sources.synthetic import egamma
 from e2e.sources.synthetic.parquet_io import chunk_rng
 from e2e.store.atomic import atomic_path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realism_shape  # noqa: E402  (bench/ is not a package)
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_EG = ROOT.parent / "shared" / "realdata" / "electron-photon.npz"
@@ -146,27 +150,6 @@ def table(real: dict, synth: dict, y_real: np.ndarray, y_synth: np.ndarray, rng:
     return rows
 
 
-def coherence(real: dict, synth: dict, y_real: np.ndarray, y_synth: np.ndarray, most: int = 8) -> list[str]:
-    """The feature pairs whose rank correlation within a class differs most between real and synthetic crops:
-    what a multivariate classifier can see when every feature's distribution alone agrees."""
-    names, rows = list(real), []
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            rho = [
-                spearmanr(f[a][y == c], f[b][y == c])[0]
-                for c in (0.0, 1.0)
-                for f, y in ((real, y_real), (synth, y_synth))
-            ]
-            rows.append(((rho[0] - rho[1]) ** 2 + (rho[2] - rho[3]) ** 2, a, b, rho))
-    lines = [
-        "| features | real photon | synthetic photon | real electron | synthetic electron |",
-        "| --- |" + " ---: |" * 4,
-    ]
-    for _, a, b, rho in sorted(rows, reverse=True)[:most]:
-        lines.append(f"| {a} / {b} | " + " | ".join(f"{r:+.2f}" for r in rho) + " |")
-    return lines
-
-
 def time_facts(energy: np.ndarray, time: np.ndarray) -> list[str]:
     on = time != 0
     return [
@@ -229,7 +212,15 @@ def report(path: Path, n_per_class: int, seed: int) -> list[str]:
         "differ most (with 100 crops a class, a real correlation has a standard error of about 0.1).",
         "",
     ]
-    lines += coherence(features(x), synth, y, y_synth)
+    lines += realism_shape.coherence(features(x), synth, y, y_synth)
+    lines += ["", "## The lateral profile axis by axis", ""]
+    lines += [
+        f"The energy of the seed's two neighbours at 1 and 2 crystals in eta (rows) and in phi (columns), over the "
+        f"seed's; the 10, 50 and 90 % quantiles, real (all {len(y)}) against synthetic. A photon has no spray in "
+        "phi apart from its conversions, so its rows show the shower's own width on both axes.",
+        "",
+    ]
+    lines += realism_shape.leakage(x, energy, y, y_synth)
     lines += ["", "## Time channel (no real values in the sample)", ""] + time_facts(energy, time)
     return lines
 
