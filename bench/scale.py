@@ -158,12 +158,13 @@ def watch(cmd: list[str], env: dict | None = None) -> tuple[int, int]:
 
 
 # today's converter as it was before the sparse format (commit 310f0f0: dense float16 (N, C, H, W) images.npy),
-# run from a git worktree on the same file in the same run: the speed target is "no slower than it"
+# run from a git worktree on the same file in the same run: the speed target is "no slower than it". The imports
+# are that commit's module paths (e2e.convert, before the regroup into e2e.stages; tests/unit/test_scripts_import.py)
 BASELINE_CHILD = """
 import json, sys, time
 from pathlib import Path
 from e2e.config import parse_params, Paths
-from e2e.stages.convert import main
+from e2e.convert import main
 params = parse_params({"convert": {"jet_mass": {"channels": list(range(8)), "scale": [1.0] * 8, "clip": 50.0}}})
 t0 = time.perf_counter()
 main(params, "jet_mass", Paths(Path(sys.argv[1])))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,30 @@ def test_the_check_finds_a_name_that_is_gone():
         "e2e.stages.convert.convert_files",
         "e2e.no_such_module: No module named 'e2e.no_such_module'",
     ]
+
+
+def _constants(path: Path, *names: str) -> list[str]:
+    """The string values of module-level assignments in a script, read without running it."""
+    values = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id in names
+    }
+    return [values[n] for n in names]
+
+
+def test_the_scale_baseline_imports_what_its_commit_had():
+    """bench/scale.py runs the dense converter of an old commit from a worktree: its child code must import that
+    commit's module paths, not today's (after the regroup it imported e2e.stages.convert, absent there)."""
+    rev, child = _constants(ROOT / "bench" / "scale.py", "BASELINE", "BASELINE_CHILD")
+    if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{rev}^{{commit}}"], capture_output=True).returncode:
+        pytest.skip(f"commit {rev} is not in this clone's history")
+    for module, name in e2e_imports(child):
+        path = "src/" + module.replace(".", "/")
+        shown = [
+            subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{p}"], capture_output=True, text=True)
+            for p in (f"{path}.py", f"{path}/__init__.py")
+        ]
+        source = next((r.stdout for r in shown if r.returncode == 0), None)
+        assert source is not None, f"{module} is not in {rev}"
+        assert name is None or f"def {name}(" in source or f"class {name}" in source, f"{module}.{name} not in {rev}"
