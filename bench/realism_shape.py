@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-SEED = 16  # the crops are centred on their seed crystal (e2e.sources.synthetic.egamma.SEED)
+from e2e.sources.synthetic.egamma import SEED  # the crops are centred on their seed crystal
+
 QUANTILES = (0.1, 0.5, 0.9)
 
 
