@@ -14,6 +14,7 @@ to zero: what the missing time costs, apart from the synthetic-to-real differenc
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pyarrow.parquet as pq
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realism  # noqa: E402  (bench/ is not a package)
@@ -51,6 +53,28 @@ def auc_interval(y: np.ndarray, p: np.ndarray) -> str:
     return f"{roc_auc(y, p):.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def locked_md5(lock: Path, rel: str) -> str | None:
+    """The md5 dvc.lock records for the output at `rel` (a path relative to the repository), if any."""
+    if not lock.is_file():
+        return None
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    return next((o["md5"] for st in stages.values() for o in st.get("outs", []) if o.get("path") == rel), None)
+
+
+def provenance(model: Path, shown: Path, lock: Path = ROOT / "dvc.lock") -> str:
+    """Which model the figures are of: its md5, and whether it is the one dvc.lock records. Training is not
+    bit-identical across CPUs (docs/reproducibility.md), so a model `dvc repro` made on another machine is not
+    the committed one, and it scores the real crops differently."""
+    with open(model, "rb") as f:
+        md5 = hashlib.file_digest(f, "md5").hexdigest()
+    locked = locked_md5(lock, shown.as_posix())
+    if locked is None:
+        return f"md5 {md5}; {lock.name} records no such output"
+    if locked == md5:
+        return f"md5 {md5}, the one {lock.name} records"
+    return f"md5 {md5}, NOT the one {lock.name} records, {locked}: trained on another machine or by other code"
+
+
 def report(model: Path, shown: Path, realdata: Path, n_per_class: int, seed: int) -> list[str]:
     real = realism.real_crops(realdata)
     rows = ["| crops | n | ROC-AUC electron vs photon [95 %] |", "| --- | ---: | --- |"]
@@ -68,8 +92,9 @@ def report(model: Path, shown: Path, realdata: Path, n_per_class: int, seed: int
         "",
         f"Command: `python bench/realism_model.py --model {shown} --n-per-class {n_per_class} --seed {seed}`. "
         f"Machine: {realism.machine()}.",
-        f"Model: {shown} (the pipeline's, trained on the synthetic default). Real: {realdata.name}, energy channel, "
-        f"time set to zero; halves as in bench/realism.py (default_rng({realism.SPLIT_SEED}) per class). "
+        f"Model: {shown}, trained on the synthetic default; {provenance(model, shown)}. "
+        f"Real: {realdata.name}, energy channel, time set to zero; halves as in bench/realism.py "
+        f"(default_rng({realism.SPLIT_SEED}) per class). "
         f"95 % bootstrap intervals ({N_BOOT} resamples). Target (issue 23): real AUC at least 0.70.",
         "",
         *rows,

@@ -17,7 +17,7 @@ QUANTILES = (0.1, 0.5, 0.9)
 
 
 def coherence(real: dict, synth: dict, y_real: np.ndarray, y_synth: np.ndarray, most: int = 8) -> list[str]:
-    """Markdown rows: the `most` pairs whose within-class Spearman correlation differs most, real vs synthetic."""
+    """Markdown: the `most` pairs whose within-class Spearman correlation differs most, real vs synthetic."""
     names, rows = list(real), []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -28,6 +28,9 @@ def coherence(real: dict, synth: dict, y_real: np.ndarray, y_synth: np.ndarray, 
             ]
             rows.append(((rho[0] - rho[1]) ** 2 + (rho[2] - rho[3]) ** 2, a, b, rho))
     lines = [
+        f"Spearman rank correlations within each class, real (all {len(y_real)}) against synthetic; the pairs that "
+        "differ most (with 100 crops a class, a real correlation has a standard error of about 0.1).",
+        "",
         "| features | real photon | synthetic photon | real electron | synthetic electron |",
         "| --- |" + " ---: |" * 4,
     ]
@@ -47,9 +50,13 @@ def neighbour_ratios(x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def leakage(x_real: np.ndarray, x_synth: np.ndarray, y_real: np.ndarray, y_synth: np.ndarray) -> list[str]:
-    """Markdown rows: the 10, 50 and 90 % quantiles of neighbour_ratios, per class, real and synthetic."""
+    """Markdown: the 10, 50 and 90 % quantiles of neighbour_ratios, per class, real and synthetic."""
     real, synth = neighbour_ratios(x_real), neighbour_ratios(x_synth)
     lines = [
+        f"The energy of the seed's two neighbours at 1 and 2 crystals in eta (rows) and in phi (columns), over the "
+        f"seed's; the 10, 50 and 90 % quantiles, real (all {len(y_real)}) against synthetic. A photon has no spray "
+        "in phi apart from its conversions, so its rows show the shower's own width on both axes.",
+        "",
         "| neighbours / seed | real photon | synthetic photon | real electron | synthetic electron |",
         "| --- |" + " ---: |" * 4,
     ]
