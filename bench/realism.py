@@ -191,17 +191,15 @@ def report(path: Path, n_per_class: int, seed: int) -> list[str]:
     return lines
 
 
-def with_neighbours(x: np.ndarray) -> dict[str, np.ndarray]:
-    """features() and the seed's neighbours over the seed (bench/realism_shape.py)."""
-    return features(x) | realism_shape.neighbour_ratios(x)
-
-
 def classes(real: dict, energy: np.ndarray, synth: dict, y_synth: np.ndarray, rng: np.random.Generator) -> list[str]:
-    """The section on how the classes differ, real against synthetic (bench/realism_classes.py)."""
+    """The section on how the classes differ, real against synthetic (bench/realism_classes.py); the features
+    of `synth` and the seed's neighbours (bench/realism_shape.py)."""
     x, y = real["all"]
     sep = "{:.3f} [{:.3f}, {:.3f}]".format(*realism_classes.separation(features(x), y, classifier_auc, rng))
     small = realism_classes.separation_like_real(synth, y_synth, len(y), classifier_auc, rng)
     whole = "{:.3f} [{:.3f}, {:.3f}]".format(*realism_classes.separation(synth, y_synth, classifier_auc, rng))
+    parts = {p: (features(real[p][0]) | realism_shape.neighbour_ratios(real[p][0]), real[p][1]) for p in real}
+    with_neighbours = synth | realism_shape.neighbour_ratios(energy)
     return [
         "The classifier above, trained to tell electrons from photons instead (5-fold cross-validated AUC, folded), "
         f"on the real crops (all {len(y)}): {sep}; on synthetic samples of the same size: {small}; on all "
@@ -212,15 +210,14 @@ def classes(real: dict, energy: np.ndarray, synth: dict, y_synth: np.ndarray, rn
         "real interval (stronger, weaker or reversed). A model trained on the synthetic crops leans on the "
         "differences flagged stronger.",
         "",
-        *realism_classes.differences(with_neighbours(x), with_neighbours(energy), y, y_synth),
+        *realism_classes.differences(parts["all"][0], with_neighbours, y, y_synth),
         "",
         "The same classifier trained on all the synthetic crops' features (these and the neighbours), applied to "
         "the real ones: a proxy, in seconds, of bench/realism_model.py's check of the pipeline's CNN.",
         "",
         *realism_classes.transfer(
-            {p: real[p] for p in ("all", "calibration", "held_out")},
-            (energy, y_synth),
-            features=with_neighbours,
+            {p: parts[p] for p in ("all", "calibration", "held_out")},
+            (with_neighbours, y_synth),
             model=gradient_boosting(),
         ),
     ]

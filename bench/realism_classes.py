@@ -19,7 +19,6 @@ import numpy as np
 
 from e2e.evaluation.metrics import roc_auc, roc_auc_interval
 
-Features = Callable[[np.ndarray], dict[str, np.ndarray]]
 N_DRAWS = 20  # samples of the real sample's size drawn from the synthetic crops
 
 
@@ -64,15 +63,13 @@ def differences(real: dict, synth: dict, y_real: np.ndarray, y_synth: np.ndarray
     return rows
 
 
-def transfer(
-    real: dict[str, tuple[np.ndarray, np.ndarray]], synth: tuple[np.ndarray, np.ndarray], *, features: Features, model
-):
-    """Markdown rows: `model` (a scikit-learn classifier) trained on the synthetic crops' features ((energies,
-    labels)), its ROC-AUC on each part of the real sample ({part: (energies, labels)}) with a 95 % interval."""
-    model.fit(_matrix(features(synth[0])), synth[1])
+def transfer(real: dict[str, tuple[dict, np.ndarray]], synth: tuple[dict, np.ndarray], *, model) -> list[str]:
+    """Markdown rows: `model` (a scikit-learn classifier) trained on the synthetic crops' (features, labels),
+    its ROC-AUC on each part of the real sample ({part: (features, labels)}) with a 95 % interval."""
+    model.fit(_matrix(synth[0]), synth[1])
     rows = ["| real crops | n | ROC-AUC electron vs photon [95 %] |", "| --- | ---: | --- |"]
-    for part, (x, y) in real.items():
-        p = model.predict_proba(_matrix(features(x)))[:, 1]
+    for part, (feats, y) in real.items():
+        p = model.predict_proba(_matrix(feats))[:, 1]
         lo, hi = roc_auc_interval(y, p, n_boot=1000)
         rows.append(f"| {part.replace('_', '-')} | {len(y)} | {roc_auc(y, p):.3f} [{lo:.3f}, {hi:.3f}] |")
     return rows

@@ -8,7 +8,6 @@ would point the generator's calibration the wrong way.
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,6 @@ def classes():
     spec = importlib.util.spec_from_file_location("realism_classes", ROOT / "bench" / "realism_classes.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("realism_classes", module)
     spec.loader.exec_module(module)
     return module
 
@@ -64,6 +62,8 @@ def test_differences_flag_a_feature_that_separates_the_synthetic_classes_more(cl
 def test_transfer_trains_on_the_synthetic_crops_and_scores_the_real_ones(classes):
     rng = np.random.default_rng(1)
     real = {"same": _crops(rng, 400, 1.0), "reversed": _crops(rng, 400, -1.0)}
-    rows = classes.transfer(real, _crops(rng, 2000, 1.0), features=_mean, model=LogisticRegression())
+    real = {part: (_mean(x), y) for part, (x, y) in real.items()}
+    x, y = _crops(rng, 2000, 1.0)
+    rows = classes.transfer(real, (_mean(x), y), model=LogisticRegression())
     auc = {row.split(" | ")[0].strip("| "): float(row.split(" | ")[2].split()[0]) for row in rows[2:]}
     assert auc["same"] > 0.9 and auc["reversed"] < 0.1, rows
