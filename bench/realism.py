@@ -5,13 +5,12 @@ crystals, the energy-weighted second moments in eta (rows) and phi (columns), hi
 the count of soft hits (0 < E < 1e-3), total and maximum energy. For each feature, the real and synthetic
 means per class and the univariate two-sample ROC-AUC real vs synthetic, folded to >= 0.5 (0.5: the feature
 cannot tell them apart); then a gradient-boosted classifier on all features, its 5-fold cross-validated
-AUC. Then how electrons differ from photons, real against synthetic (bench/realism_classes.py): each feature's
-difference, and a classifier trained on the synthetic crops applied to the real ones, a quick proxy of
-bench/realism_model.py. Then what the classifier can see beyond single features (bench/realism_shape.py): the
-pairs of features whose correlation differs most, and the lateral profile around the seed axis by axis. Intervals:
-95 % bootstrap over the crops (real and synthetic resampled alike; for the classifier, over its out-of-fold
-scores). The time channel has no real values here: its occupancy and range are
-checked against the facts stated in shared/realdata/README.md instead.
+AUC, beside its floor: the same test with fresh synthetic crops in the real ones' place (bench/realism_null.py).
+Then how electrons differ from photons (bench/realism_classes.py), with a classifier trained on the synthetic
+crops applied to the real ones, a quick proxy of bench/realism_model.py; then what the classifier can see
+beyond single features (bench/realism_shape.py). Intervals: 95 % bootstrap over the crops (real and synthetic
+resampled alike; for the classifier, over its out-of-fold scores). The time channel has no real values here:
+its occupancy and range are checked against the facts stated in shared/realdata/README.md instead.
 
 The real crops are split per class with numpy default_rng(23): the first half of each class calibrated
 the generator (e2e.sources.synthetic.egamma), the other half is held out; the held-out half is the check.
@@ -40,6 +39,7 @@ from e2e.store.atomic import atomic_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realism_classes  # noqa: E402  (bench/ is not a package)
+import realism_null  # noqa: E402
 import realism_shape  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,16 +171,21 @@ def report(path: Path, n_per_class: int, seed: int) -> list[str]:
         "e2e.sources.synthetic.egamma. AUCs are folded to >= 0.5; 95 % bootstrap intervals "
         f"({N_BOOT} resamples). Target (issue 23): every AUC at most 0.65.",
     ]
+    rows = np.column_stack(list(synth.values()))
     for part in ("held_out", "calibration", "all"):
         x, y = real[part]
         feats = features(x)
-        multi = classifier_auc(np.column_stack(list(feats.values())), np.column_stack(list(synth.values())), rng)
+        multi = classifier_auc(np.column_stack(list(feats.values())), rows, rng)
         lines += ["", f"## Real {part.replace('_', '-')} crops ({len(y)}) against the synthetic ones", ""]
         lines += [
             f"Multivariate (gradient-boosted trees, 5-fold cross-validated) AUC: **{multi[0]:.3f}** "
             f"[{multi[1]:.3f}, {multi[2]:.3f}].",
             "",
         ]
+        if part == "held_out":  # the floor of that figure (bench/realism_null.py)
+            per_class = (int((y == 0).sum()), int((y == 1).sum()))
+            null = realism_null.same_generator(rows, per_class, features=features, classifier_auc=classifier_auc)
+            lines += [realism_null.sentence(null, per_class), ""]
         lines += table(feats, synth, y, y_synth, rng)
     x, y = real["all"]
     lines += ["", "## Electron against photon", ""] + classes(real, energy, synth, y_synth, rng)
