@@ -35,16 +35,16 @@ def same_generator(
     per_class: tuple[int, int],
     *,
     features: Callable[[np.ndarray], dict[str, np.ndarray]],
-    classifier_auc: Callable,
+    auc: Callable[[np.ndarray, np.ndarray], float],
     repeats: int = REPEATS,
 ) -> np.ndarray:
-    """The classifier AUC of `repeats` fresh synthetic samples (per_class photons and electrons, like the
-    real half) against the report's synthetic feature rows `synth`, one AUC per sample."""
+    """`auc` (bench/realism.py's classifier, cross-validated) of `repeats` fresh synthetic samples (per_class
+    photons and electrons, like the real half) against the report's synthetic feature rows `synth`, one per sample."""
     aucs = []
     for k in range(repeats):
         x, _ = fresh_crops(per_class, FIRST_SEED + k)
         rows = np.column_stack(list(features(x).values()))
-        aucs.append(classifier_auc(rows, synth, np.random.default_rng(k))[0])
+        aucs.append(auc(rows, synth))
     return np.asarray(aucs)
 
 

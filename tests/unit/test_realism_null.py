@@ -56,19 +56,19 @@ def test_fresh_crops_have_the_real_halfs_class_mix_and_their_own_seed(null, real
 def test_each_repeat_is_a_new_sample_against_the_same_synthetic_rows(null, realism):
     seen = []
 
-    def record(rows, synth, rng):
+    def record(rows, synth):
         seen.append((rows, synth))
-        return (0.5, 0.5, 0.5)
+        return 0.5
 
     reference = np.zeros((7, 3))
-    aucs = null.same_generator(reference, (3, 4), features=realism.features, classifier_auc=record, repeats=3)
+    aucs = null.same_generator(reference, (3, 4), features=realism.features, auc=record, repeats=3)
     assert len(aucs) == 3 and all(s is reference for _, s in seen)
     assert all(len(rows) == 7 for rows, _ in seen)
     assert not np.array_equal(seen[0][0], seen[1][0]) and not np.array_equal(seen[1][0], seen[2][0])
 
 
 def test_the_floor_is_low_and_a_real_difference_still_shows_above_it(null, realism, synth):
-    kwargs = dict(features=realism.features, classifier_auc=realism.classifier_auc, repeats=3)
+    kwargs = dict(features=realism.features, auc=realism.classifier_point_auc, repeats=3)
     floor = null.same_generator(synth, (49, 51), **kwargs)
     assert np.median(floor) < 0.62
 
