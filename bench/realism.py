@@ -65,13 +65,17 @@ def real_crops(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"calibration": (x[cal], y[cal]), "held_out": (x[held], y[held]), "all": (x, y)}
 
 
-def synthetic_crops(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Energy (N, 32, 32), time (N, 32, 32) and labels of fresh generator output (photons, then electrons)."""
+def synthetic_crops(
+    n_per_class: int | tuple[int, int], seed: int, *, stream: str = "realism"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Energy (N, 32, 32), time (N, 32, 32) and labels of fresh generator output: n_per_class photons, then as
+    many electrons (or (photons, electrons)), from random streams named after `stream`, seed and class."""
+    counts = (n_per_class, n_per_class) if isinstance(n_per_class, int) else n_per_class
     images, labels = [], []
-    for electron in (False, True):
-        rng = chunk_rng(seed, f"realism-{int(electron)}", 0)
-        images.append(egamma.make_images(rng, egamma.sample_latents(rng, n_per_class, electron)))
-        labels.append(np.full(n_per_class, float(electron)))
+    for electron, n in zip((False, True), counts, strict=True):
+        rng = chunk_rng(seed, f"{stream}-{int(electron)}", 0)
+        images.append(egamma.make_images(rng, egamma.sample_latents(rng, n, electron)))
+        labels.append(np.full(n, float(electron)))
     x = np.concatenate(images).astype(np.float64)
     return x[..., 0], x[..., 1], np.concatenate(labels)
 
@@ -193,7 +197,9 @@ def report(path: Path, n_per_class: int, seed: int) -> list[str]:
         ]
         if part == "held_out":  # the floor of that figure (bench/realism_null.py)
             per_class = (int((y == 0).sum()), int((y == 1).sum()))
-            null = realism_null.same_generator(rows, per_class, features=features, auc=classifier_point_auc)
+            null = realism_null.same_generator(
+                rows, per_class, crops=synthetic_crops, features=features, auc=classifier_point_auc
+            )
             lines += [realism_null.sentence(null, per_class), ""]
         lines += table(feats, synth, y, y_synth, rng)
     x, y = real["all"]

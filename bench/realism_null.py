@@ -13,38 +13,27 @@ from collections.abc import Callable
 
 import numpy as np
 
-from e2e.sources.synthetic import egamma
-from e2e.sources.synthetic.parquet_io import chunk_rng
-
 REPEATS = 20  # fresh samples: enough for a median and a 95 % quantile of the floor
 FIRST_SEED = 1000  # the report's synthetic crops use --seed (23 by default); these seeds are apart from it
-
-
-def fresh_crops(per_class: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Energies (N, 32, 32) and labels of per_class[0] photons and per_class[1] electrons from `seed`."""
-    images, labels = [], []
-    for electron, n in zip((False, True), per_class, strict=True):
-        rng = chunk_rng(seed, f"realism-null-{int(electron)}", 0)
-        images.append(egamma.make_images(rng, egamma.sample_latents(rng, n, electron))[..., 0])
-        labels.append(np.full(n, float(electron)))
-    return np.concatenate(images).astype(np.float64), np.concatenate(labels)
+STREAM = "realism-null"  # and these random streams too: the report's crops are drawn from "realism"
 
 
 def same_generator(
     synth: np.ndarray,
     per_class: tuple[int, int],
     *,
+    crops: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]],
     features: Callable[[np.ndarray], dict[str, np.ndarray]],
     auc: Callable[[np.ndarray, np.ndarray], float],
     repeats: int = REPEATS,
 ) -> np.ndarray:
-    """`auc` (bench/realism.py's classifier, cross-validated) of `repeats` fresh synthetic samples (per_class
-    photons and electrons, like the real half) against the report's synthetic feature rows `synth`, one per sample."""
+    """`auc` (bench/realism.py's classifier, cross-validated) of `repeats` fresh synthetic samples against the
+    report's synthetic feature rows `synth`, one per sample. Each sample is `crops` (bench/realism.py's
+    synthetic_crops) of per_class photons and electrons, like the real half, from its own seed and STREAM."""
     aucs = []
     for k in range(repeats):
-        x, _ = fresh_crops(per_class, FIRST_SEED + k)
-        rows = np.column_stack(list(features(x).values()))
-        aucs.append(auc(rows, synth))
+        energy, _, _ = crops(per_class, FIRST_SEED + k, stream=STREAM)
+        aucs.append(auc(np.column_stack(list(features(energy).values())), synth))
     return np.asarray(aucs)
 
 

@@ -45,12 +45,13 @@ def synth(realism):
     return np.column_stack(list(realism.features(energy).values()))
 
 
-def test_fresh_crops_have_the_real_halfs_class_mix_and_their_own_seed(null, realism):
-    x, y = null.fresh_crops((4, 6), seed=23)
+def test_floor_crops_have_the_real_halfs_class_mix_and_their_own_seed_and_stream(null, realism):
+    x, _, y = realism.synthetic_crops((4, 6), 23, stream=null.STREAM)
     assert x.shape == (10, 32, 32) and (y == 0).sum() == 4 and (y == 1).sum() == 6
-    assert not np.array_equal(x, null.fresh_crops((4, 6), seed=24)[0])
+    assert not np.array_equal(x, realism.synthetic_crops((4, 6), 24, stream=null.STREAM)[0])
     report_crops, _, _ = realism.synthetic_crops(4, 23)  # the report's own crops at its default seed
     assert not np.array_equal(x[:4], report_crops[:4])
+    assert null.FIRST_SEED != 23
 
 
 def test_each_repeat_is_a_new_sample_against_the_same_synthetic_rows(null, realism):
@@ -60,15 +61,22 @@ def test_each_repeat_is_a_new_sample_against_the_same_synthetic_rows(null, reali
         seen.append((rows, synth))
         return 0.5
 
+    drawn = []
+
+    def crops(per_class, seed, *, stream):
+        drawn.append((per_class, seed, stream))
+        return realism.synthetic_crops(per_class, seed, stream=stream)
+
     reference = np.zeros((7, 3))
-    aucs = null.same_generator(reference, (3, 4), features=realism.features, auc=record, repeats=3)
+    aucs = null.same_generator(reference, (3, 4), crops=crops, features=realism.features, auc=record, repeats=3)
+    assert [d[0] for d in drawn] == [(3, 4)] * 3 and all(d[2] == null.STREAM for d in drawn)
     assert len(aucs) == 3 and all(s is reference for _, s in seen)
     assert all(len(rows) == 7 for rows, _ in seen)
     assert not np.array_equal(seen[0][0], seen[1][0]) and not np.array_equal(seen[1][0], seen[2][0])
 
 
 def test_the_floor_is_low_and_a_real_difference_still_shows_above_it(null, realism, synth):
-    kwargs = dict(features=realism.features, auc=realism.classifier_point_auc, repeats=3)
+    kwargs = dict(crops=realism.synthetic_crops, features=realism.features, auc=realism.classifier_point_auc, repeats=3)
     floor = null.same_generator(synth, (49, 51), **kwargs)
     assert np.median(floor) < 0.62
 
