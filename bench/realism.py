@@ -7,8 +7,9 @@ means per class and the univariate two-sample ROC-AUC real vs synthetic, folded 
 cannot tell them apart); then a gradient-boosted classifier on all features, its 5-fold cross-validated
 AUC, beside its floor: the same test with fresh synthetic crops in the real ones' place (bench/realism_null.py).
 Then how electrons differ from photons (bench/realism_classes.py), with a classifier trained on the synthetic
-crops applied to the real ones, a quick proxy of bench/realism_model.py; then what the classifier can see
-beyond single features (bench/realism_shape.py). Intervals: 95 % bootstrap over the crops (real and synthetic
+crops applied to the real ones, a quick proxy of bench/realism_model.py, and its yardstick, what the real crops
+teach a classifier by themselves; then what the classifier can see beyond single features
+(bench/realism_shape.py). Intervals: 95 % bootstrap over the crops (real and synthetic
 resampled alike; for the classifier, over its out-of-fold scores). The time channel has no real values here:
 its occupancy and range are checked against the facts stated in shared/realdata/README.md instead.
 
@@ -185,9 +186,9 @@ def report(path: Path, n_per_class: int, seed: int) -> list[str]:
         f"({N_BOOT} resamples). Target (issue 23): every AUC at most 0.65.",
     ]
     rows = np.column_stack(list(synth.values()))
+    crops = {p: realism_classes.Crops(features(x), realism_shape.neighbour_ratios(x), y) for p, (x, y) in real.items()}
     for part in ("held_out", "calibration", "all"):
-        x, y = real[part]
-        feats = features(x)
+        feats, y = crops[part].shower, crops[part].y
         multi = classifier_auc(np.column_stack(list(feats.values())), rows, rng)
         lines += ["", f"## Real {part.replace('_', '-')} crops ({len(y)}) against the synthetic ones", ""]
         lines += [
@@ -202,45 +203,15 @@ def report(path: Path, n_per_class: int, seed: int) -> list[str]:
             )
             lines += [realism_null.sentence(null, per_class), ""]
         lines += table(feats, synth, y, y_synth, rng)
+    own = realism_classes.Crops(synth, realism_shape.neighbour_ratios(energy), y_synth)
+    lines += ["", "## Electron against photon", ""]
+    lines += realism_classes.section(crops, own, classifier_auc=classifier_auc, model=gradient_boosting(), rng=rng)
     x, y = real["all"]
-    lines += ["", "## Electron against photon", ""] + classes(real, energy, synth, y_synth, rng)
     lines += ["", "## What the classifier can see beyond single features", ""]
-    lines += realism_shape.coherence(features(x), synth, y, y_synth)
+    lines += realism_shape.coherence(crops["all"].shower, synth, y, y_synth)
     lines += ["", "## The lateral profile axis by axis", ""] + realism_shape.leakage(x, energy, y, y_synth)
     lines += ["", "## Time channel (no real values in the sample)", ""] + time_facts(energy, time)
     return lines
-
-
-def classes(real: dict, energy: np.ndarray, synth: dict, y_synth: np.ndarray, rng: np.random.Generator) -> list[str]:
-    """The section on how the classes differ, real against synthetic (bench/realism_classes.py); the features
-    of `synth` and the seed's neighbours (bench/realism_shape.py)."""
-    x, y = real["all"]
-    sep = "{:.3f} [{:.3f}, {:.3f}]".format(*realism_classes.separation(features(x), y, classifier_auc, rng))
-    small = realism_classes.separation_like_real(synth, y_synth, len(y), classifier_auc, rng)
-    whole = "{:.3f} [{:.3f}, {:.3f}]".format(*realism_classes.separation(synth, y_synth, classifier_auc, rng))
-    parts = {p: (features(real[p][0]) | realism_shape.neighbour_ratios(real[p][0]), real[p][1]) for p in real}
-    with_neighbours = synth | realism_shape.neighbour_ratios(energy)
-    return [
-        "The classifier above, trained to tell electrons from photons instead (5-fold cross-validated AUC, folded), "
-        f"on the real crops (all {len(y)}): {sep}; on synthetic samples of the same size: {small}; on all "
-        f"{len(y_synth)} synthetic crops: {whole}.",
-        "",
-        "Each feature's electron-vs-photon ROC-AUC (not folded: above 0.5 electrons have more), real (all "
-        f"{len(y)}, 95 % bootstrap interval) against synthetic; flagged where the synthetic one lies outside the "
-        "real interval (stronger, weaker or reversed). A model trained on the synthetic crops leans on the "
-        "differences flagged stronger.",
-        "",
-        *realism_classes.differences(parts["all"][0], with_neighbours, y, y_synth),
-        "",
-        "The same classifier trained on all the synthetic crops' features (these and the neighbours), applied to "
-        "the real ones: a proxy, in seconds, of bench/realism_model.py's check of the pipeline's CNN.",
-        "",
-        *realism_classes.transfer(
-            {p: parts[p] for p in ("all", "calibration", "held_out")},
-            (with_neighbours, y_synth),
-            model=gradient_boosting(),
-        ),
-    ]
 
 
 def write_report(path: Path, lines: list[str]) -> None:
