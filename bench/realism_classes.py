@@ -11,8 +11,8 @@ the seed's neighbours of bench/realism_shape.py:
   bench/realism_model.py's check (the pipeline's CNN on the real crops) that costs seconds, not a `dvc repro`;
 - what the real crops teach by themselves: a linear classifier, which overfits 200 crops less than the trees,
   cross-validated within the real crops over many splits, and within synthetic samples of their size: the
-  yardstick for the transfer (a model cannot be expected to carry over more separation than the real crops
-  show to a classifier trained on them).
+  yardstick for the transfer (how much separation these features show a classifier trained on the real
+  crops themselves).
 """
 
 from __future__ import annotations
