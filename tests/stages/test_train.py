@@ -201,6 +201,25 @@ def test_an_interrupted_training_resumes_only_the_same_experiment(
 
 
 @OWN
+def test_every_epoch_trains_on_a_new_order_of_the_events(tmp_path, formats_dir, monkeypatch):
+    """Guards against: the epoch no longer reaching the batches (SparseBatches.set_epoch), so that every
+    epoch, on every rank, ran through the training events in the same order, a silent loss of the shuffle's
+    regularisation that no metric flags. Each epoch must see all the training events, in a new order."""
+    real, orders = fit.train_one_epoch, []
+
+    def spy(net, batches, *args, **kw):
+        orders.append(batches.order().tolist())
+        return real(net, batches, *args, **kw)
+
+    monkeypatch.setattr(fit, "train_one_epoch", spy)
+    raw = raw_with(epochs=3)
+    root = prepared_root(tmp_path, raw, formats_dir)
+    train.main(parse_params(raw), "electron_photon", Paths(root))
+    assert len(orders) == 3 and all(sorted(o) == list(range(len(o))) for o in orders)
+    assert len({tuple(o) for o in orders}) == 3, "two epochs ran in the same order"
+
+
+@OWN
 def test_a_resumed_training_draws_the_same_random_numbers_as_an_uninterrupted_one(tmp_path, formats_dir, monkeypatch):
     """Guards against: last.pt missing a random state the loop draws from (here the augmentation's flips,
     from the CPU generator; on a GPU the CUDA generator, tests/stages/test_gpu.py), so that a resumed run trained

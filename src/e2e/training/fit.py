@@ -15,7 +15,7 @@ from torch import nn
 from e2e.config import RuntimeParams, TrainParams
 from e2e.evaluation import metrics
 from e2e.models.wrappers import ModelSpec, Standardized
-from e2e.runtime.batches import SparseBatches
+from e2e.runtime.batches import Inputs, SparseBatches
 from e2e.runtime.device import unwrap
 from e2e.runtime.forward import predict
 from e2e.store.checkpoints import save_checkpoint
@@ -120,6 +120,65 @@ def resumed(
     return state["best"], state["history"]
 
 
+@dataclass(frozen=True)
+class Tools:
+    """What one member's epochs share, built once by fit (a resumed run restores the optimizer's and the
+    scheduler's state into them)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_loss: LossFn  # with the label smoothing of the train params
+    val_loss: LossFn  # without: validation scores the plain loss
+    augment: Callable[[Inputs], Inputs]
+
+
+def epoch_row(
+    run: Run,
+    model: Standardized,
+    nets: tuple[Net, Net],
+    tools: Tools,
+    *,
+    epoch: int,
+    train_b: SparseBatches,
+    val_b: SparseBatches,
+    n_val: int,
+) -> dict[str, float]:
+    """Train one epoch, validate it: the epoch's row of logged values."""
+    m = run.task.primary_metric
+    train_b.set_epoch(epoch)
+    t0 = time.perf_counter()
+    train_loss = train_one_epoch(
+        nets[0],
+        train_b,
+        tools.optimizer,
+        tools.scheduler,
+        tools.train_loss,
+        device=run.device,
+        amp=run.rt.amp,
+        clip_grad=run.tp.grad_clip,
+        augment=tools.augment,
+        desc=f"{run.task.name} epoch {epoch + 1}/{run.tp.epochs}",
+    )
+    seconds = time.perf_counter() - t0
+    val = validate(run, nets[1], model, batches=val_b, n_val=n_val, loss_fn=tools.val_loss)
+    return {
+        "train/loss": train_loss,
+        "val/loss": val["loss"],
+        f"val/{m}": val[m],
+        "lr": tools.optimizer.param_groups[0]["lr"],
+        "epoch_seconds": seconds,
+    }
+
+
+def announce(run: Run, epoch: int, row: dict[str, float], *, images: int) -> None:
+    """Rank 0's one line per epoch (the progress bar shows the steps on a terminal)."""
+    m, member = run.task.primary_metric, f" {run.prefix.rstrip('/')}" if run.prefix else ""
+    print(
+        f"{run.task.name}{member} epoch {epoch + 1}: train loss {row['train/loss']:.4f}  val loss "
+        f"{row['val/loss']:.4f}  val {m} {row[f'val/{m}']:.4f}  ({images / row['epoch_seconds']:.0f} img/s)"
+    )
+
+
 def fit(
     run: Run,
     model: Standardized,
@@ -132,53 +191,27 @@ def fit(
     fp: str,
 ) -> tuple[Best, History]:
     """Train `model` (through nets: training, validation) epoch by epoch: (best epoch and value, history)."""
-    task, tp, live = run.task, run.tp, run.live
+    tp, live, metric = run.tp, run.live, run.task.primary_metric
     optimizer = make_optimizer(model, tp)
     scheduler = make_scheduler(optimizer, tp, len(train_b))
-    train_loss_fn, loss_fn = make_loss(task.loss, tp.label_smoothing), make_loss(task.loss)
-    augment = make_augment(tp.augment)
-    m, last = task.primary_metric, run.workdir / "last.pt"
+    loss, smoothed = make_loss(run.task.loss), make_loss(run.task.loss, tp.label_smoothing)
+    tools = Tools(optimizer, scheduler, train_loss=smoothed, val_loss=loss, augment=make_augment(tp.augment))
     best, history = resumed(run, model, optimizer=optimizer, scheduler=scheduler, fp=fp)
     for epoch in range(len(history), tp.epochs):
         if tp.patience and history and epoch - 1 - best["epoch"] >= tp.patience:  # early stop, also on resume
             break
-        train_b.set_epoch(epoch)
-        t0 = time.perf_counter()
-        train_loss = train_one_epoch(
-            nets[0],
-            train_b,
-            optimizer,
-            scheduler,
-            train_loss_fn,
-            device=run.device,
-            amp=run.rt.amp,
-            clip_grad=tp.grad_clip,
-            augment=augment,
-            desc=f"{task.name} epoch {epoch + 1}/{tp.epochs}",
-        )
-        seconds = time.perf_counter() - t0
-        val = validate(run, nets[1], model, batches=val_b, n_val=n_val, loss_fn=loss_fn)
-        row = {
-            "train/loss": train_loss,
-            "val/loss": val["loss"],
-            f"val/{m}": val[m],
-            "lr": optimizer.param_groups[0]["lr"],
-            "epoch_seconds": seconds,
-        }
+        row = epoch_row(run, model, nets, tools, epoch=epoch, train_b=train_b, val_b=val_b, n_val=n_val)
         history.append(row)
-        if is_better(task, val[m], best["value"]):
-            best = {"epoch": epoch, "value": val[m]}
+        value = row[f"val/{metric}"]
+        if is_better(run.task, value, best["value"]):
+            best = {"epoch": epoch, "value": value}
             if live is not None:
-                save_checkpoint(run.workdir / "best.pt", model, spec, epoch=epoch, metrics={f"val_{m}": val[m]})
+                save_checkpoint(run.workdir / "best.pt", model, spec, epoch=epoch, metrics={f"val_{metric}": value})
         if live is not None:
             log_epoch(live, epoch, row, run.prefix)
-            print(
-                f"{task.name}{' ' + run.prefix.rstrip('/') if run.prefix else ''} epoch {epoch + 1}: train loss "
-                f"{train_loss:.4f}  val loss {val['loss']:.4f}  val {m} {val[m]:.4f}  "
-                f"({train_b.n * run.dist.world / seconds:.0f} img/s)"
-            )
+            announce(run, epoch, row, images=train_b.n * run.dist.world)
         resume.save(
-            last,
+            run.workdir / "last.pt",
             model,
             spec,
             epoch=epoch,
