@@ -48,7 +48,8 @@ REAL_EG = ROOT.parent / "shared" / "realdata" / "electron-photon.npz"
 RANKS = (1, 2, 3, 5, 7, 10, 15, 20)
 THRESHOLDS = (1e-2, 1e-1)
 SOFT = 1e-3
-SPLIT_SEED, N_BOOT = 23, 1000
+SPLIT_SEED = 23
+N_BOOT = realism_classes.N_BOOT
 
 
 def real_crops(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -148,10 +149,8 @@ def table(real: dict, synth: dict, y_real: np.ndarray, y_synth: np.ndarray, rng:
     for name in real:
         means = [v[y == c].mean() for c in (0.0, 1.0) for v, y in ((real[name], y_real), (synth[name], y_synth))]
         auc, lo, hi = bootstrap(real[name], synth[name], rng)
-        flag = " **>0.65**" if auc > 0.65 else ""
-        rows.append(
-            f"| {name} | " + " | ".join(f"{m:.4g}" for m in means) + f" | {auc:.3f} [{lo:.3f}, {hi:.3f}]{flag} |"
-        )
+        cells, flag = " | ".join(f"{m:.4g}" for m in means), " **>0.65**" if auc > 0.65 else ""
+        rows.append(f"| {name} | {cells} | {realism_classes.interval(auc, lo, hi)}{flag} |")
     return rows
 
 

@@ -28,6 +28,7 @@ from sklearn.preprocessing import QuantileTransformer
 
 from e2e.evaluation.metrics import roc_auc, roc_auc_interval
 
+N_BOOT = 1000  # bootstrap resamples of every 95 % interval in the realism reports
 N_DRAWS = 20  # samples of the real sample's size drawn from the synthetic crops; 5-fold splits of the real ones
 LINEAR_C = 0.1  # the linear classifier's inverse regularisation: fixed, not tuned on the real crops
 
@@ -70,9 +71,18 @@ def _draw(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([rng.choice(np.flatnonzero(y == c), n // 2, replace=False) for c in (0.0, 1.0)])
 
 
+def interval(value: float, lo: float, hi: float) -> str:
+    """A figure with its range, as every table and sentence of the realism reports gives it."""
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def auc_interval(y: np.ndarray, p: np.ndarray) -> str:
+    """The ROC-AUC of scores p for labels y, with its 95 % bootstrap interval."""
+    return interval(roc_auc(y, p), *roc_auc_interval(y, p, n_boot=N_BOOT))
+
+
 def _spread(draws: list[float]) -> str:
-    lo, hi = np.quantile(draws, [0.025, 0.975])
-    return f"{np.mean(draws):.3f} [{lo:.3f}, {hi:.3f}]"
+    return interval(float(np.mean(draws)), *np.quantile(draws, [0.025, 0.975]))
 
 
 def linear() -> Pipeline:
@@ -104,10 +114,10 @@ def taught(real: Crops, synth: Crops, rng: np.random.Generator) -> str:
     )
 
 
-def flag(real: float, interval: tuple[float, float], synth: float) -> str:
+def flag(real: float, bounds: tuple[float, float], synth: float) -> str:
     """How a synthetic electron-vs-photon AUC stands to the real one: '' inside the real interval, else
     'reversed' (the other side of 0.5), 'stronger' or 'weaker'."""
-    if interval[0] <= synth <= interval[1]:
+    if bounds[0] <= synth <= bounds[1]:
         return ""
     if (synth - 0.5) * (real - 0.5) < 0:
         return "reversed"
@@ -119,8 +129,8 @@ def differences(real: dict, synth: dict, y_real: np.ndarray, y_synth: np.ndarray
     rows = ["| feature | real [95 %] | synthetic | |", "| --- | --- | ---: | --- |"]
     for name in real:
         r, syn = np.nan_to_num(real[name]), roc_auc(y_synth, np.nan_to_num(synth[name]))
-        auc, (lo, hi) = roc_auc(y_real, r), roc_auc_interval(y_real, r, n_boot=1000)
-        rows.append(f"| {name} | {auc:.3f} [{lo:.3f}, {hi:.3f}] | {syn:.3f} | {flag(auc, (lo, hi), syn)} |")
+        auc, bounds = roc_auc(y_real, r), roc_auc_interval(y_real, r, n_boot=N_BOOT)
+        rows.append(f"| {name} | {interval(auc, *bounds)} | {syn:.3f} | {flag(auc, bounds, syn)} |")
     return rows
 
 
@@ -131,8 +141,7 @@ def transfer(real: dict[str, tuple[dict, np.ndarray]], synth: tuple[dict, np.nda
     rows = ["| real crops | n | ROC-AUC electron vs photon [95 %] |", "| --- | ---: | --- |"]
     for part, (feats, y) in real.items():
         p = model.predict_proba(_matrix(feats))[:, 1]
-        lo, hi = roc_auc_interval(y, p, n_boot=1000)
-        rows.append(f"| {part.replace('_', '-')} | {len(y)} | {roc_auc(y, p):.3f} [{lo:.3f}, {hi:.3f}] |")
+        rows.append(f"| {part.replace('_', '-')} | {len(y)} | {auc_interval(y, p)} |")
     return rows
 
 
@@ -141,9 +150,9 @@ def section(real: dict[str, Crops], synth: Crops, *, classifier_auc: Callable, m
     against synthetic; `classifier_auc` and `model` are bench/realism.py's classifier, as a function and an
     untrained scikit-learn model."""
     every = real["all"]
-    sep = "{:.3f} [{:.3f}, {:.3f}]".format(*separation(every.shower, every.y, classifier_auc, rng))
+    sep = interval(*separation(every.shower, every.y, classifier_auc, rng))
     small = separation_like_real(synth.shower, synth.y, len(every.y), classifier_auc, rng)
-    whole = "{:.3f} [{:.3f}, {:.3f}]".format(*separation(synth.shower, synth.y, classifier_auc, rng))
+    whole = interval(*separation(synth.shower, synth.y, classifier_auc, rng))
     parts = {p: (real[p].both(), real[p].y) for p in ("all", "calibration", "held_out")}
     return [
         "The classifier above, trained to tell electrons from photons instead (5-fold cross-validated AUC, folded), "

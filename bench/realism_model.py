@@ -26,12 +26,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realism  # noqa: E402  (bench/ is not a package)
+from realism_classes import N_BOOT, auc_interval  # noqa: E402
 
-from e2e.evaluation.metrics import roc_auc, roc_auc_interval  # noqa: E402
 from e2e.inference import predict  # noqa: E402
 
 ROOT = realism.ROOT
-N_BOOT = 1000
 
 
 def write_crops(path: Path, energy: np.ndarray, time: np.ndarray, labels: np.ndarray) -> Path:
@@ -46,11 +45,6 @@ def scores(model: Path, h5: Path) -> tuple[np.ndarray, np.ndarray]:
     predict.main("electron_photon", [h5], out, model, backend="torch", device_name="cpu")
     table = pq.read_table(out)
     return table["truth"].to_numpy(), table["prediction"].to_numpy()
-
-
-def auc_interval(y: np.ndarray, p: np.ndarray) -> str:
-    lo, hi = roc_auc_interval(y, p, n_boot=N_BOOT)
-    return f"{roc_auc(y, p):.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def locked_md5(lock: Path, rel: str) -> str | None:
