@@ -152,56 +152,68 @@ def add_tune(sub) -> None:
     )
 
 
+def _preset(args: argparse.Namespace) -> None:
+    from e2e.presets import set_args
+    from e2e.tune.trial import visible_gpus
+
+    path = Path(args.root) / "presets" / f"{args.preset}.yaml"
+    print(" ".join(set_args(path, device=args.device, gpus=visible_gpus())))
+
+
+def _summary(args: argparse.Namespace) -> None:
+    from e2e.config import Paths
+    from e2e.reports.summary import main as summary
+
+    summary(Paths(Path(args.root)))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from e2e.inference.predict import main as predict
+
+    predict(
+        args.name,
+        args.input,
+        args.output,
+        args.model,
+        root=Path(args.root),
+        batch_rows=args.batch_rows,
+        device_name=args.device,
+        backend=args.backend,
+    )
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from e2e.reports.compare import main as compare
+
+    compare(args.task, args.dvc_args)
+
+
+def _tune(args: argparse.Namespace) -> None:
+    from e2e.tune.search import main as tune
+
+    tune(
+        args.name,
+        params_path=Path(args.params),
+        root=Path(args.root),
+        trials=args.trials,
+        jobs=args.jobs,
+        study_name=args.study,
+        storage=args.storage,
+        push_to=args.push,
+        overrides=args.overrides,
+    )
+
+
+TOOLS = {"preset": _preset, "summary": _summary, "predict": _predict, "compare": _compare, "tune": _tune}
+
+
 def run(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if args.command in TOOLS:  # the commands around the pipeline: no params.yaml stage settings needed
+        TOOLS[args.command](args)
+        return
     from e2e.config import Paths, load_params
 
-    if args.command == "preset":
-        from e2e.presets import set_args
-        from e2e.tune.trial import visible_gpus
-
-        path = Path(args.root) / "presets" / f"{args.preset}.yaml"
-        print(" ".join(set_args(path, device=args.device, gpus=visible_gpus())))
-        return
-    if args.command == "summary":
-        from e2e.reports.summary import main as summary
-
-        summary(Paths(Path(args.root)))
-        return
-    if args.command == "predict":
-        from e2e.inference.predict import main as predict
-
-        predict(
-            args.name,
-            args.input,
-            args.output,
-            args.model,
-            root=Path(args.root),
-            batch_rows=args.batch_rows,
-            device_name=args.device,
-            backend=args.backend,
-        )
-        return
-    if args.command == "compare":
-        from e2e.reports.compare import main as compare
-
-        compare(args.task, args.dvc_args)
-        return
-    if args.command == "tune":
-        from e2e.tune.search import main as tune
-
-        tune(
-            args.name,
-            params_path=Path(args.params),
-            root=Path(args.root),
-            trials=args.trials,
-            jobs=args.jobs,
-            study_name=args.study,
-            storage=args.storage,
-            push_to=args.push,
-            overrides=args.overrides,
-        )
-        return
     params = load_params(Path(args.params))
     if args.command == "train" and params.runtime.nproc > 1 and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(params.runtime.nproc, argv if argv is not None else sys.argv[1:])
