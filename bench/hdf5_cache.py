@@ -68,7 +68,7 @@ def measure(path: Path, method: str, batch_rows: int) -> dict:
     """In this process: read every row of `path` through e2e's reader, with the chunk cache of `method`."""
     import h5py
 
-    from e2e.sources import readers
+    from e2e.sources import hdf5_reader, readers
     from e2e.sources.registry import DATASETS
 
     opened, real_file = [], h5py.File
@@ -79,7 +79,7 @@ def measure(path: Path, method: str, batch_rows: int) -> dict:
 
     h5py.File = counting
     if method == "default":
-        readers.with_chunk_cache = lambda file, name: file[name]  # h5py's own cache
+        hdf5_reader.with_chunk_cache = lambda file, name: file[name]  # h5py's own cache
     start = time.perf_counter()
     reader = readers.open_reader(DATASETS["electron_photon"], path)
     rows = sum(len(batch.target) for batch in reader.batches(batch_rows))

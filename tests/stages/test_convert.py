@@ -24,8 +24,8 @@ import yaml
 from e2e.config import Paths, parse_params
 from e2e.conversion import file as convert_file
 from e2e.errors import E2EError
-from e2e.sources import readers
-from e2e.sources.readers import ParquetReader
+from e2e.sources import parquet_reader
+from e2e.sources.parquet_reader import ParquetReader
 from e2e.sources.registry import DATASETS
 from e2e.stages import convert
 
@@ -267,7 +267,7 @@ def test_every_row_group_is_read(raw_root, monkeypatch, threads, row_group_size)
     """Regression: the public-solution trap of reading one row group as "a chunk" read 1 jet per file,
     because the real files hold ONE ROW GROUP PER JET. Batches must cross row-group boundaries, in file
     order, whether spans of row groups decode in threads or iter_batches streams them."""
-    monkeypatch.setattr(readers, "DECODE_THREADS", threads)
+    monkeypatch.setattr(parquet_reader, "DECODE_THREADS", threads)
     images = sparse_jets(37)
     path = raw(raw_root, QG, 1)
     write_jets(path, images, row_group_size=row_group_size)
@@ -297,7 +297,7 @@ def test_channels_last_hdf5_is_transposed_not_reshaped(raw_root):
 def test_plain_batches_keep_the_requested_size(tmp_path, monkeypatch, threads):
     """Callers without a transform (predict runs the model per batch) get batches of batch_rows rows,
     also when threads decode smaller spans."""
-    monkeypatch.setattr(readers, "DECODE_THREADS", threads)
+    monkeypatch.setattr(parquet_reader, "DECODE_THREADS", threads)
     images = sparse_jets(37)
     write_jets(tmp_path / "jets.parquet", images)
     reader = ParquetReader(DATASETS[QG], tmp_path / "jets.parquet")
@@ -325,7 +325,7 @@ def test_parquet_reader_memory_does_not_grow_with_the_file(dense_jets_file, monk
     compressed chunks until the file closed: with one row group per jet, memory grew by the whole
     file size (+330 MB on a 40,000-jet file in bench/convert.py). Arrow's pool must stay near the
     batches in flight, streaming (1 thread) or decoding spans in threads."""
-    monkeypatch.setattr(readers, "DECODE_THREADS", threads)
+    monkeypatch.setattr(parquet_reader, "DECODE_THREADS", threads)
     path = dense_jets_file
     reader = ParquetReader(DATASETS[QG], path)
     base = pa.total_allocated_bytes()

@@ -16,7 +16,7 @@ import yaml
 
 from e2e.config import Paths, parse_params
 from e2e.errors import E2EError
-from e2e.sources import hdf5_cache, readers
+from e2e.sources import hdf5_cache, hdf5_reader, readers
 from e2e.sources.registry import DATASETS
 from e2e.stages import convert, split, train
 
@@ -110,7 +110,7 @@ def test_reading_row_batches_decompresses_each_chunk_once(tmp_path, monkeypatch)
     once = bytes_read_in_batches(path, 512, monkeypatch)
     assert stored < once < 1.1 * stored + 2**20  # every chunk loaded once, plus the metadata and y
     # control: with h5py's default chunk cache the same reading loads most chunks again for every batch
-    monkeypatch.setattr(readers, "with_chunk_cache", lambda file, name: file[name])
+    monkeypatch.setattr(hdf5_reader, "with_chunk_cache", lambda file, name: file[name])
     assert bytes_read_in_batches(path, 512, monkeypatch) > 2 * stored
 
 

@@ -19,7 +19,10 @@ import numpy as np
 from e2e.config import ConvertParams
 from e2e.conversion.preprocess import preprocess, to_storage
 from e2e.errors import E2EError
-from e2e.sources.readers import Batch, HDF5Reader, ParquetReader, open_reader
+from e2e.sources.batch import Batch
+from e2e.sources.hdf5_reader import HDF5Reader
+from e2e.sources.parquet_reader import ParquetReader
+from e2e.sources.readers import open_reader
 from e2e.sources.registry import Dataset
 from e2e.store.atomic import atomic_path
 from e2e.store.sparse import SparseBatch

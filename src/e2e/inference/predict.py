@@ -30,7 +30,10 @@ from e2e.conversion.preprocess import preprocess, to_storage
 from e2e.errors import E2EError
 from e2e.evaluation.members import ensemble_columns
 from e2e.inference.inputs import IMAGE_INPUTS, POINT_INPUTS, InputLayout
-from e2e.sources.readers import Batch, HDF5Reader, ParquetReader, open_reader
+from e2e.sources.batch import Batch
+from e2e.sources.hdf5_reader import HDF5Reader
+from e2e.sources.parquet_reader import ParquetReader
+from e2e.sources.readers import open_reader
 from e2e.sources.registry import get_dataset
 from e2e.store.atomic import atomic_path
 from e2e.store.sparse import densify

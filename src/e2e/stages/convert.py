@@ -29,7 +29,7 @@ from tqdm import tqdm
 from e2e.config import ConvertParams, Params, Paths
 from e2e.conversion.file import check_config, convert_file
 from e2e.errors import E2EError
-from e2e.sources import readers
+from e2e.sources import parquet_reader
 from e2e.sources.fetch import sha256_file
 from e2e.sources.registry import Dataset, get_dataset, select_files
 from e2e.store.atomic import atomic_path
@@ -44,6 +44,9 @@ CODE = (
     "conversion/file.py",
     "conversion/preprocess.py",
     "store/sparse.py",
+    "sources/batch.py",
+    "sources/hdf5_reader.py",
+    "sources/parquet_reader.py",
     "sources/readers.py",
     "sources/hdf5_cache.py",
     "sources/registry.py",
@@ -98,7 +101,7 @@ def n_workers(asked: int, n_files: int) -> int:
 def _init_worker(q: Queue[int], workers: int) -> None:
     global _progress_queue
     _progress_queue = q
-    readers.DECODE_THREADS = max(1, min(readers.DECODE_THREADS, (os.cpu_count() or 1) // workers))
+    parquet_reader.DECODE_THREADS = max(1, min(parquet_reader.DECODE_THREADS, (os.cpu_count() or 1) // workers))
 
 
 def _convert_in_worker(ds: Dataset, path: Path, *, cfg: ConvertParams, classify: bool, part: Path) -> dict[str, Any]:
