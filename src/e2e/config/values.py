@@ -1,6 +1,6 @@
-"""The value rules of params.yaml for e2e.config.schema: each a pydantic type that parses one value (numbers
+"""The value rules of params.yaml, for e2e.config.rules: each a pydantic type that parses one value (numbers
 may come as YAML strings) and refuses a bad one with a short problem, plus what it expects in words.
-Imported by config_schema only, when params are read."""
+Imported by e2e.config.rules and e2e.config.schema only, when params are read."""
 
 from __future__ import annotations
 
