@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from e2e.errors import E2EError
-from e2e.inference import predict
+from e2e.inference import onnx_metadata, predict
 from e2e.inference.onnx_model import OnnxModel, worst_difference
 from e2e.stages import export
 
@@ -57,7 +57,7 @@ def test_the_onnx_graph_equals_pytorch_and_carries_its_preprocessing(raw_root, t
     assert meta["output_unit"] == ("GeV" if task == "jet_mass" else "")
     # a single model's graph: its one output, as before ensembles
     assert meta["members"] == 1 and [o.name for o in onnx_model.session.get_outputs()] == [OUTPUT[task]]
-    assert meta["training_data"] == {"path": "data/converted/" + task, "md5": export.dir_md5(data.path)}
+    assert meta["training_data"] == {"path": "data/converted/" + task, "md5": onnx_metadata.dir_md5(data.path)}
 
 
 @OWN
@@ -87,7 +87,7 @@ def test_the_training_data_md5_is_the_one_dvc_lock_records(tmp_path):
     (d / "sub" / "b.json").write_text('{"x": 1}\r\n')  # DVC 3 hashes bytes: no dos2unix
     fs = LocalFileSystem()
     _, _, obj = build(HashFileDB(fs, str(tmp_path / "cache")), str(d), fs, "md5")
-    assert export.dir_md5(d) == obj.hash_info.value
+    assert onnx_metadata.dir_md5(d) == obj.hash_info.value
 
 
 @OWN

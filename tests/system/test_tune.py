@@ -250,7 +250,7 @@ def test_suggestions_depend_on_the_seed_and_trial_number_only(tmp_path):
     import optuna
 
     from e2e.config import parse_params
-    from e2e.tune.search import Runner
+    from e2e.tune.runner import Runner
     from e2e.tune.space import load_space
 
     raw = params()

@@ -45,6 +45,6 @@ AUGMENTATIONS = ("flip_eta", "flip_phi", "roll_phi")  # e2e.training.augment.AUG
 DTYPES = ("float16", "float32", "float64")  # numpy storage dtypes of the converted values (no bfloat16 in numpy)
 NONFINITE = ("error", "zero")  # e2e.conversion.preprocess.preprocess
 ENSEMBLE_MODES = ("seeds", "subsets")  # e2e.training.ensemble.member_rows
-SAMPLERS = ("tpe", "random")  # e2e.tune.search.SAMPLERS (Optuna's TPESampler, RandomSampler)
+SAMPLERS = ("tpe", "random")  # e2e.tune.runner.make_sampler (Optuna's TPESampler, RandomSampler)
 DOWNLOAD_MODES = ("files", "archive", "auto")  # e2e.stages.download
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:<index> (e2e.runtime.device.select_device)

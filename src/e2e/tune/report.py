@@ -12,7 +12,7 @@ from e2e.tune.space import show_params
 from e2e.tune.trial import Outcome, columns, has_experiment
 
 if TYPE_CHECKING:
-    from e2e.tune.search import Runner
+    from e2e.tune.runner import Runner
 
 
 def objective_name(task: str) -> str:
