@@ -99,9 +99,8 @@ class Runner:
             outcome = Outcome(error="interrupted")
             try:
                 sets = [*trial.user_attrs["set"], *self.fixed]
-                outcome = run_trial(
-                    self.root, self.task, self.metric, name, sets, slot, self.root / "tune" / "logs" / f"{name}.log"
-                )
+                log = self.root / "tune" / "logs" / f"{name}.log"
+                outcome = run_trial(self.root, self.task, name, sets=sets, slot=slot, log_path=log)
             except Exception as exc:  # a bug here must not leave the trial RUNNING in the study forever
                 outcome = Outcome(error=f"{type(exc).__name__}: {exc}")
             finally:

@@ -18,9 +18,9 @@ import yaml
 
 from e2e.errors import E2EError, first_line
 from e2e.tasks import TASKS
-from e2e.tune.report import progress, report
-from e2e.tune.space import load_fixed, load_space, set_arg, suggest
+from e2e.tune.report import report
 from e2e.tune.runner import Runner
+from e2e.tune.space import load_fixed, load_space, set_arg
 from e2e.tune.trial import git, slots, visible_gpus
 
 if TYPE_CHECKING:

@@ -182,8 +182,9 @@ class Column:
 
 
 def columns(task: str) -> tuple[Column, Column]:
-    """(the objective: the best model's validation metric, the reported test metric): their keys in the task's
-    headline.json (e2e.evaluation.headline), the one metrics file of the task that dvc.yaml lists, so `dvc exp show` has it."""
+    """(the objective: the best model's validation metric, the reported test metric): their keys in the
+    task's headline.json (e2e.evaluation.headline), the one metrics file of the task that dvc.yaml lists,
+    so `dvc exp show` has it."""
     path, keys = f"metrics/{task}/eval/headline.json", headline_keys(get_task(task))
     return Column(path, tuple(keys["val"].split("."))), Column(path, tuple(keys["test"].split(".")))
 
@@ -223,7 +224,8 @@ def changed_params(root: Path, baseline: str, rev: str) -> dict[str, str]:
     return differences(YAML(typ="safe").load(before) or {}, YAML(typ="safe").load(after) or {})
 
 
-def run_trial(root: Path, task: str, metric: str, name: str, sets: list[str], slot: Slot, log_path: Path) -> Outcome:
+def run_trial(root: Path, task: str, name: str, *, sets: list[str], slot: Slot, log_path: Path) -> Outcome:
+    """Experiment `name` (`dvc exp run -n name` with `sets`, output to `log_path`) and what it scored."""
     start = time.monotonic()
     baseline = git(root, "rev-parse", "HEAD")
     error = run_experiment(root, name, sets, slot, log_path)
