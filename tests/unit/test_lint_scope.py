@@ -1,4 +1,4 @@
-"""`make lint` reads every Python file git tracks.
+"""`make lint` reads every Python file git tracks, and what it lets pass under tests/ cannot hide a test.
 
 pyproject.toml's ruff exclude once held "tune", meant for the study journals `e2e tune` writes under ./tune;
 ruff matches such a pattern as any path component, so it skipped src/e2e/tune as well, and the whole Optuna
@@ -7,9 +7,11 @@ package went unlinted (two unused imports, a seven-positional-argument function)
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,30 @@ def test_the_check_notices_a_package_left_out():
     """What the bug looked like: an exclude pattern that names a package's directory."""
     missed = tracked_python() - linted("--extend-exclude", "tune")
     assert "src/e2e/tune/search.py" in missed
+
+
+def twice_defined(source: str) -> list[str]:
+    """Test functions and classes a module defines more than once at its top level."""
+    names = Counter(
+        node.name
+        for node in ast.parse(source).body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and node.name.startswith(("test", "Test"))
+    )
+    return sorted(name for name, n in names.items() if n > 1)
+
+
+def test_no_test_module_defines_a_test_twice():
+    """pyproject turns ruff's F811 (redefinition) off under tests/, where a fixture imported from tests/support
+    is "redefined" as each test's argument; so a pasted test that keeps its name would silently replace the
+    first, which then never runs."""
+    modules = sorted((ROOT / "tests").rglob("test_*.py"))
+    assert len(modules) > 50
+    found = {m.relative_to(ROOT).as_posix(): twice_defined(m.read_text()) for m in modules}
+    assert {path: names for path, names in found.items() if names} == {}
+
+
+def test_the_check_finds_a_test_defined_twice():
+    assert twice_defined("def test_a():\n    pass\n\n\ndef test_a():\n    pass\n\n\ndef helper():\n    pass\n") == [
+        "test_a"
+    ]
