@@ -20,9 +20,7 @@ from e2e.config import ConvertParams
 from e2e.conversion.preprocess import preprocess, to_storage
 from e2e.errors import E2EError
 from e2e.sources.batch import Batch
-from e2e.sources.hdf5_reader import HDF5Reader
-from e2e.sources.parquet_reader import ParquetReader
-from e2e.sources.readers import open_reader
+from e2e.sources.readers import Reader, open_reader
 from e2e.sources.registry import Dataset
 from e2e.store.atomic import atomic_path
 from e2e.store.sparse import SparseBatch
@@ -143,7 +141,7 @@ def convert_file(
 
 
 def _write_part(
-    reader: HDF5Reader | ParquetReader,
+    reader: Reader,
     converted: Iterator[ConvertedBatch],
     part: Path,
     about: dict[str, Any],

@@ -46,11 +46,7 @@ def metadata(
     """The graph's metadata, each value JSON: what the model is, its preprocessing and where it came from;
     `epoch` is the checkpoint's (the best epoch, counted from 0)."""
     task = get_task(task_name)
-    output = (
-        f"probability that the image is a {get_task(task_name).classes[1]} (class 1)"
-        if task.is_classification
-        else "jet mass"
-    )
+    output = f"probability that the image is a {task.classes[1]} (class 1)" if task.is_classification else "jet mass"
     meta = {
         "task": task_name,
         "model": {"name": spec.model, "kwargs": spec.model_kwargs},

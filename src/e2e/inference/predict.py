@@ -31,9 +31,7 @@ from e2e.errors import E2EError
 from e2e.evaluation.members import ensemble_columns
 from e2e.inference.inputs import IMAGE_INPUTS, POINT_INPUTS, InputLayout
 from e2e.sources.batch import Batch
-from e2e.sources.hdf5_reader import HDF5Reader
-from e2e.sources.parquet_reader import ParquetReader
-from e2e.sources.readers import open_reader
+from e2e.sources.readers import Reader, open_reader
 from e2e.sources.registry import get_dataset
 from e2e.store.atomic import atomic_path
 from e2e.store.sparse import densify
@@ -85,7 +83,6 @@ def check_model(task: str | None, in_channels: int, task_name: str, cfg: Convert
 # members' predictions (N, K) or None)
 Outputs = tuple[np.ndarray, np.ndarray | None]
 Apply = Callable[[dict[str, np.ndarray]], Outputs]
-Reader = HDF5Reader | ParquetReader
 # what loading a backend gives: its Apply, the training's preprocessing, and the inputs the model takes
 Loaded = tuple[Apply, ConvertParams, InputLayout]
 

@@ -13,10 +13,11 @@ from e2e.sources.hdf5_reader import HDF5Reader
 from e2e.sources.parquet_reader import ParquetReader
 from e2e.sources.registry import Dataset
 
-READERS: dict[str, type[HDF5Reader] | type[ParquetReader]] = {"hdf5": HDF5Reader, "parquet": ParquetReader}
+Reader = HDF5Reader | ParquetReader
+READERS: dict[str, type[Reader]] = {"hdf5": HDF5Reader, "parquet": ParquetReader}
 
 
-def open_reader(dataset: Dataset, path: Path, *, require_target: bool = True) -> HDF5Reader | ParquetReader:
+def open_reader(dataset: Dataset, path: Path, *, require_target: bool = True) -> Reader:
     """require_target=False (predict): a file without the target column/key reads with Batch.target None."""
     if not path.is_file():
         raise E2EError(f"{path}: missing input file for dataset {dataset.name}")
